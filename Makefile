@@ -1,0 +1,25 @@
+# make demo: train on the built-in digits and write samples/ and logs/.  make test: the whole test suite.
+# Both create .venv and install into it first. GPU: make demo REQUIREMENTS=requirements-gpu.txt
+PYTHON ?= python3
+VENV ?= .venv
+REQUIREMENTS ?= requirements.txt
+PY := $(VENV)/bin/python
+
+.PHONY: demo test clean
+
+$(VENV)/.installed: $(REQUIREMENTS) requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r $(REQUIREMENTS) -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) main.py --train --dataset digits --epoch 2 --sample_freq 50
+	$(PY) main.py --dataset digits
+	@echo "Samples: samples/digits_28_28/   TensorBoard: $(VENV)/bin/tensorboard --logdir logs"
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,116 @@
+"""The run's configuration: one frozen dataclass that `main.py` makes from the flags.
+
+It is written as JSON beside the checkpoints, so test mode rebuilds the generator without the dataset and a
+resumed run can say exactly which flag no longer fits the saved variables.
+
+$ python main.py --train --dataset digits    # writes checkpoint/digits_28_28/config.json
+"""
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+from errors import UserError
+
+CONFIG_FILE = 'config.json'
+
+# Fields that set the shapes of the variables: a checkpoint loads only into a graph with the same values.
+SHAPE_FIELDS = ('output_height', 'output_width', 'c_dim', 'y_dim', 'z_dim', 'gf_dim', 'df_dim', 'gfc_dim',
+                'dfc_dim')
+
+Z_DISTRIBUTIONS = ('uniform_signed', 'normal')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a run needs; see the flags in main.py for the meaning and units of each field."""
+  # Data
+  dataset: str = 'digits'
+  data_dir: str = 'data'
+  input_fname_pattern: str = '*.jpg'
+  input_height: Optional[int] = None
+  input_width: Optional[int] = None
+  crop: bool = False
+  train_size: Optional[int] = None
+  # Model
+  output_height: int = 64
+  output_width: int = 64
+  c_dim: int = 3  # image channels, found in the data
+  y_dim: int = 0  # label classes, found in the data; 0 is an unconditional model
+  z_dim: int = 100
+  z_dist: str = 'uniform_signed'
+  gf_dim: int = 64
+  df_dim: int = 64
+  gfc_dim: int = 1024
+  dfc_dim: int = 1024
+  # Optimizer
+  learning_rate: float = 2e-4
+  beta1: float = 0.5
+  batch_size: int = 64
+  epoch: int = 25
+  g_steps: int = 2
+  # Output
+  checkpoint_dir: str = 'checkpoint'
+  sample_dir: str = 'samples'
+  log_dir: str = 'logs'
+  sample_num: int = 64
+  sample_freq: int = 100
+  ckpt_freq: int = 500
+  log_freq: int = 50
+  max_to_keep: int = 5
+  # Runtime
+  device: str = '/cpu:0'
+  seed: int = 0
+
+  @property
+  def key(self):
+    """Names the run's folders: the dataset and the output size, not the batch size."""
+    return f'{self.dataset}_{self.output_height}_{self.output_width}'
+
+  @property
+  def checkpoint_path(self):
+    return os.path.join(self.checkpoint_dir, self.key)
+
+  @property
+  def sample_path(self):
+    return os.path.join(self.sample_dir, self.key)
+
+  @property
+  def log_path(self):
+    return os.path.join(self.log_dir, self.key)
+
+
+def save(config, directory):
+  """Writes `config` as `directory/config.json`, replacing any older one in a single rename."""
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, CONFIG_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(path + '.tmp', path)
+
+
+def load(directory):
+  """Reads `directory/config.json`.
+
+  Returns:
+    The saved Config, or None when there is no such file.
+
+  Raises:
+    UserError: the file is not a config this program wrote.
+  """
+  path = os.path.join(directory, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return Config(**json.load(f))
+  except (ValueError, TypeError) as e:
+    raise UserError(f'{path} is not a config written by this program ({e})') from None
+
+
+def shape_differences(saved, current):
+  """The shape-setting fields whose values differ, as [(field, saved_value, current_value)]."""
+  return [(name, getattr(saved, name), getattr(current, name))
+          for name in SHAPE_FIELDS if getattr(saved, name) != getattr(current, name)]

@@ -1,0 +1,198 @@
+"""Trains a DCGAN, or writes a sample grid from the newest checkpoint. The only module that defines flags.
+
+$ python main.py --train --dataset digits                      # built-in digits, conditional, 28x28
+$ python main.py --train --dataset mnist --data_dir ../shared/data
+$ python main.py --train --dataset celebA --input_height 108 --crop
+$ python main.py --dataset celebA                              # no --train: a grid from the newest checkpoint
+"""
+
+import dataclasses
+import json
+import os
+import re
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # keep TensorFlow's C++ start-up chatter out of the log
+
+from absl import app, flags, logging  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import config as config_lib  # noqa: E402
+import datasets  # noqa: E402
+from errors import UserError  # noqa: E402
+from model import DCGAN  # noqa: E402
+
+# Mode
+flags.DEFINE_boolean('train', False, 'Train (resuming from the newest checkpoint). Without it, load the newest '
+                     'checkpoint and write a sample grid to --sample_dir/<key>/test_<step>.png.')
+# Data
+flags.DEFINE_string('dataset', 'digits', 'Dataset folder name under --data_dir; also the first part of the run '
+                    f'key <dataset>_<output_height>_<output_width>. Built in: {", ".join(datasets.BUILTIN)}.')
+flags.DEFINE_string('data_dir', 'data', 'Folder that holds the dataset folder <data_dir>/<dataset>.')
+flags.DEFINE_string('input_fname_pattern', '*.jpg', 'Glob of the image files inside the dataset folder. '
+                    'Ignored for MNIST-style IDX folders.')
+flags.DEFINE_boolean('crop', False, 'Centre-crop --input_height x --input_width pixels, then resize to the '
+                     'output size. Without it the whole image is resized.')
+flags.DEFINE_integer('input_height', None, 'Height of the centre crop in pixels; needs --crop.')
+flags.DEFINE_integer('input_width', None, 'Width of the centre crop in pixels; default --input_height.')
+flags.DEFINE_integer('train_size', None, 'Images per epoch, drawn afresh from a shuffle of the whole dataset '
+                     'every epoch; default all.')
+# Model
+flags.DEFINE_integer('output_height', None, 'Height of generated images in pixels; default 28 for MNIST-style '
+                     'datasets (mnist, digits, any IDX folder), else 64.')
+flags.DEFINE_integer('output_width', None, 'Width of generated images in pixels; default --output_height.')
+flags.DEFINE_boolean('conditional', True, 'Condition G and D on the labels when the dataset has them '
+                     '(MNIST-style IDX); --noconditional ignores the labels.')
+flags.DEFINE_integer('z_dim', 100, 'Length of the noise vector z.')
+flags.DEFINE_enum('z_dist', 'uniform_signed', config_lib.Z_DISTRIBUTIONS, 'Distribution of z: uniform_signed '
+                  'is U(-1, 1), normal is N(0, 1).')
+flags.DEFINE_integer('gf_dim', 64, 'Filters of the last hidden generator layer (earlier layers have 2x, 4x, 8x).')
+flags.DEFINE_integer('df_dim', 64, 'Filters of the first discriminator layer (later layers have 2x, 4x, 8x).')
+flags.DEFINE_integer('gfc_dim', 1024, 'Units of the generator\'s fully connected layer (conditional model).')
+flags.DEFINE_integer('dfc_dim', 1024, 'Units of the discriminator\'s fully connected layer (conditional model).')
+# Optimizer
+flags.DEFINE_float('learning_rate', 2e-4, 'Adam learning rate of both networks.')
+flags.DEFINE_float('beta1', 0.5, 'Adam beta1 (momentum), in [0, 1).')
+flags.DEFINE_integer('batch_size', 64, 'Images per training step.')
+flags.DEFINE_integer('epoch', 25, 'Epochs to train in all, counting those of a resumed checkpoint.')
+flags.DEFINE_integer('g_steps', 2, 'Generator updates after each discriminator update.')
+# Output
+flags.DEFINE_string('checkpoint_dir', 'checkpoint', 'Checkpoints go to <checkpoint_dir>/<key>/.')
+flags.DEFINE_string('sample_dir', 'samples', 'Sample grids go to <sample_dir>/<key>/.')
+# absl.logging already defines --log_dir (for log files, which it writes only when asked); it is ours too.
+flags.FLAGS.set_default('log_dir', 'logs')
+flags.FLAGS['log_dir'].help = 'TensorBoard event files go to <log_dir>/<key>/.'
+flags.DEFINE_integer('sample_num', 64, 'Images in each sample grid (any number; the grid need not be square).')
+flags.DEFINE_integer('sample_freq', 100, 'Write a sample grid every this many steps.')
+flags.DEFINE_integer('ckpt_freq', 500, 'Write a checkpoint every this many steps (and at the end).')
+flags.DEFINE_integer('log_freq', 50, 'Log a progress line and TensorBoard scalars every this many steps.')
+flags.DEFINE_integer('max_to_keep', 5, 'Checkpoints to keep; older ones are deleted.')
+# Runtime
+flags.DEFINE_string('device', None, 'Device of the model, e.g. /gpu:1 or /cpu:0; default the first GPU when '
+                    'one is visible, else the CPU. Ops with no kernel there fall back to the CPU.')
+flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z.')
+
+FLAGS = flags.FLAGS
+
+_POSITIVE = ('input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim', 'gf_dim',
+             'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'g_steps', 'sample_num', 'sample_freq',
+             'ckpt_freq', 'log_freq', 'max_to_keep')
+
+
+def _default_output_size():
+  folder = os.path.join(FLAGS.data_dir, FLAGS.dataset)
+  return 28 if FLAGS.dataset in ('mnist', *datasets.BUILTIN) or datasets.is_idx_folder(folder) else 64
+
+
+def _device():
+  if FLAGS.device is None:
+    return '/gpu:0' if tf.config.list_physical_devices('GPU') else '/cpu:0'
+  try:
+    tf.DeviceSpec.from_string(FLAGS.device)
+  except ValueError:
+    raise UserError(f'--device {FLAGS.device!r} is not a device name such as /gpu:0 or /cpu:0') from None
+  return FLAGS.device
+
+
+def config_from_flags():
+  """Checks the flags and turns them into a Config; c_dim and y_dim are filled in from the data later.
+
+  Raises:
+    UserError: a flag has a value that cannot work.
+  """
+  for name in _POSITIVE:
+    if FLAGS[name].value is not None and FLAGS[name].value < 1:
+      raise UserError(f'--{name} must be at least 1, not {FLAGS[name].value}')
+  if not FLAGS.learning_rate > 0:
+    raise UserError(f'--learning_rate must be above 0, not {FLAGS.learning_rate}')
+  if not 0 <= FLAGS.beta1 < 1:
+    raise UserError(f'--beta1 must be in [0, 1), not {FLAGS.beta1}')
+  if not FLAGS.dataset or os.sep in FLAGS.dataset or FLAGS.dataset in ('.', '..'):
+    raise UserError(f'--dataset must be a folder name inside --data_dir, not {FLAGS.dataset!r}')
+  if FLAGS.crop and FLAGS.input_height is None:
+    raise UserError('--crop needs --input_height (and optionally --input_width), the size of the centre crop')
+  output_height = FLAGS.output_height or _default_output_size()
+  return config_lib.Config(
+      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, input_fname_pattern=FLAGS.input_fname_pattern,
+      input_height=FLAGS.input_height, input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop,
+      train_size=FLAGS.train_size, output_height=output_height, output_width=FLAGS.output_width or output_height,
+      z_dim=FLAGS.z_dim, z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim,
+      dfc_dim=FLAGS.dfc_dim, learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, batch_size=FLAGS.batch_size,
+      epoch=FLAGS.epoch, g_steps=FLAGS.g_steps, checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir,
+      log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq,
+      ckpt_freq=FLAGS.ckpt_freq, log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, device=_device(),
+      seed=FLAGS.seed)
+
+
+def train(config):
+  dataset = datasets.load(config)
+  config = dataclasses.replace(config, c_dim=dataset.channels,
+                               y_dim=dataset.num_classes if FLAGS.conditional else 0)
+  used = min(len(dataset), config.train_size or len(dataset))
+  if config.batch_size > used:
+    raise UserError(f'--batch_size {config.batch_size} is larger than the {used} images an epoch uses '
+                    f'({len(dataset)} in {os.path.join(config.data_dir, config.dataset)}); lower --batch_size')
+  logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, len(dataset), config.c_dim,
+               f'{config.y_dim} label classes' if config.y_dim else 'unconditional')
+  logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
+  step = DCGAN(config, dataset).train()
+  logging.info('trained to step %d: checkpoints in %s, samples in %s, TensorBoard logs in %s', step,
+               config.checkpoint_path, config.sample_path, config.log_path)
+
+
+def _saved_keys(config):
+  """The output sizes of the checkpoints saved for --dataset, as {(height, width): key}."""
+  if not os.path.isdir(config.checkpoint_dir):
+    return {}
+  pattern = re.escape(config.dataset) + r'_(\d+)_(\d+)'
+  return {(int(m[1]), int(m[2])): m[0] for m in map(lambda d: re.fullmatch(pattern, d),
+                                                     sorted(os.listdir(config.checkpoint_dir))) if m}
+
+
+def test(config):
+  saved_keys = _saved_keys(config)
+  if FLAGS.output_height is None and FLAGS.output_width is None and len(saved_keys) == 1:
+    (height, width), = saved_keys  # the only size trained for this dataset
+    config = dataclasses.replace(config, output_height=height, output_width=width)
+  saved = config_lib.load(config.checkpoint_path)
+  if saved is None or tf.train.latest_checkpoint(config.checkpoint_path) is None:
+    others = [key for key in saved_keys.values() if key != config.key]
+    hint = f'; found instead: {", ".join(others)} (set --output_height/--output_width)' if others else ''
+    raise UserError(f'no checkpoint in {config.checkpoint_path} (the key comes from --dataset {config.dataset} '
+                    f'--output_height {config.output_height} --output_width {config.output_width}){hint}; '
+                    'train first with --train')
+  config = dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
+                               log_dir=config.log_dir, sample_num=config.sample_num, device=config.device,
+                               seed=config.seed)
+  path = DCGAN(config).write_test_grid()
+  logging.info('wrote %s', path)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise UserError(f'unexpected argument {argv[1]!r}; flags start with --')
+  config = config_from_flags()
+  train(config) if FLAGS.train else test(config)
+
+
+def _run_main(argv):
+  try:
+    main(argv)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except OSError as e:
+    print(f'error: {e.strerror or e}: {e.filename}' if e.filename else f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_flags(argv):
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {e} (see --helpfull)', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(_run_main, flags_parser=_parse_flags)

@@ -1,0 +1,170 @@
+"""Layer helpers for the DCGAN graph, built from `tf.compat.v1.get_variable` and `tf.nn`.
+
+Keras 3 removed `tf.compat.v1.layers`, so each helper here opens its own variable scope and makes its weights
+with `get_variable`. Calling a helper again under a reusing scope shares those weights. Images are NHWC: on a
+GPU, Grappler's layout optimizer turns the convolutions into the NCHW layout cuDNN prefers.
+
+$ python main.py --train --dataset digits    # builds the generator and discriminator from these helpers
+"""
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+WEIGHT_STDDEV = 0.02
+
+
+def _check_rank(x, rank, scope_name):
+  if x.shape.rank != rank or x.shape[-1] is None:
+    raise ValueError(f'{scope_name}: expected a rank-{rank} input with a known last dimension, '
+                     f'got shape {x.shape}')
+  return int(x.shape[-1])
+
+
+def _weights(shape, stddev):
+  return tf1.get_variable('w', shape, initializer=tf1.random_normal_initializer(stddev=stddev))
+
+
+def _bias(units):
+  return tf1.get_variable('b', [units], initializer=tf1.zeros_initializer())
+
+
+def conv2d(x, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, name='conv2d'):
+  """A strided 2-D convolution with SAME padding and a bias.
+
+  Args:
+    x: float tensor [batch, height, width, in_channels].
+    filters: number of output channels.
+    kernel: kernel height and width.
+    stride: step in both spatial dimensions; output size is ceil(size / stride).
+    stddev: standard deviation of the N(0, stddev) weight initializer.
+    name: variable scope holding `w` [kernel, kernel, in_channels, filters] and `b` [filters].
+
+  Returns:
+    Tensor [batch, ceil(height / stride), ceil(width / stride), filters].
+
+  Raises:
+    ValueError: `x` is not rank 4 with known channels.
+  """
+  with tf1.variable_scope(name) as scope:
+    in_channels = _check_rank(x, 4, scope.name)
+    w = _weights([kernel, kernel, in_channels, filters], stddev)
+    net = tf.nn.conv2d(x, w, strides=[1, stride, stride, 1], padding='SAME')
+    return tf.nn.bias_add(net, _bias(filters))
+
+
+def deconv2d(x, output_size, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, name='deconv2d'):
+  """A transposed convolution to an explicit output size, for any batch size.
+
+  Args:
+    x: float tensor [batch, height, width, in_channels]; batch may be unknown.
+    output_size: (out_height, out_width) with ceil(out / stride) equal to the input size, so odd sizes
+      such as 7 -> 14 -> 28 or 4 -> 7 work.
+    filters: number of output channels.
+    kernel: kernel height and width.
+    stride: upsampling factor in both spatial dimensions.
+    stddev: standard deviation of the N(0, stddev) weight initializer.
+    name: variable scope holding `w` [kernel, kernel, filters, in_channels] and `b` [filters].
+
+  Returns:
+    Tensor [batch, out_height, out_width, filters].
+
+  Raises:
+    ValueError: `x` is not rank 4, or `output_size` cannot come from the input size with this stride.
+  """
+  with tf1.variable_scope(name) as scope:
+    in_channels = _check_rank(x, 4, scope.name)
+    out_height, out_width = output_size
+    expected = (-(-out_height // stride), -(-out_width // stride))
+    if tuple(x.shape[1:3]) != expected:
+      raise ValueError(f'{scope.name}: input {x.shape[1]}x{x.shape[2]} cannot be upsampled by {stride} '
+                       f'to {out_height}x{out_width} (needs {expected[0]}x{expected[1]})')
+    w = _weights([kernel, kernel, filters, in_channels], stddev)
+    output_shape = tf.stack([tf.shape(x)[0], out_height, out_width, filters])
+    net = tf.nn.conv2d_transpose(x, w, output_shape, strides=[1, stride, stride, 1], padding='SAME')
+    return tf.nn.bias_add(net, _bias(filters))
+
+
+def linear(x, units, stddev=WEIGHT_STDDEV, name='linear'):
+  """A fully connected layer.
+
+  Args:
+    x: float tensor [batch, in_units].
+    units: number of outputs.
+    stddev: standard deviation of the N(0, stddev) weight initializer.
+    name: variable scope holding `w` [in_units, units] and `b` [units].
+
+  Returns:
+    Tensor [batch, units].
+
+  Raises:
+    ValueError: `x` is not rank 2 with a known last dimension.
+  """
+  with tf1.variable_scope(name) as scope:
+    in_units = _check_rank(x, 2, scope.name)
+    w = _weights([in_units, units], stddev)
+    return tf.nn.bias_add(tf.matmul(x, w), _bias(units))
+
+
+def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, name='batch_norm'):
+  """Batch normalization over every axis but the last, with moving averages for inference.
+
+  In training mode the batch statistics normalize `x` and ops that move `moving_mean` and `moving_variance`
+  towards them are added to `tf.GraphKeys.UPDATE_OPS`; the caller runs them with its train op. In inference
+  mode the moving averages normalize `x` and nothing is updated. The moving averages are MEAN-aggregated so
+  that replicas under a `tf.distribute` strategy keep one shared value.
+
+  Args:
+    x: float tensor [batch, channels] or [batch, height, width, channels].
+    is_training: Python bool: normalize by batch statistics and add update ops.
+    decay: momentum of the moving averages, in (0, 1).
+    epsilon: added to the variance.
+    name: variable scope holding `beta`, `gamma`, `moving_mean`, `moving_variance`, each [channels].
+
+  Returns:
+    Tensor of the shape of `x`.
+
+  Raises:
+    ValueError: `x` is neither rank 2 nor rank 4, or its channels are unknown.
+  """
+  with tf1.variable_scope(name) as scope:
+    if x.shape.rank not in (2, 4) or x.shape[-1] is None:
+      raise ValueError(f'{scope.name}: expected a rank-2 or rank-4 input with known channels, got {x.shape}')
+    channels = int(x.shape[-1])
+    beta = tf1.get_variable('beta', [channels], initializer=tf1.zeros_initializer())
+    gamma = tf1.get_variable('gamma', [channels], initializer=tf1.ones_initializer())
+    moving = dict(trainable=False, aggregation=tf.VariableAggregation.MEAN)
+    moving_mean = tf1.get_variable('moving_mean', [channels], initializer=tf1.zeros_initializer(), **moving)
+    moving_variance = tf1.get_variable('moving_variance', [channels], initializer=tf1.ones_initializer(),
+                                       **moving)
+
+    # The fused kernel wants NHWC, so a [batch, channels] input is normalized as [batch, 1, 1, channels].
+    net = x if x.shape.rank == 4 else tf.reshape(x, [-1, 1, 1, channels])
+    if is_training:
+      net, mean, variance = tf1.nn.fused_batch_norm(net, gamma, beta, epsilon=epsilon, is_training=True)
+      for average, value in ((moving_mean, mean), (moving_variance, variance)):
+        update = average.assign_sub((average - value) * (1.0 - decay))
+        tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, update)
+    else:
+      net, _, _ = tf1.nn.fused_batch_norm(net, gamma, beta, mean=moving_mean, variance=moving_variance,
+                                          epsilon=epsilon, is_training=False)
+    return net if x.shape.rank == 4 else tf.reshape(net, [-1, channels])
+
+
+def lrelu(x, leak=0.2):
+  """Leaky ReLU: max(x, leak * x)."""
+  return tf.maximum(x, leak * x)
+
+
+def conv_cond_concat(x, y):
+  """Appends a one-hot label to every pixel of a feature map.
+
+  Args:
+    x: float tensor [batch, height, width, channels].
+    y: float tensor [batch, y_dim], one-hot labels.
+
+  Returns:
+    Tensor [batch, height, width, channels + y_dim].
+  """
+  y_map = y[:, tf1.newaxis, tf1.newaxis, :] * tf.ones_like(x[:, :, :, :1])
+  return tf.concat([x, y_map], axis=3)

@@ -1,0 +1,64 @@
+"""Shared fixtures: the repository on sys.path, small generated datasets, and a runner for main.py."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(ROOT, '..', 'shared', 'data')
+sys.path.insert(0, ROOT)
+
+import datasets  # noqa: E402
+import digits  # noqa: E402
+
+# A model small enough to train a few steps in seconds.
+TINY_MODEL = ['--gf_dim', '8', '--df_dim', '8', '--gfc_dim', '32', '--dfc_dim', '32']
+
+
+def shared(name):
+  """The path of a folder of ../shared/data; skips the test when it is absent (a user's fresh clone)."""
+  path = os.path.join(SHARED_DATA, name)
+  if not os.path.isdir(path):
+    pytest.skip(f'{path} is absent (only developer machines and CI have ../shared)')
+  return path
+
+
+def write_idx_dataset(folder, count, seed=1):
+  """Writes `count` built-in style digits as MNIST train IDX files into `folder`; returns (images, labels)."""
+  os.makedirs(folder, exist_ok=True)
+  images, labels = digits.make_digits(count, seed=seed)
+  datasets.write_idx(os.path.join(folder, 'train-images-idx3-ubyte.gz'), images)
+  datasets.write_idx(os.path.join(folder, 'train-labels-idx1-ubyte.gz'), labels)
+  return images, labels
+
+
+def write_images(folder, count, size=(20, 24), mode='RGB', ext='png', seed=0):
+  """Writes `count` random images of `size` (width, height) and Pillow `mode` into `folder`."""
+  os.makedirs(folder, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  paths = []
+  for i in range(count):
+    pixels = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    path = os.path.join(folder, f'{i:03d}.{ext}')
+    image.save(path)
+    paths.append(path)
+  return paths
+
+
+@pytest.fixture(scope='session')
+def tiny_idx_root(tmp_path_factory):
+  """A data_dir holding `tiny/`: 96 labelled 28x28 digits as gzipped IDX files."""
+  root = tmp_path_factory.mktemp('data')
+  write_idx_dataset(os.path.join(root, 'tiny'), 96)
+  return str(root)
+
+
+def run_main(*args, cwd):
+  """Runs main.py as a user would; returns the CompletedProcess with text stdout and stderr."""
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=cwd, capture_output=True,
+                        text=True, stdin=subprocess.DEVNULL, timeout=600)

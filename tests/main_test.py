@@ -1,0 +1,169 @@
+"""End to end: main.py run as a user would, in a subprocess, on real files."""
+
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import TINY_MODEL, run_main, shared, write_images
+
+tf1 = tf.compat.v1
+
+# 96 digits, batch 16, 64 per epoch: 4 steps an epoch.
+TRAIN = ['--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '64', '--sample_num', '10',
+         '--sample_freq', '2', '--ckpt_freq', '2', '--log_freq', '1', *TINY_MODEL]
+
+
+def _dirs(tmp_path, data_root):
+  return ['--data_dir', data_root, '--checkpoint_dir', str(tmp_path / 'ckpt'), '--sample_dir',
+          str(tmp_path / 'samples'), '--log_dir', str(tmp_path / 'logs')]
+
+
+def _events(log_dir):
+  """(scalar tags with their steps, image tags, histogram tags, whether a graph was written)."""
+  scalars, images, histograms, graph = {}, set(), set(), False
+  for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
+    for event in tf1.train.summary_iterator(path):
+      graph = graph or bool(event.graph_def)
+      for value in event.summary.value:
+        if value.HasField('simple_value'):
+          scalars.setdefault(value.tag, []).append(event.step)
+        elif value.HasField('image'):
+          images.add(value.tag)
+        elif value.HasField('histo'):
+          histograms.add(value.tag)
+  return scalars, images, histograms, graph
+
+
+def _assert_user_error(result, *fragments):
+  assert result.returncode == 2, result.stderr
+  assert 'Traceback' not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert len(errors) == 1, result.stderr
+  for fragment in fragments:
+    assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, tiny_idx_root):
+  """One epoch (4 steps) of training, shared by the tests that only read what it wrote."""
+  tmp_path = tmp_path_factory.mktemp('run')
+  result = run_main(*TRAIN, '--epoch', '1', *_dirs(tmp_path, tiny_idx_root), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  return tmp_path, result
+
+
+def test_training_writes_checkpoint_samples_and_events(trained):
+  tmp_path, result = trained
+  assert 'started at step 0 (epoch 0, batch 0)' in result.stderr
+  assert 'img/s' in result.stderr and 'ETA' in result.stderr
+  ckpt = tmp_path / 'ckpt' / 'tiny_28_28'
+  assert tf.train.latest_checkpoint(str(ckpt)).endswith('DCGAN.model-4')
+  saved = json.loads((ckpt / 'config.json').read_text())
+  assert (saved['c_dim'], saved['y_dim'], saved['z_dist'], saved['output_height']) == (1, 10, 'uniform_signed', 28)
+  samples = sorted(os.listdir(tmp_path / 'samples' / 'tiny_28_28'))
+  assert samples == ['train_00_000002.png', 'train_00_000004.png']
+  with Image.open(tmp_path / 'samples' / 'tiny_28_28' / samples[-1]) as grid:
+    # 10 samples, one row per label: 10 rows of 1.
+    assert grid.size == (28 + 4, 10 * 30 + 2) and grid.mode == 'L'
+  scalars, images, histograms, graph = _events(str(tmp_path / 'logs' / 'tiny_28_28'))
+  for tag in ('d_loss_real', 'd_loss_fake', 'd_loss', 'g_loss', 'D(x)', 'D(G(z))'):
+    assert scalars[tag] == [1, 2, 3, 4], tag
+  assert images == {'samples'}
+  assert histograms == {'z', 'D_logits_real', 'D_logits_fake'}
+  assert graph
+
+
+def test_training_again_resumes_the_step_counter(trained, tiny_idx_root):
+  tmp_path, _ = trained
+  run_dir = tmp_path / 'resume'
+  shutil.copytree(tmp_path / 'ckpt', run_dir / 'ckpt')
+  result = run_main(*TRAIN, '--epoch', '2', *_dirs(run_dir, tiny_idx_root), cwd=run_dir)
+  assert result.returncode == 0, result.stderr
+  assert 'resumed from' in result.stderr and 'at step 4 (epoch 1, batch 0)' in result.stderr
+  assert tf.train.latest_checkpoint(str(run_dir / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-8')
+  assert sorted(os.listdir(run_dir / 'samples' / 'tiny_28_28')) == ['train_01_000006.png', 'train_01_000008.png']
+  scalars, _, _, _ = _events(str(run_dir / 'logs' / 'tiny_28_28'))
+  assert scalars['g_loss'] == [5, 6, 7, 8]
+
+
+def test_resume_continues_inside_an_epoch(trained, tiny_idx_root):
+  tmp_path, _ = trained
+  run_dir = tmp_path / 'mid'
+  shutil.copytree(tmp_path / 'ckpt', run_dir / 'ckpt')
+  # 96 images per epoch now: 6 steps an epoch, so step 4 is epoch 0, batch 4.
+  args = [a if a != '64' else '96' for a in TRAIN]
+  result = run_main(*args, '--epoch', '1', *_dirs(run_dir, tiny_idx_root), cwd=run_dir)
+  assert result.returncode == 0, result.stderr
+  assert 'at step 4 (epoch 0, batch 4)' in result.stderr
+  assert tf.train.latest_checkpoint(str(run_dir / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-6')
+
+
+def test_test_mode_writes_a_grid_without_the_dataset(trained):
+  tmp_path, _ = trained
+  result = run_main('--dataset', 'tiny', '--sample_num', '20', *_dirs(tmp_path, str(tmp_path / 'no_data')),
+                    cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  path = tmp_path / 'samples' / 'tiny_28_28' / 'test_000004.png'
+  assert str(path) in result.stderr
+  with Image.open(path) as grid:
+    pixels = np.asarray(grid)
+  assert pixels.shape == (10 * 30 + 2, 2 * 30 + 2)  # 20 samples, one row per label: 10 rows of 2
+  assert pixels[2:30, 2:30].std() > 0  # a generated image, not a blank cell
+
+
+def test_checkpoint_from_other_flags_names_the_flag(trained, tiny_idx_root):
+  tmp_path, _ = trained
+  args = [a if a != '32' else '48' for a in TRAIN]  # --gfc_dim 48 --dfc_dim 48
+  result = run_main(*args, '--epoch', '2', '--z_dim', '50', *_dirs(tmp_path, tiny_idx_root), cwd=tmp_path)
+  _assert_user_error(result, 'does not fit', '--z_dim 100 (now 50)', '--gfc_dim 32 (now 48)',
+                     '--dfc_dim 32 (now 48)')
+  assert tf.train.latest_checkpoint(str(tmp_path / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-4')
+
+
+def test_test_mode_without_a_checkpoint_says_where_it_looked(trained):
+  tmp_path, _ = trained
+  result = run_main('--dataset', 'tiny', '--output_height', '64', *_dirs(tmp_path, 'data'), cwd=tmp_path)
+  _assert_user_error(result, f'no checkpoint in {tmp_path / "ckpt" / "tiny_64_64"}', '--dataset tiny',
+                     '--output_height 64 --output_width 64', 'found instead: tiny_28_28')
+
+
+@pytest.mark.parametrize('args,fragments', [
+    (['--dataset', 'celebA'], ['no dataset folder', 'celebA', 'put the images in it']),
+    (['--dataset', 'mnist'], ['no dataset folder', 'put the MNIST IDX files']),
+    (['--dataset', 'pngs'], ["no file matches", "e.g. '000.png'", '--input_fname_pattern']),
+    (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--crop', '--input_height', '40'],
+     ['--crop 40x40 is larger than 3 of 3 images']),
+    (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--crop'], ['--crop needs --input_height']),
+    (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--batch_size', '4'],
+     ['--batch_size 4 is larger than the 3 images']),
+    (['--batch_size', '0'], ['--batch_size must be at least 1, not 0']),
+    (['--beta1', '1.5'], ['--beta1 must be in [0, 1)']),
+    (['--device', 'gpu zero'], ["--device 'gpu zero' is not a device name"]),
+    (['--no_such_flag'], ['Unknown command line flag', 'no_such_flag']),
+    (['--z_dist', 'cauchy'], ['z_dist', 'uniform_signed']),
+    (['stray'], ["unexpected argument 'stray'"]),
+])
+def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, fragments):
+  write_images(str(tmp_path / 'data' / 'pngs'), 3)
+  result = run_main('--train', *args, *_dirs(tmp_path, str(tmp_path / 'data')), cwd=tmp_path)
+  _assert_user_error(result, *fragments)
+  assert not os.path.exists(tmp_path / 'ckpt')
+
+
+def test_real_jpegs_train_a_step_at_64x64(tmp_path):
+  folder = shared('anime-faces')
+  result = run_main('--train', '--dataset', os.path.basename(folder), '--batch_size', '8', '--train_size', '8',
+                    '--epoch', '1', '--sample_num', '8', *TINY_MODEL,
+                    *_dirs(tmp_path, os.path.dirname(folder)), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert 'anime-faces: 5000 images, 3 channel(s), unconditional' in result.stderr
+  key = 'anime-faces_64_64'
+  assert tf.train.latest_checkpoint(str(tmp_path / 'ckpt' / key)).endswith('DCGAN.model-1')
+  with Image.open(tmp_path / 'samples' / key / 'train_00_000001.png') as grid:
+    assert grid.mode == 'RGB' and grid.size == (3 * 66 + 2, 3 * 66 + 2)

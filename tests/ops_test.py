@@ -1,0 +1,117 @@
+"""ops.py: shapes, variable names, sharing, batch-norm modes."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ops
+
+tf1 = tf.compat.v1
+
+
+def _run(fetches, feed=None):
+  with tf1.Session() as sess:
+    sess.run(tf1.global_variables_initializer())
+    return sess.run(fetches, feed)
+
+
+def _names():
+  return sorted(v.name for v in tf1.global_variables())
+
+
+def test_conv2d_shape_and_variables():
+  with tf.Graph().as_default():
+    net = ops.conv2d(tf.zeros([3, 27, 28, 2]), 4, name='c')
+    assert net.shape.as_list() == [3, 14, 14, 4]
+    assert _names() == ['c/b:0', 'c/w:0']
+    assert tf1.global_variables()[0].shape.as_list() == [5, 5, 2, 4]
+
+
+def test_deconv2d_any_batch_and_odd_sizes():
+  with tf.Graph().as_default():
+    x = tf1.placeholder(tf.float32, [None, 4, 4, 3])
+    net = ops.deconv2d(x, (7, 8), 2, name='d')
+    assert net.shape.as_list() == [None, 7, 8, 2]
+    for batch in (1, 5):
+      out = _run(net, {x: np.ones([batch, 4, 4, 3], np.float32)})
+      assert out.shape == (batch, 7, 8, 2)
+
+
+def test_deconv2d_rejects_a_size_the_input_cannot_reach():
+  with tf.Graph().as_default():
+    with pytest.raises(ValueError, match=r'outer/d: input 7x7 cannot be upsampled by 2 to 16x16'):
+      with tf1.variable_scope('outer'):
+        ops.deconv2d(tf.zeros([1, 7, 7, 3]), (16, 16), 2, name='d')
+
+
+def test_linear_shape_and_rank_error_names_scope():
+  with tf.Graph().as_default():
+    assert ops.linear(tf.zeros([2, 6]), 3, name='fc').shape.as_list() == [2, 3]
+    with pytest.raises(ValueError, match='fc2: expected a rank-2 input'):
+      ops.linear(tf.zeros([2, 3, 3, 1]), 3, name='fc2')
+
+
+def test_sharing_gives_the_same_variables_and_outputs():
+  with tf.Graph().as_default():
+    x = tf.random.stateless_normal([2, 8, 8, 3], seed=[1, 2])
+    with tf1.variable_scope('net'):
+      first = ops.conv2d(x, 4, name='c')
+    count = len(tf1.global_variables())
+    with tf1.variable_scope('net', reuse=True):
+      second = ops.conv2d(x, 4, name='c')
+    assert len(tf1.global_variables()) == count == 2
+    a, b = _run([first, second])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_sharing_without_reuse_is_an_error():
+  with tf.Graph().as_default():
+    ops.linear(tf.zeros([2, 3]), 4, name='fc')
+    with pytest.raises(ValueError, match='already exists'):
+      ops.linear(tf.zeros([2, 3]), 4, name='fc')
+
+
+def test_batch_norm_training_normalizes_and_moves_the_averages():
+  with tf.Graph().as_default():
+    data = np.random.default_rng(0).normal(3.0, 2.0, size=[16, 4, 4, 5]).astype(np.float32)
+    net = ops.batch_norm(tf.constant(data), is_training=True, name='bn')
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    assert len(updates) == 2
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      out = sess.run(net)
+      sess.run(updates)
+      mean, variance = sess.run(tf1.global_variables('bn/moving_'))
+  np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), 0, atol=1e-4)
+  np.testing.assert_allclose(out.std(axis=(0, 1, 2)), 1, atol=1e-2)
+  np.testing.assert_allclose(mean, 0.1 * data.mean(axis=(0, 1, 2)), rtol=1e-4)
+  assert np.all(variance > 1.0)  # 0.9 * 1 + 0.1 * about 4
+
+
+def test_batch_norm_inference_uses_the_moving_averages_and_adds_no_updates():
+  with tf.Graph().as_default():
+    x = tf.constant([[1.0, 2.0], [3.0, 6.0]])
+    net = ops.batch_norm(x, is_training=False, name='bn')
+    assert net.shape.as_list() == [2, 2]
+    assert not tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      sess.run([tf1.assign(tf1.global_variables('bn/moving_mean')[0], [1.0, 2.0]),
+                tf1.assign(tf1.global_variables('bn/moving_variance')[0], [4.0, 16.0])])
+      out = sess.run(net)
+  np.testing.assert_allclose(out, [[0.0, 0.0], [1.0, 1.0]], atol=1e-3)
+
+
+def test_lrelu():
+  with tf.Graph().as_default():
+    np.testing.assert_allclose(_run(ops.lrelu(tf.constant([-2.0, 0.0, 3.0]))), [-0.4, 0.0, 3.0], rtol=1e-6)
+
+
+def test_conv_cond_concat_appends_the_label_to_every_pixel():
+  with tf.Graph().as_default():
+    y = tf.constant([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    out = _run(ops.conv_cond_concat(tf.fill([2, 3, 4, 2], 7.0), y))
+  assert out.shape == (2, 3, 4, 5)
+  np.testing.assert_array_equal(out[..., :2], 7.0)
+  np.testing.assert_array_equal(out[0, 2, 3, 2:], [0.0, 1.0, 0.0])
+  np.testing.assert_array_equal(out[1, 0, 0, 2:], [1.0, 0.0, 0.0])

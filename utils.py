@@ -1,0 +1,127 @@
+"""Helpers: noise, sample grids and PNG files (Pillow, never scipy.misc), and training progress.
+
+$ python main.py --train --dataset digits    # grids made here land in samples/digits_28_28/
+"""
+
+import io
+import math
+import os
+import sys
+import time
+
+import numpy as np
+from absl import logging
+from PIL import Image
+from tqdm import tqdm
+
+GRID_PAD = 2
+GRID_PAD_VALUE = 128  # mid grey: separates cells on black and on white backgrounds, and marks empty cells
+
+
+def noise(distribution, shape, seed):
+  """Draws z: 'uniform_signed' is U(-1, 1), 'normal' is N(0, 1).
+
+  Args:
+    distribution: one of config.Z_DISTRIBUTIONS.
+    shape: output shape, [batch, z_dim].
+    seed: an int, a sequence of ints or a numpy Generator; the same seed gives the same z.
+
+  Returns:
+    float32 array of `shape`.
+  """
+  rng = np.random.default_rng(seed)
+  if distribution == 'uniform_signed':
+    return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
+  if distribution == 'normal':
+    return rng.standard_normal(size=shape).astype(np.float32)
+  raise ValueError(f'unknown z distribution {distribution!r}')
+
+
+def grid_shape(count, cols=None):
+  """Rows and columns of a grid for `count` images: `cols` columns, or as square as possible."""
+  cols = cols or math.ceil(math.sqrt(count))
+  return math.ceil(count / cols), cols
+
+
+def make_grid(images, cols=None):
+  """Tiles images into one picture; any count works, empty cells stay grey.
+
+  Args:
+    images: uint8 [count, height, width, channels].
+    cols: columns of the grid; default as square as possible.
+
+  Returns:
+    uint8 [rows * (height + pad) + pad, cols * (width + pad) + pad, channels].
+  """
+  count, height, width, channels = images.shape
+  rows, cols = grid_shape(count, cols)
+  grid = np.full((rows * (height + GRID_PAD) + GRID_PAD, cols * (width + GRID_PAD) + GRID_PAD, channels),
+                 GRID_PAD_VALUE, np.uint8)
+  for i, image in enumerate(images):
+    top = GRID_PAD + (i // cols) * (height + GRID_PAD)
+    left = GRID_PAD + (i % cols) * (width + GRID_PAD)
+    grid[top:top + height, left:left + width] = image
+  return grid
+
+
+def _pil(image):
+  image = np.asarray(image, np.uint8)
+  return Image.fromarray(image[:, :, 0] if image.shape[-1] == 1 else image)
+
+
+def save_png(path, image):
+  """Writes uint8 [height, width, 1 or 3] as a PNG; a reader never sees a half-written file."""
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  _pil(image).save(path + '.tmp', format='PNG')
+  os.replace(path + '.tmp', path)
+
+
+def png_bytes(image):
+  """uint8 [height, width, 1 or 3] -> PNG bytes, as TensorBoard's image summaries want."""
+  buffer = io.BytesIO()
+  _pil(image).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def _duration(seconds):
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
+
+
+class Progress:
+  """Training progress: a tqdm bar on a terminal, otherwise a log line every `log_every` steps.
+
+  Both show the epoch, the losses, D(x), D(G(z)), images/s and the time left.
+  """
+
+  def __init__(self, start, total, steps_per_epoch, batch_size, log_every):
+    self._total, self._steps_per_epoch = total, steps_per_epoch
+    self._batch_size, self._log_every = batch_size, log_every
+    self._window = (start, time.monotonic())
+    self._bar = None
+    if sys.stderr.isatty() and start < total:
+      self._bar = tqdm(initial=start, total=total, unit='step', dynamic_ncols=True)
+
+  def update(self, step, stats):
+    """Records that `step` steps are done; `stats` holds d_loss, g_loss, D(x), D(G(z))."""
+    if self._bar is not None:
+      self._bar.update(1)
+      self._bar.set_postfix_str(f'epoch {(step - 1) // self._steps_per_epoch} d_loss {stats["d_loss"]:.3f} '
+                                f'g_loss {stats["g_loss"]:.3f} D(x) {stats["D(x)"]:.2f} '
+                                f'D(G(z)) {stats["D(G(z))"]:.2f}', refresh=False)
+      return
+    if step % self._log_every and step != self._total:
+      return
+    first, since = self._window
+    now = time.monotonic()
+    steps_per_second = (step - first) / max(now - since, 1e-9)
+    self._window = (step, now)
+    logging.info('epoch %d step %d/%d  d_loss %.3f  g_loss %.3f  D(x) %.3f  D(G(z)) %.3f  %.1f img/s  ETA %s',
+                 (step - 1) // self._steps_per_epoch, step, self._total, stats['d_loss'], stats['g_loss'],
+                 stats['D(x)'], stats['D(G(z))'], steps_per_second * self._batch_size,
+                 _duration((self._total - step) / max(steps_per_second, 1e-9)))
+
+  def close(self):
+    if self._bar is not None:
+      self._bar.close()
