@@ -75,7 +75,7 @@ def render(label, rng):
       draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=255)
   canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(1.0, 2.5)))
   image = np.asarray(canvas.resize((SIZE, SIZE), Image.BILINEAR, reducing_gap=2.0), np.float32)
-  image = image * rng.uniform(1.0, 1.4) + rng.normal(0, 6, size=image.shape)
+  image = image * rng.uniform(1.0, 1.4) + rng.normal(0, 4, size=image.shape)
   return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
