@@ -1,9 +1,13 @@
-"""Trains a DCGAN, or writes a sample grid from the newest checkpoint. The only module that defines flags.
+"""Trains a DCGAN, or uses the newest checkpoint: a sample grid, N images, visualizations, export.
+
+The only module that defines flags.
 
 $ python main.py --train --dataset digits                      # built-in digits, conditional, 28x28
 $ python main.py --train --dataset mnist --data_dir ../shared/data
 $ python main.py --train --dataset celebA --input_height 108 --crop
 $ python main.py --dataset celebA                              # no --train: a grid from the newest checkpoint
+$ python main.py --dataset mnist --generate 1000 --labels all  # 1000 PNGs and manifest.json
+$ python main.py --dataset mnist --export exported/mnist        # a SavedModel of the generator
 """
 
 import dataclasses
@@ -19,12 +23,34 @@ import tensorflow as tf  # noqa: E402
 
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
+import generate  # noqa: E402
+import utils  # noqa: E402
 from errors import UserError  # noqa: E402
 from model import DCGAN  # noqa: E402
 
 # Mode
 flags.DEFINE_boolean('train', False, 'Train (resuming from the newest checkpoint). Without it, load the newest '
                      'checkpoint and write a sample grid to --sample_dir/<key>/test_<step>.png.')
+# Using a trained model (no --train)
+flags.DEFINE_integer('generate', None, 'Write this many images (any number) as PNG files, with grid.png and '
+                     'manifest.json, to --out_dir.')
+flags.DEFINE_string('labels', None, "Labels to generate or show for a conditional model: 'all' (every class in "
+                    "turn, the default) or a comma-separated list such as 3,3,7, repeated as needed.")
+flags.DEFINE_boolean('visualize', False, 'Write the pictures of --option to --out_dir.')
+flags.DEFINE_enum('option', '0', generate.OPTIONS, 'With --visualize: 0 a sample grid; 1 a PNG sweeping each of '
+                  'the first --num_dims dimensions of z; 2 GIFs sweeping --num_dims random dimensions; 3 GIFs '
+                  'sweeping dimensions from z = 0; 4 one GIF sweeping them all at once; interp a slerp through '
+                  '--seeds as a strip and a GIF; progress a GIF of the training grids in step order.')
+flags.DEFINE_list('seeds', ['0', '1'], 'With --option interp: the seeds (two or more) whose z to pass through; '
+                  "each is image 0 of --generate with that --seed.")
+flags.DEFINE_integer('frames', 16, 'Frames of a sweep, and of each step between two --seeds of interp.')
+flags.DEFINE_integer('num_dims', 10, 'Dimensions of z that --visualize options 1-4 sweep.')
+flags.DEFINE_string('out_dir', None, 'Folder for --generate and --visualize; default '
+                    '<sample_dir>/<key>/generated or <sample_dir>/<key>/visualize.')
+flags.DEFINE_string('export', None, 'Write a SavedModel of the generator to this new folder (serving_default: '
+                    'z [, labels] -> uint8 images).')
+flags.DEFINE_string('freeze', None, 'Write the generator as a frozen GraphDef .pb to this file (inputs '
+                    'sample_z:0 [, sample_labels:0], output sample_images:0).')
 # Data
 flags.DEFINE_string('dataset', 'digits', 'Dataset folder name under --data_dir; also the first part of the run '
                     f'key <dataset>_<output_height>_<output_width>. Built in: {", ".join(datasets.BUILTIN)}.')
@@ -76,7 +102,7 @@ FLAGS = flags.FLAGS
 
 _POSITIVE = ('input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim', 'gf_dim',
              'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'g_steps', 'sample_num', 'sample_freq',
-             'ckpt_freq', 'log_freq', 'max_to_keep')
+             'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims')
 
 
 def _default_output_size():
@@ -149,7 +175,12 @@ def _saved_keys(config):
                                                      sorted(os.listdir(config.checkpoint_dir))) if m}
 
 
-def test(config):
+def _trained_config(config):
+  """The config saved beside the newest checkpoint of the key, with this run's output and runtime flags.
+
+  Raises:
+    UserError: there is no checkpoint for the key; the message names the flags that make the key.
+  """
   saved_keys = _saved_keys(config)
   if FLAGS.output_height is None and FLAGS.output_width is None and len(saved_keys) == 1:
     (height, width), = saved_keys  # the only size trained for this dataset
@@ -161,18 +192,63 @@ def test(config):
     raise UserError(f'no checkpoint in {config.checkpoint_path} (the key comes from --dataset {config.dataset} '
                     f'--output_height {config.output_height} --output_width {config.output_width}){hint}; '
                     'train first with --train')
-  config = dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
-                               log_dir=config.log_dir, sample_num=config.sample_num, device=config.device,
-                               seed=config.seed)
-  path = DCGAN(config).write_test_grid()
-  logging.info('wrote %s', path)
+  return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
+                             log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
+                             device=config.device, seed=config.seed)
+
+
+def use_trained(config):
+  """No --train: a test grid, or --generate, --visualize, --export, --freeze, from the newest checkpoint."""
+  config = _trained_config(config)
+  labels = generate.parse_labels(FLAGS.labels, config.y_dim)
+  if FLAGS.num_dims > config.z_dim:
+    raise UserError(f'--num_dims {FLAGS.num_dims} is more than the {config.z_dim} dimensions of z')
+  seeds = _seeds()
+  out_dir = FLAGS.out_dir or os.path.join(config.sample_path, 'generated' if FLAGS.generate else 'visualize')
+  if FLAGS.generate or FLAGS.visualize:
+    generate.ensure_writable(out_dir)
+  dcgan = DCGAN(config)
+  with dcgan.session() as sess:
+    dcgan.restore(sess)
+    step = sess.run(dcgan.global_step)
+    gen = generate.Generator(dcgan, sess)
+    if FLAGS.generate:
+      generate.generate(gen, FLAGS.generate, labels, config.seed, out_dir)
+      logging.info('wrote %d images, grid.png and manifest.json to %s (step %d)', FLAGS.generate, out_dir, step)
+    elif FLAGS.visualize:
+      result = generate.visualize(gen, FLAGS.option, out_dir, labels=labels, seed=config.seed,
+                                  frames=FLAGS.frames, num_dims=FLAGS.num_dims, seeds=seeds)
+      logging.info('--option %s: wrote %d file(s) to %s (step %d)', FLAGS.option, len(result.files), out_dir, step)
+    elif not (FLAGS.export or FLAGS.freeze):
+      path = os.path.join(config.sample_path, f'test_{step:06d}.png')
+      utils.save_png(path, dcgan.sample_grid(sess))
+      logging.info('wrote %s', path)
+    if FLAGS.export:
+      generate.export_saved_model(dcgan, sess, FLAGS.export)
+      logging.info('exported the generator of step %d as a SavedModel to %s', step, FLAGS.export)
+    if FLAGS.freeze:
+      generate.freeze(dcgan, sess, FLAGS.freeze)
+      logging.info('froze the generator of step %d to %s', step, FLAGS.freeze)
+
+
+def _seeds():
+  try:
+    seeds = [int(seed) for seed in FLAGS.seeds]
+  except ValueError:
+    raise UserError(f'--seeds must be integers, not {",".join(FLAGS.seeds)}') from None
+  if len(seeds) < 2:
+    raise UserError('--seeds needs two or more seeds to interpolate between')
+  return seeds
 
 
 def main(argv):
   if len(argv) > 1:
     raise UserError(f'unexpected argument {argv[1]!r}; flags start with --')
+  using = [f'--{name}' for name in ('generate', 'visualize', 'export', 'freeze') if FLAGS[name].value]
+  if FLAGS.train and using:
+    raise UserError(f'--train cannot be combined with {", ".join(using)}: train first, then use the model')
   config = config_from_flags()
-  train(config) if FLAGS.train else test(config)
+  train(config) if FLAGS.train else use_trained(config)
 
 
 def _run_main(argv):

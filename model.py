@@ -239,6 +239,8 @@ class DCGAN:
   def __init__(self, config, dataset=None):
     self.config = config
     self.dataset = dataset
+    if dataset is not None:  # each epoch visits a fresh shuffle's first train_size images, in whole batches
+      self.steps_per_epoch = min(len(dataset), config.train_size or len(dataset)) // config.batch_size
     self.graph = tf.Graph()
     with self.graph.as_default():
       tf1.set_random_seed(config.seed)
@@ -259,15 +261,16 @@ class DCGAN:
         self.sampler = self._build_sampler(reuse=dataset is not None)
       self.saver = tf1.train.Saver(max_to_keep=config.max_to_keep)
       self.init = tf1.global_variables_initializer()
-    self.graph.finalize()
+    if dataset is not None:
+      self.graph.finalize()  # the training loop must not add ops (export adds some to the sampler graph)
 
   def _build_inputs(self):
     cfg = self.config
     images = tf.cast(self.pipeline.images, tf.float32) / 127.5 - 1.0
     z = tf1.placeholder(tf.float32, [None, cfg.z_dim], name='step_z')
+    self.z_label_ids = tf1.placeholder(tf.int32, [None], name='step_z_labels') if cfg.y_dim else None
     if not cfg.y_dim:
       return GANInputs(images=images, labels=None, z=z, z_labels=None)
-    self.z_label_ids = tf1.placeholder(tf.int32, [None], name='step_z_labels')
     return GANInputs(images=images, labels=tf.one_hot(self.pipeline.labels, cfg.y_dim), z=z,
                      z_labels=tf.one_hot(self.z_label_ids, cfg.y_dim))
 
@@ -277,7 +280,7 @@ class DCGAN:
     labels = tf1.placeholder(tf.int32, [None], name='sample_labels') if cfg.y_dim else None
     y = None if labels is None else tf.one_hot(labels, cfg.y_dim)
     images = generator(z, y, cfg, is_training=False, reuse=reuse)
-    return Sampler(z=z, labels=labels, images=_to_uint8(images))
+    return Sampler(z=z, labels=labels, images=tf.identity(_to_uint8(images), name='sample_images'))
 
   def session(self):
     """A session with soft placement (GPU ops fall back to the CPU) and GPU memory taken as needed."""
@@ -333,21 +336,11 @@ class DCGAN:
       feed[self.sampler.labels] = labels
     return utils.make_grid(sess.run(self.sampler.images, feed), cols)
 
-  def write_test_grid(self):
-    """Test mode: loads the newest checkpoint and writes samples/<key>/test_<step>.png; returns its path."""
-    with self.session() as sess:
-      if self.restore(sess) is None:
-        raise UserError(f'no checkpoint in {self.config.checkpoint_path}')
-      path = os.path.join(self.config.sample_path, f'test_{sess.run(self.global_step):06d}.png')
-      utils.save_png(path, self.sample_grid(sess))
-    return path
-
   # Training
 
   def train(self):
     """Trains until --epoch epochs are done, resuming at the epoch and batch of the newest checkpoint."""
-    cfg = self.config
-    steps_per_epoch = min(len(self.dataset), cfg.train_size or len(self.dataset)) // cfg.batch_size
+    cfg, steps_per_epoch = self.config, self.steps_per_epoch
     total_steps = cfg.epoch * steps_per_epoch
     with self.session() as sess:
       sess.run(self.init)
@@ -361,19 +354,13 @@ class DCGAN:
       while step < total_steps:
         epoch, batch = divmod(step, steps_per_epoch)
         if batch == 0 or step == start:
-          self._start_epoch(sess, epoch, batch, steps_per_epoch)
-        feed = self._generator_feed(step)
-        log = (step + 1) % cfg.log_freq == 0
-        # (1) update D
-        d_stats = sess.run(self._d_fetches(log), feed)
-        # (2) update G --g_steps times on the same z, so D does not win too early
-        for _ in range(cfg.g_steps):
-          g_stats = sess.run({'train': self.train_ops.g_train, 'g_loss': self.loss.g_loss}, feed)
+          self.start_epoch(sess, epoch, batch)
+        # (1) update D, then (2) update G --g_steps times
+        stats = self.train_step(sess, step, log=(step + 1) % cfg.log_freq == 0)
         step += 1
         # log
-        stats = {**d_stats, **g_stats}
         progress.update(step, stats)
-        if log:
+        if 'histograms' in stats:
           self._write_summaries(writer, step, stats)
         # sample
         if step % cfg.sample_freq == 0 or step == total_steps:
@@ -388,10 +375,25 @@ class DCGAN:
                    'to go on', start, cfg.epoch, total_steps)
     return step
 
-  def _start_epoch(self, sess, epoch, batch, steps_per_epoch):
+  def train_step(self, sess, step, log=False):
+    """One training step: (1) update D once, (2) update G --g_steps times, all on the same z.
+
+    Returns:
+      dict of the losses, D(x) and D(G(z)) of this step (and 'histograms', a summary, when `log`).
+    """
+    feed = self._generator_feed(step)
+    # (1) update D
+    stats = sess.run(self._d_fetches(log), feed)
+    # (2) update G --g_steps times, so that D does not win too early
+    for _ in range(self.config.g_steps):
+      stats.update(sess.run({'train': self.train_ops.g_train, 'g_loss': self.loss.g_loss}, feed))
+    return stats
+
+  def start_epoch(self, sess, epoch, batch):
+    """Points the input pipeline at `epoch`'s order, past its first `batch` batches."""
     cfg = self.config
     order = datasets.epoch_order(cfg.seed, epoch, len(self.dataset))
-    order = order[batch * cfg.batch_size:steps_per_epoch * cfg.batch_size]
+    order = order[batch * cfg.batch_size:self.steps_per_epoch * cfg.batch_size]
     sess.run(self.pipeline.initializer, self.pipeline.feed(order))
 
   def _generator_feed(self, step):

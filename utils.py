@@ -76,6 +76,22 @@ def save_png(path, image):
   os.replace(path + '.tmp', path)
 
 
+def read_png(path):
+  """Reads an image file as uint8 [height, width, 1 or 3]."""
+  with Image.open(path) as image:
+    pixels = np.asarray(image.convert('L' if image.mode in ('1', 'L', 'LA') else 'RGB'))
+  return pixels[:, :, np.newaxis] if pixels.ndim == 2 else pixels
+
+
+def save_gif(path, frames, seconds_per_frame=0.1):
+  """Writes uint8 frames [count, height, width, 1 or 3] as a looping GIF; a reader never sees half a file."""
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  images = [_pil(frame) for frame in frames]
+  images[0].save(path + '.tmp', format='GIF', save_all=True, append_images=images[1:],
+                 duration=int(seconds_per_frame * 1000), loop=0)
+  os.replace(path + '.tmp', path)
+
+
 def png_bytes(image):
   """uint8 [height, width, 1 or 3] -> PNG bytes, as TensorBoard's image summaries want."""
   buffer = io.BytesIO()

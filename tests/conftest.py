@@ -62,3 +62,33 @@ def run_main(*args, cwd):
   """Runs main.py as a user would; returns the CompletedProcess with text stdout and stderr."""
   return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=cwd, capture_output=True,
                         text=True, stdin=subprocess.DEVNULL, timeout=600)
+
+
+def dir_flags(run_dir, data_dir):
+  """The folder flags that keep a run's data and outputs inside `run_dir`."""
+  return ['--data_dir', str(data_dir), '--checkpoint_dir', str(run_dir / 'ckpt'), '--sample_dir',
+          str(run_dir / 'samples'), '--log_dir', str(run_dir / 'logs')]
+
+
+@pytest.fixture(scope='session')
+def trained_models(tmp_path_factory, tiny_idx_root):
+  """Two tiny trained models: 'cond' on 28x28 labelled digits, 'uncond' on 16x12 RGB images.
+
+  Returns:
+    {name: (run_dir, dataset)}; pass dir_flags(run_dir, ...) and --dataset to use one.
+  """
+  models = {}
+  run_dir = tmp_path_factory.mktemp('cond')
+  result = run_main('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '32', '--epoch', '2',
+                    '--sample_freq', '1', '--sample_num', '10', *TINY_MODEL, *dir_flags(run_dir, tiny_idx_root),
+                    cwd=run_dir)
+  assert result.returncode == 0, result.stderr
+  models['cond'] = (run_dir, 'tiny')
+  run_dir = tmp_path_factory.mktemp('uncond')
+  write_images(str(run_dir / 'data' / 'rgb'), 8)
+  result = run_main('--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16',
+                    '--output_width', '12', '--batch_size', '4', '--epoch', '1', *TINY_MODEL,
+                    *dir_flags(run_dir, run_dir / 'data'), cwd=run_dir)
+  assert result.returncode == 0, result.stderr
+  models['uncond'] = (run_dir, 'rgb')
+  return models

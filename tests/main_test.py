@@ -10,18 +10,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import TINY_MODEL, run_main, shared, write_images
+from conftest import TINY_MODEL, dir_flags, run_main, shared, write_images
 
 tf1 = tf.compat.v1
 
 # 96 digits, batch 16, 64 per epoch: 4 steps an epoch.
 TRAIN = ['--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '64', '--sample_num', '10',
          '--sample_freq', '2', '--ckpt_freq', '2', '--log_freq', '1', *TINY_MODEL]
-
-
-def _dirs(tmp_path, data_root):
-  return ['--data_dir', data_root, '--checkpoint_dir', str(tmp_path / 'ckpt'), '--sample_dir',
-          str(tmp_path / 'samples'), '--log_dir', str(tmp_path / 'logs')]
 
 
 def _events(log_dir):
@@ -53,7 +48,7 @@ def _assert_user_error(result, *fragments):
 def trained(tmp_path_factory, tiny_idx_root):
   """One epoch (4 steps) of training, shared by the tests that only read what it wrote."""
   tmp_path = tmp_path_factory.mktemp('run')
-  result = run_main(*TRAIN, '--epoch', '1', *_dirs(tmp_path, tiny_idx_root), cwd=tmp_path)
+  result = run_main(*TRAIN, '--epoch', '1', *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   return tmp_path, result
 
@@ -83,7 +78,7 @@ def test_training_again_resumes_the_step_counter(trained, tiny_idx_root):
   tmp_path, _ = trained
   run_dir = tmp_path / 'resume'
   shutil.copytree(tmp_path / 'ckpt', run_dir / 'ckpt')
-  result = run_main(*TRAIN, '--epoch', '2', *_dirs(run_dir, tiny_idx_root), cwd=run_dir)
+  result = run_main(*TRAIN, '--epoch', '2', *dir_flags(run_dir, tiny_idx_root), cwd=run_dir)
   assert result.returncode == 0, result.stderr
   assert 'resumed from' in result.stderr and 'at step 4 (epoch 1, batch 0)' in result.stderr
   assert tf.train.latest_checkpoint(str(run_dir / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-8')
@@ -98,7 +93,7 @@ def test_resume_continues_inside_an_epoch(trained, tiny_idx_root):
   shutil.copytree(tmp_path / 'ckpt', run_dir / 'ckpt')
   # 96 images per epoch now: 6 steps an epoch, so step 4 is epoch 0, batch 4.
   args = [a if a != '64' else '96' for a in TRAIN]
-  result = run_main(*args, '--epoch', '1', *_dirs(run_dir, tiny_idx_root), cwd=run_dir)
+  result = run_main(*args, '--epoch', '1', *dir_flags(run_dir, tiny_idx_root), cwd=run_dir)
   assert result.returncode == 0, result.stderr
   assert 'at step 4 (epoch 0, batch 4)' in result.stderr
   assert tf.train.latest_checkpoint(str(run_dir / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-6')
@@ -106,7 +101,7 @@ def test_resume_continues_inside_an_epoch(trained, tiny_idx_root):
 
 def test_test_mode_writes_a_grid_without_the_dataset(trained):
   tmp_path, _ = trained
-  result = run_main('--dataset', 'tiny', '--sample_num', '20', *_dirs(tmp_path, str(tmp_path / 'no_data')),
+  result = run_main('--dataset', 'tiny', '--sample_num', '20', *dir_flags(tmp_path, str(tmp_path / 'no_data')),
                     cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   path = tmp_path / 'samples' / 'tiny_28_28' / 'test_000004.png'
@@ -120,7 +115,7 @@ def test_test_mode_writes_a_grid_without_the_dataset(trained):
 def test_checkpoint_from_other_flags_names_the_flag(trained, tiny_idx_root):
   tmp_path, _ = trained
   args = [a if a != '32' else '48' for a in TRAIN]  # --gfc_dim 48 --dfc_dim 48
-  result = run_main(*args, '--epoch', '2', '--z_dim', '50', *_dirs(tmp_path, tiny_idx_root), cwd=tmp_path)
+  result = run_main(*args, '--epoch', '2', '--z_dim', '50', *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
   _assert_user_error(result, 'does not fit', '--z_dim 100 (now 50)', '--gfc_dim 32 (now 48)',
                      '--dfc_dim 32 (now 48)')
   assert tf.train.latest_checkpoint(str(tmp_path / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-4')
@@ -128,7 +123,7 @@ def test_checkpoint_from_other_flags_names_the_flag(trained, tiny_idx_root):
 
 def test_test_mode_without_a_checkpoint_says_where_it_looked(trained):
   tmp_path, _ = trained
-  result = run_main('--dataset', 'tiny', '--output_height', '64', *_dirs(tmp_path, 'data'), cwd=tmp_path)
+  result = run_main('--dataset', 'tiny', '--output_height', '64', *dir_flags(tmp_path, 'data'), cwd=tmp_path)
   _assert_user_error(result, f'no checkpoint in {tmp_path / "ckpt" / "tiny_64_64"}', '--dataset tiny',
                      '--output_height 64 --output_width 64', 'found instead: tiny_28_28')
 
@@ -151,7 +146,7 @@ def test_test_mode_without_a_checkpoint_says_where_it_looked(trained):
 ])
 def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, fragments):
   write_images(str(tmp_path / 'data' / 'pngs'), 3)
-  result = run_main('--train', *args, *_dirs(tmp_path, str(tmp_path / 'data')), cwd=tmp_path)
+  result = run_main('--train', *args, *dir_flags(tmp_path, str(tmp_path / 'data')), cwd=tmp_path)
   _assert_user_error(result, *fragments)
   assert not os.path.exists(tmp_path / 'ckpt')
 
@@ -160,7 +155,7 @@ def test_real_jpegs_train_a_step_at_64x64(tmp_path):
   folder = shared('anime-faces')
   result = run_main('--train', '--dataset', os.path.basename(folder), '--batch_size', '8', '--train_size', '8',
                     '--epoch', '1', '--sample_num', '8', *TINY_MODEL,
-                    *_dirs(tmp_path, os.path.dirname(folder)), cwd=tmp_path)
+                    *dir_flags(tmp_path, os.path.dirname(folder)), cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   assert 'anime-faces: 5000 images, 3 channel(s), unconditional' in result.stderr
   key = 'anime-faces_64_64'
