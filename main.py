@@ -96,7 +96,8 @@ flags.DEFINE_integer('max_to_keep', 5, 'Checkpoints to keep; older ones are dele
 # Runtime
 flags.DEFINE_string('device', None, 'Device of the model, e.g. /gpu:1 or /cpu:0; default the first GPU when '
                     'one is visible, else the CPU. Ops with no kernel there fall back to the CPU.')
-flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z.')
+flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z; with --generate, the z of every '
+                     'image.')
 
 FLAGS = flags.FLAGS
 
@@ -171,8 +172,8 @@ def _saved_keys(config):
   if not os.path.isdir(config.checkpoint_dir):
     return {}
   pattern = re.escape(config.dataset) + r'_(\d+)_(\d+)'
-  return {(int(m[1]), int(m[2])): m[0] for m in map(lambda d: re.fullmatch(pattern, d),
-                                                     sorted(os.listdir(config.checkpoint_dir))) if m}
+  matches = (re.fullmatch(pattern, name) for name in sorted(os.listdir(config.checkpoint_dir)))
+  return {(int(m[1]), int(m[2])): m[0] for m in matches if m}
 
 
 def _trained_config(config):
