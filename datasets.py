@@ -268,10 +268,13 @@ def make_pipeline(dataset, config):
     paths = tf1.placeholder(tf.string, [None], name='epoch_files')
     data = tf.data.Dataset.from_tensor_slices(paths).map(
         lambda path: (_decode(path, dataset.channels, config), tf.constant(0, tf.int32)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        num_parallel_calls=os.cpu_count() or 2, deterministic=True)
     all_paths = np.asarray(dataset.paths)
     feed = lambda order: {paths: all_paths[order]}
-  data = data.batch(config.batch_size, drop_remainder=True).prefetch(2)
+  # No autotuning: its background thread can hold up closing the session for tens of seconds after a long run.
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  data = data.batch(config.batch_size, drop_remainder=True).prefetch(2).with_options(options)
   iterator = tf1.data.make_initializable_iterator(data)
   batch_images, batch_labels = iterator.get_next()
   return InputPipeline(images=batch_images, labels=batch_labels if dataset.num_classes else None,

@@ -100,6 +100,7 @@ flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z
                      'image.')
 
 FLAGS = flags.FLAGS
+tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program logs itself
 
 _POSITIVE = ('input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim', 'gf_dim',
              'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'g_steps', 'sample_num', 'sample_freq',
