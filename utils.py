@@ -1,4 +1,4 @@
-"""Helpers: noise, sample grids and PNG files (Pillow, never scipy.misc), and training progress.
+"""Helpers: noise, sample grids and PNG files (with Pillow), and training progress.
 
 $ python main.py --train --dataset digits    # grids made here land in samples/digits_28_28/
 """
