@@ -123,9 +123,11 @@ class Progress:
     """Records that `step` steps are done; `stats` holds d_loss, g_loss, D(x), D(G(z))."""
     if self._bar is not None:
       self._bar.update(1)
+      steps_per_second = self._bar.format_dict['rate'] or 0.0
       self._bar.set_postfix_str(f'epoch {(step - 1) // self._steps_per_epoch} d_loss {stats["d_loss"]:.3f} '
                                 f'g_loss {stats["g_loss"]:.3f} D(x) {stats["D(x)"]:.2f} '
-                                f'D(G(z)) {stats["D(G(z))"]:.2f}', refresh=False)
+                                f'D(G(z)) {stats["D(G(z))"]:.2f} {steps_per_second * self._batch_size:.0f} img/s',
+                                refresh=False)
       return
     if step % self._log_every and step != self._total:
       return
