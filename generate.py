@@ -8,7 +8,6 @@ $ python main.py --dataset mnist --visualize --option interp --seeds 1,2,3
 $ python main.py --dataset mnist --export exported/mnist --freeze exported/mnist.pb
 """
 
-import collections
 import glob
 import json
 import os
@@ -139,9 +138,6 @@ def _slerp(a, b, t):
   return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
-Visualization = collections.namedtuple('Visualization', 'option files')
-
-
 def visualize(gen, option, out_dir, labels=None, seed=0, frames=16, num_dims=10, seeds=(0, 1)):
   """Writes the pictures of one --option into `out_dir`.
 
@@ -152,7 +148,7 @@ def visualize(gen, option, out_dir, labels=None, seed=0, frames=16, num_dims=10,
   progress a GIF of the training grids in the sample folder, in step order.
 
   Returns:
-    A Visualization with the paths written.
+    The paths written.
   """
   cfg = gen.config
   values = _sweep_values(cfg.z_dist, frames)
@@ -192,7 +188,7 @@ def visualize(gen, option, out_dir, labels=None, seed=0, frames=16, num_dims=10,
     files += _interpolate(gen, seeds, frames, row_labels, out_dir)
   elif option == 'progress':
     files.append(progress_gif(cfg.sample_path, out_dir))
-  return Visualization(option, files)
+  return files
 
 
 def _image_shape(cfg):

@@ -218,9 +218,9 @@ def use_trained(config):
       generate.generate(gen, FLAGS.generate, labels, config.seed, out_dir)
       logging.info('wrote %d images, grid.png and manifest.json to %s (step %d)', FLAGS.generate, out_dir, step)
     elif FLAGS.visualize:
-      result = generate.visualize(gen, FLAGS.option, out_dir, labels=labels, seed=config.seed,
-                                  frames=FLAGS.frames, num_dims=FLAGS.num_dims, seeds=seeds)
-      logging.info('--option %s: wrote %d file(s) to %s (step %d)', FLAGS.option, len(result.files), out_dir, step)
+      files = generate.visualize(gen, FLAGS.option, out_dir, labels=labels, seed=config.seed, frames=FLAGS.frames,
+                                 num_dims=FLAGS.num_dims, seeds=seeds)
+      logging.info('--option %s: wrote %d file(s) to %s (step %d)', FLAGS.option, len(files), out_dir, step)
     elif not (FLAGS.export or FLAGS.freeze):
       path = os.path.join(config.sample_path, f'test_{step:06d}.png')
       utils.save_png(path, dcgan.sample_grid(sess))
