@@ -106,13 +106,15 @@ def test_builtin_digits_are_rendered_once_and_deterministic(tmp_path, monkeypatc
   assert all(image[8:20, 8:20].max() > 200 and image[0].mean() < 30 for image in again_images)
 
 
-def test_folder_of_grayscale_images_gives_one_channel(tmp_path):
-  write_images(str(tmp_path / 'g'), 4, mode='L')
-  dataset = datasets.load(_config(tmp_path, 'g', input_fname_pattern='*.png', output_height=8, output_width=8))
+def test_folder_of_grayscale_images_gives_one_channel_with_exact_pixels(tmp_path):
+  paths = write_images(str(tmp_path / 'g'), 4, size=(20, 24), mode='L')
+  cfg = _config(tmp_path, 'g', input_fname_pattern='*.png', output_height=24, output_width=20, batch_size=4)
+  dataset = datasets.load(cfg)
   assert dataset.channels == 1 and dataset.num_classes == 0 and len(dataset) == 4
-  (images, ), = _batches(dataset, _config(tmp_path, 'g', output_height=8, output_width=8, batch_size=4),
-                         np.arange(4))
-  assert images.shape == (4, 8, 8, 1) and images.dtype == np.uint8
+  (images, ), = _batches(dataset, cfg, np.arange(4))
+  assert images.shape == (4, 24, 20, 1) and images.dtype == np.uint8
+  for image, path in zip(images, paths):
+    np.testing.assert_array_equal(image[..., 0], np.asarray(Image.open(path)))
 
 
 def test_mixed_modes_are_converted_to_rgb(tmp_path):
