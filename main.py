@@ -203,7 +203,7 @@ def use_trained(config):
   """No --train: a test grid, or --generate, --visualize, --export, --freeze, from the newest checkpoint."""
   config = _trained_config(config)
   labels = generate.parse_labels(FLAGS.labels, config.y_dim)
-  if FLAGS.num_dims > config.z_dim:
+  if FLAGS.visualize and FLAGS.num_dims > config.z_dim:
     raise UserError(f'--num_dims {FLAGS.num_dims} is more than the {config.z_dim} dimensions of z')
   seeds = _seeds()
   out_dir = FLAGS.out_dir or os.path.join(config.sample_path, 'generated' if FLAGS.generate else 'visualize')

@@ -14,7 +14,7 @@ import config as config_lib
 import generate
 import model
 import utils
-from conftest import ROOT, dir_flags, run_main
+from conftest import ROOT, TINY_MODEL, dir_flags, run_main
 
 SERVE = """
 import sys
@@ -156,3 +156,16 @@ def test_bad_requests_get_one_line_and_exit_code_2(trained_models, name, args, f
   assert 'Traceback' not in result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
   assert len(errors) == 1 and fragment in errors[0], result.stderr
+
+
+def test_num_dims_is_checked_only_when_visualizing(tmp_path, tiny_idx_root):
+  flags = ['--dataset', 'tiny', '--z_dim', '4', *dir_flags(tmp_path, tiny_idx_root)]
+  trained = run_main('--train', '--batch_size', '16', '--train_size', '16', '--epoch', '1', *TINY_MODEL, *flags,
+                     cwd=tmp_path)
+  assert trained.returncode == 0, trained.stderr
+  generated = run_main('--generate', '2', '--out_dir', str(tmp_path / 'out'), *flags, cwd=tmp_path)
+  assert generated.returncode == 0, generated.stderr
+  assert len(json.loads((tmp_path / 'out' / 'manifest.json').read_text())) == 2
+  shown = run_main('--visualize', '--option', '1', *flags, cwd=tmp_path)
+  assert shown.returncode == 2
+  assert 'error: --num_dims 10 is more than the 4 dimensions of z' in shown.stderr
