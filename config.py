@@ -9,8 +9,10 @@ $ python main.py --train --dataset digits    # writes checkpoint/digits_28_28/co
 import dataclasses
 import json
 import os
+import pathlib
 from typing import Optional
 
+import utils
 from errors import UserError
 
 CONFIG_FILE = 'config.json'
@@ -83,12 +85,9 @@ class Config:
 
 def save(config, directory):
   """Writes `config` as `directory/config.json`, replacing any older one in a single rename."""
-  os.makedirs(directory, exist_ok=True)
+  text = json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + '\n'
   path = os.path.join(directory, CONFIG_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(dataclasses.asdict(config), f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(path + '.tmp', path)
+  utils.write_atomically(path, lambda temporary: pathlib.Path(temporary).write_text(text))
 
 
 def load(directory):

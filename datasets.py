@@ -14,6 +14,7 @@ import dataclasses
 import glob
 import gzip
 import os
+import pathlib
 from typing import Optional
 
 import numpy as np
@@ -22,6 +23,7 @@ from absl import logging
 from PIL import Image
 
 import digits
+import utils
 from errors import UserError
 
 tf1 = tf.compat.v1
@@ -101,9 +103,8 @@ def write_idx(path, array):
   """Writes a uint8 array as a gzipped IDX file, replacing `path` in a single rename."""
   array = np.ascontiguousarray(array, np.uint8)
   header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, '>u4').tobytes()
-  with gzip.open(path + '.tmp', 'wb') as f:
-    f.write(header + array.tobytes())
-  os.replace(path + '.tmp', path)
+  data = gzip.compress(header + array.tobytes())
+  utils.write_atomically(path, lambda temporary: pathlib.Path(temporary).write_bytes(data))
 
 
 def _find(folder, name):

@@ -11,6 +11,7 @@ $ python main.py --dataset mnist --export exported/mnist --freeze exported/mnist
 import glob
 import json
 import os
+import pathlib
 import re
 
 import numpy as np
@@ -265,7 +266,4 @@ def freeze(dcgan, sess, path):
   """Writes G as a frozen GraphDef: inputs sample_z:0 (and sample_labels:0), output sample_images:0."""
   output = dcgan.sampler.images.op.name
   frozen = tf1.graph_util.convert_variables_to_constants(sess, dcgan.graph.as_graph_def(), [output])
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  with open(path + '.tmp', 'wb') as f:
-    f.write(frozen.SerializeToString())
-  os.replace(path + '.tmp', path)
+  utils.write_atomically(path, lambda temporary: pathlib.Path(temporary).write_bytes(frozen.SerializeToString()))

@@ -69,11 +69,19 @@ def _pil(image):
   return Image.fromarray(image[:, :, 0] if image.shape[-1] == 1 else image)
 
 
-def save_png(path, image):
-  """Writes uint8 [height, width, 1 or 3] as a PNG; a reader never sees a half-written file."""
+def write_atomically(path, write):
+  """Creates the parent folder, calls write(temporary_path), then renames the result to `path`.
+
+  A reader sees the old file or the whole new one, never half of it.
+  """
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  _pil(image).save(path + '.tmp', format='PNG')
+  write(path + '.tmp')
   os.replace(path + '.tmp', path)
+
+
+def save_png(path, image):
+  """Writes uint8 [height, width, 1 or 3] as a PNG, atomically."""
+  write_atomically(path, lambda temporary: _pil(image).save(temporary, format='PNG'))
 
 
 def read_png(path):
@@ -84,12 +92,11 @@ def read_png(path):
 
 
 def save_gif(path, frames, seconds_per_frame=0.1):
-  """Writes uint8 frames [count, height, width, 1 or 3] as a looping GIF; a reader never sees half a file."""
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  """Writes uint8 frames [count, height, width, 1 or 3] as a looping GIF, atomically."""
   images = [_pil(frame) for frame in frames]
-  images[0].save(path + '.tmp', format='GIF', save_all=True, append_images=images[1:],
-                 duration=int(seconds_per_frame * 1000), loop=0)
-  os.replace(path + '.tmp', path)
+  write_atomically(path, lambda temporary: images[0].save(
+      temporary, format='GIF', save_all=True, append_images=images[1:], duration=int(seconds_per_frame * 1000),
+      loop=0))
 
 
 def png_bytes(image):
