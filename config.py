@@ -61,9 +61,11 @@ class Config:
   ckpt_freq: int = 500
   log_freq: int = 50
   max_to_keep: int = 5
+  keep_every_hours: Optional[float] = None
   # Runtime
   device: str = '/cpu:0'
   seed: int = 0
+  deterministic: bool = False
 
   @property
   def key(self):

@@ -13,8 +13,12 @@ import concurrent.futures
 import dataclasses
 import glob
 import gzip
+import hashlib
+import json
 import os
 import pathlib
+import re
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -33,6 +37,8 @@ IDX_PAIRS = (('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
              ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'))
 # What tf.io.decode_image reads; other formats would fail inside the training step.
 DECODABLE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP')
+DECODE_CHECK_FILE = 'data_check.json'
+MAX_CLASSES = 1000
 GRAYSCALE_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'F')
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'),
               0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
@@ -83,7 +89,7 @@ def read_idx(path):
   try:
     with _open_maybe_gzip(path) as f:
       data = f.read()
-  except (OSError, EOFError) as e:
+  except (OSError, EOFError, zlib.error) as e:
     raise UserError(f'cannot read {path}: {e}') from None
   if len(data) < 4 or data[:2] != b'\0\0' or data[2] not in _IDX_TYPES or data[3] == 0:
     raise UserError(f'{path} is not an IDX file (bad magic number {data[:4].hex() or "(empty)"})')
@@ -138,7 +144,14 @@ def load_idx_folder(folder):
     if pair_images.ndim != 3 or pair_labels.ndim != 1 or len(pair_images) != len(pair_labels):
       raise UserError(f'{image_path} {list(pair_images.shape)} and {label_path} {list(pair_labels.shape)} '
                       'are not [count, height, width] images with [count] labels')
-    images.append(pair_images.astype(np.uint8))
+    if pair_images.dtype != np.uint8:
+      raise UserError(f'{image_path} holds {pair_images.dtype} pixels; MNIST-style images are unsigned bytes')
+    if len(pair_labels) and (pair_labels.min() < 0 or pair_labels.max() >= MAX_CLASSES):
+      raise UserError(f'{label_path} has labels from {pair_labels.min()} to {pair_labels.max()}; labels must be '
+                      f'0 to {MAX_CLASSES - 1}')
+    if not len(pair_images) or 0 in pair_images.shape[1:]:
+      raise UserError(f'{image_path} holds no images (its shape is {list(pair_images.shape)})')
+    images.append(pair_images)
     labels.append(pair_labels.astype(np.int32))
   return np.concatenate(images), np.concatenate(labels)
 
@@ -151,56 +164,140 @@ def _resize_all(images, height, width):
 
 
 def _header(path):
-  """(format, mode, width, height) from the file's header, or None when Pillow cannot identify it."""
+  """(format, mode, width, height) from the file's header, or a string saying why there is none."""
   try:
+    if os.path.getsize(path) == 0:
+      return 'empty file'
     with Image.open(path) as image:
+      if image.format not in DECODABLE_FORMATS:
+        return f'{image.format} is not one of {", ".join(DECODABLE_FORMATS)}'
       return image.format, image.mode, image.width, image.height
-  except (OSError, ValueError, Image.DecompressionBombError):
-    return None
+  except Image.DecompressionBombError:
+    return 'too many pixels'
+  except (OSError, ValueError, SyntaxError) as e:
+    return 'not an image' if isinstance(e, Image.UnidentifiedImageError) else f'unreadable: {e}'
 
 
-def _scan_folder(folder, config):
-  """Lists and checks the image files of a folder dataset; see load() for the errors."""
-  pattern = os.path.join(folder, config.input_fname_pattern)
-  paths = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+@dataclasses.dataclass
+class FolderScan:
+  """What is in a folder dataset.
+
+  Attributes:
+    pattern: the glob that was searched.
+    paths: the files that decode, sorted.
+    headers: (format, mode, width, height) of each of `paths`.
+    bad: [(path, why)] of the files matching the pattern that cannot be trained on.
+  """
+  pattern: str
+  paths: list
+  headers: list
+  bad: list
+
+  @property
+  def channels(self):
+    return 1 if all(h[1] in GRAYSCALE_MODES for h in self.headers) else 3
+
+  def too_small(self, config):
+    """The images smaller than the crop, as [(path, width, height)]."""
+    if not config.crop:
+      return []
+    return [(p, w, h) for p, (_, _, w, h) in zip(self.paths, self.headers)
+            if w < config.input_width or h < config.input_height]
+
+  def bad_summary(self, limit=3):
+    return '; '.join(f'{path} ({why})' for path, why in self.bad[:limit]) + ('; ...' if len(self.bad) > limit
+                                                                             else '')
+
+
+def _matching_files(folder, pattern):
+  paths = sorted(p for p in glob.glob(os.path.join(glob.escape(folder), pattern)) if os.path.isfile(p))
   if not paths:
     others = sorted(os.listdir(folder))
     hint = f'; it holds {len(others)} other entries, e.g. {others[0]!r}' if others else '; the folder is empty'
-    raise UserError(f'no file matches {pattern}{hint} (set --input_fname_pattern)')
-  with concurrent.futures.ThreadPoolExecutor(8) as pool:
-    headers = list(pool.map(_header, paths))
-  bad = [p for p, h in zip(paths, headers) if h is None or h[0] not in DECODABLE_FORMATS]
-  if bad:
-    logging.warning('skipping %d of %d files that are not JPEG, PNG, GIF or BMP images, e.g. %s',
-                    len(bad), len(paths), ', '.join(bad[:3]))
-  good = [(p, h) for p, h in zip(paths, headers) if h is not None and h[0] in DECODABLE_FORMATS]
-  if not good:
-    raise UserError(f'none of the {len(paths)} files matching {pattern} is a readable image')
-  if config.crop:
-    small = [(p, w, h) for p, (_, _, w, h) in good if w < config.input_width or h < config.input_height]
-    if small:
-      path, width, height = small[0]
-      raise UserError(f'--crop {config.input_height}x{config.input_width} is larger than {len(small)} of '
-                      f'{len(good)} images, e.g. {path} ({height}x{width}); '
-                      'lower --input_height/--input_width or drop --crop')
-  grayscale = all(h[1] in GRAYSCALE_MODES for _, h in good)
-  return tuple(p for p, _ in good), 1 if grayscale else 3
+    raise UserError(f'no file matches {os.path.join(folder, pattern)}{hint} (set --input_fname_pattern)')
+  return paths
 
 
-def load(config):
-  """Finds, checks and loads the dataset that `config` names.
+def scan_folder(folder, config, cache_dir=None):
+  """Reads the header of every matching file, then decodes each one as training will, to find the bad ones.
 
   Args:
-    config: a config.Config; reads dataset, data_dir, input_fname_pattern, crop, input_height,
-      input_width, output_height, output_width.
+    folder: the dataset folder.
+    config: a config.Config; reads input_fname_pattern and the crop and output sizes.
+    cache_dir: where to remember the files that failed to decode, keyed by the files' names, sizes and times,
+      so that a resumed run does not decode every image again; None to always decode.
 
   Returns:
-    A Dataset.
+    A FolderScan.
 
   Raises:
-    UserError: the folder is missing or empty, no file matches the pattern, the crop is larger than the
-      images, or IDX files are malformed.
+    UserError: no file matches the pattern.
   """
+  paths = _matching_files(folder, config.input_fname_pattern)
+  with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    headers = list(pool.map(_header, paths))
+  bad = [(p, h) for p, h in zip(paths, headers) if isinstance(h, str)]
+  good = [(p, h) for p, h in zip(paths, headers) if not isinstance(h, str)]
+  scan = FolderScan(os.path.join(folder, config.input_fname_pattern), [p for p, _ in good], [h for _, h in good],
+                    bad)
+  if scan.paths:
+    # Images smaller than the crop are an error of their own; check their pixels without cropping.
+    decode_config = dataclasses.replace(config, crop=False) if scan.too_small(config) else config
+    undecodable = _undecodable(scan.paths, scan.channels, decode_config, cache_dir)
+    if undecodable:
+      keep = [i for i, p in enumerate(scan.paths) if p not in undecodable]
+      scan = FolderScan(scan.pattern, [scan.paths[i] for i in keep], [scan.headers[i] for i in keep],
+                        sorted(bad + list(undecodable.items())))
+  return scan
+
+
+def _fingerprint(paths, channels, config):
+  digest = hashlib.sha256(repr((channels, config.crop, config.input_height, config.input_width,
+                                config.output_height, config.output_width)).encode())
+  for path in paths:
+    stat = os.stat(path)
+    digest.update(f'{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n'.encode())
+  return digest.hexdigest()
+
+
+def _undecodable(paths, channels, config, cache_dir):
+  """{path: why} of the files that TensorFlow's decoder (the one training uses) rejects."""
+  cache = os.path.join(cache_dir, DECODE_CHECK_FILE) if cache_dir else None
+  fingerprint = _fingerprint(paths, channels, config)
+  if cache and os.path.exists(cache):
+    try:
+      with open(cache) as f:
+        saved = json.load(f)
+      if saved.get('fingerprint') == fingerprint:
+        return dict(saved['undecodable'])
+    except (OSError, ValueError, KeyError, TypeError):
+      pass  # an unreadable cache only costs the time to decode again
+  logging.info('decoding %d images once to find corrupt ones%s', len(paths),
+               f' (remembered in {cache})' if cache else '')
+  # reduce_max reads every pixel: a static-shape result would let TensorFlow skip the decode altogether
+  data = tf.data.Dataset.from_tensor_slices(list(paths)).map(
+      lambda path: (path, tf.reduce_max(_decode(path, channels, config))), num_parallel_calls=os.cpu_count() or 2)
+  with utils.quiet_stderr():  # libjpeg and TensorFlow print a line or two for every broken file
+    decoded = {path.decode() for path, _ in data.ignore_errors().as_numpy_iterator()}
+    undecodable = {path: _decode_error(path, channels, config) for path in paths if path not in decoded}
+  if cache:
+    text = json.dumps({'fingerprint': fingerprint, 'undecodable': sorted(undecodable.items())})
+    utils.write_atomically(cache, lambda temporary: pathlib.Path(temporary).write_text(text))
+  return undecodable
+
+
+def _decode_error(path, channels, config):
+  try:
+    _decode(tf.constant(path), channels, config)
+  except tf.errors.OpError as e:
+    message = (e.message or type(e).__name__).strip().splitlines()[0]
+    message = re.sub(r'\s*\[Op:.*$', '', re.sub(r'^\{\{[^}]*\}\}\s*', '', message))
+    return f'corrupt or truncated: {message}'
+  return 'could not be decoded'
+
+
+def _find_or_render(config):
+  """The dataset folder, rendering a built-in dataset into it first when needed."""
   folder = os.path.join(config.data_dir, config.dataset)
   if config.dataset in BUILTIN and not is_idx_folder(folder):
     logging.info('rendering the built-in %s dataset into %s (once)', config.dataset, folder)
@@ -210,13 +307,111 @@ def load(config):
     write_idx(os.path.join(folder, IDX_PAIRS[0][0] + '.gz'), images)
   if not os.path.isdir(folder):
     raise UserError(f'no dataset folder {folder}: {_how_to_get(config.dataset)}')
+  return folder
+
+
+def load(config, strict=False, cache_dir=None):
+  """Finds, checks and loads the dataset that `config` names.
+
+  Files that match the pattern but are not images, or are corrupt or truncated, are skipped with one warning
+  that counts them (an error with `strict`).
+
+  Args:
+    config: a config.Config; reads dataset, data_dir, input_fname_pattern, crop, input_height,
+      input_width, output_height, output_width.
+    strict: make any bad file an error.
+    cache_dir: see scan_folder.
+
+  Returns:
+    A Dataset.
+
+  Raises:
+    UserError: the folder is missing or empty, no file matches the pattern or none is a readable image, the
+      crop is larger than some images, IDX files are malformed, or (with `strict`) a file is bad.
+  """
+  folder = _find_or_render(config)
   if is_idx_folder(folder):
     images, labels = load_idx_folder(folder)
     images = _resize_all(images, config.output_height, config.output_width)[..., np.newaxis]
     return Dataset(config.dataset, channels=1, num_classes=int(labels.max()) + 1, images=images,
                    labels=labels)
-  paths, channels = _scan_folder(folder, config)
-  return Dataset(config.dataset, channels=channels, paths=paths)
+  scan = scan_folder(folder, config, cache_dir)
+  total = len(scan.paths) + len(scan.bad)
+  if not scan.paths:
+    raise UserError(f'none of the {total} files matching {scan.pattern} is a readable image: {scan.bad_summary()}')
+  if scan.bad and strict:
+    raise UserError(f'{len(scan.bad)} of the {total} files matching {scan.pattern} cannot be read as images '
+                    f'(--strict): {scan.bad_summary()}')
+  small = scan.too_small(config)
+  if small:
+    path, width, height = small[0]
+    raise UserError(f'--crop {config.input_height}x{config.input_width} is larger than {len(small)} of '
+                    f'{len(scan.paths)} images, e.g. {path} ({height}x{width}); '
+                    'lower --input_height/--input_width or drop --crop')
+  if scan.bad:
+    logging.warning('skipping %d of %d files matching %s that cannot be read as images (--strict to stop '
+                    'instead): %s', len(scan.bad), total, scan.pattern, scan.bad_summary())
+  return Dataset(config.dataset, channels=scan.channels, paths=tuple(scan.paths))
+
+
+@dataclasses.dataclass
+class Report:
+  """What --check_data found; `lines` is the printed report, `problems` what stops training."""
+  lines: list
+  problems: list
+  bad: int = 0
+
+  def text(self):
+    return '\n'.join(self.lines)
+
+
+def _most_common(counter, limit=5):
+  return ', '.join(f'{key} x{count}' for key, count in counter.most_common(limit)) + (
+      f', {len(counter) - limit} more' if len(counter) > limit else '')
+
+
+def check(config):
+  """--check_data: reads every file of the dataset and describes it, without training.
+
+  Returns:
+    A Report.
+
+  Raises:
+    UserError: the folder is missing, or no file matches the pattern.
+  """
+  folder = _find_or_render(config)
+  if is_idx_folder(folder):
+    try:
+      images, labels = load_idx_folder(folder)
+    except UserError as e:
+      return Report([f'{folder}: MNIST-style IDX files', f'  problem: {e}'], [str(e)])
+    histogram = collections.Counter(labels.tolist())
+    return Report([f'{folder}: MNIST-style IDX files, {len(images)} grayscale images of '
+                   f'{images.shape[1]}x{images.shape[2]}',
+                   f'  labels: {len(histogram)} classes: ' +
+                   ', '.join(f'{k} x{v}' for k, v in sorted(histogram.items()))], [])
+  scan = scan_folder(folder, config)
+  lines = [f'{scan.pattern}: {len(scan.paths) + len(scan.bad)} files, {len(scan.paths)} readable images, '
+           f'{len(scan.bad)} bad']
+  if scan.paths:
+    lines += [f'  formats: {_most_common(collections.Counter(h[0] for h in scan.headers))}',
+              f'  modes: {_most_common(collections.Counter(h[1] for h in scan.headers))} -> trained as '
+              f'{"grayscale (1 channel)" if scan.channels == 1 else "RGB (3 channels)"}',
+              f'  sizes (height x width): '
+              f'{_most_common(collections.Counter(f"{h[3]}x{h[2]}" for h in scan.headers))}']
+  problems = []
+  if scan.bad:
+    lines.append('  bad files (skipped when training, fatal with --strict):')
+    lines += [f'    {path}: {why}' for path, why in scan.bad[:20]]
+    lines += [f'    ... and {len(scan.bad) - 20} more'] if len(scan.bad) > 20 else []
+  if not scan.paths:
+    problems.append('no file is a readable image')
+  small = scan.too_small(config)
+  if small:
+    problems.append(f'--crop {config.input_height}x{config.input_width} is larger than {len(small)} images, '
+                    f'e.g. {small[0][0]} ({small[0][2]}x{small[0][1]})')
+  lines += [f'  problem: {problem}' for problem in problems]
+  return Report(lines, problems, bad=len(scan.bad))
 
 
 def _how_to_get(name):

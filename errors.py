@@ -1,10 +1,17 @@
-"""The one exception type a user sees: a mistake in what they asked for or gave us.
+"""The exception types a user sees: a mistake in what they asked for or gave us, and a run that diverged.
 
-`main.py` prints its message as one line and exits with code 2; anything else is a bug and keeps its traceback.
+`main.py` prints the message as one line and exits with the error's `exit_code`; anything else is a bug and keeps
+its traceback.
 
 $ python main.py --train --dataset no_such_folder    # error: no dataset folder data/no_such_folder ...
 """
 
 
 class UserError(Exception):
-  """Bad flags, bad data or a checkpoint that does not fit; the message is one sentence for the user."""
+  """Bad flags, bad data, a checkpoint that does not fit or cannot be written; one sentence for the user."""
+  exit_code = 2
+
+
+class Diverged(UserError):
+  """A loss or a weight became NaN or Inf; nothing of the bad state was saved."""
+  exit_code = 3

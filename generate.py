@@ -53,22 +53,6 @@ def parse_labels(text, y_dim):
   return labels
 
 
-def ensure_writable(directory):
-  """Creates `directory` and checks that files can be written there.
-
-  Raises:
-    UserError: it cannot be created or written.
-  """
-  try:
-    os.makedirs(directory, exist_ok=True)
-    probe = os.path.join(directory, '.write_test')
-    with open(probe, 'w'):
-      pass
-    os.remove(probe)
-  except OSError as e:
-    raise UserError(f'cannot write to {directory}: {e.strerror}') from None
-
-
 class Generator:
   """G of a restored checkpoint: z (and labels) in, uint8 images out, in batches of any size."""
 

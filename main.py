@@ -6,6 +6,8 @@ $ python main.py --train --dataset digits                      # built-in digits
 $ python main.py --train --dataset mnist --data_dir ../shared/data
 $ python main.py --train --dataset celebA --input_height 108 --crop
 $ python main.py --dataset celebA                              # no --train: a grid from the newest checkpoint
+$ python main.py --dataset celebA --check_data                 # counts, sizes, modes and bad files; no training
+$ python main.py --train --dataset celebA --checkpoint 3000    # roll back to step 3000 and train on from there
 $ python main.py --dataset mnist --generate 1000 --labels all  # 1000 PNGs and manifest.json
 $ python main.py --dataset mnist --export exported/mnist        # a SavedModel of the generator
 """
@@ -21,6 +23,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # keep TensorFlow's C++ star
 from absl import app, flags, logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import checkpoints  # noqa: E402
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
 import generate  # noqa: E402
@@ -31,6 +34,10 @@ from model import DCGAN  # noqa: E402
 # Mode
 flags.DEFINE_boolean('train', False, 'Train (resuming from the newest checkpoint). Without it, load the newest '
                      'checkpoint and write a sample grid to --sample_dir/<key>/test_<step>.png.')
+flags.DEFINE_boolean('check_data', False, 'Check every file of the dataset and report counts, sizes, modes and bad '
+                     'files, then exit (non-zero when the data cannot be trained on).')
+flags.DEFINE_string('checkpoint', 'latest', "The checkpoint to load: 'latest' or a step number. With --train, a "
+                    'step rolls the run back to it: newer checkpoints move to <checkpoint_dir>/<key>/rolled_back/.')
 # Using a trained model (no --train)
 flags.DEFINE_integer('generate', None, 'Write this many images (any number) as PNG files, with grid.png and '
                      'manifest.json, to --out_dir.')
@@ -61,6 +68,8 @@ flags.DEFINE_boolean('crop', False, 'Centre-crop --input_height x --input_width 
                      'output size. Without it the whole image is resized.')
 flags.DEFINE_integer('input_height', None, 'Height of the centre crop in pixels; needs --crop.')
 flags.DEFINE_integer('input_width', None, 'Width of the centre crop in pixels; default --input_height.')
+flags.DEFINE_boolean('strict', False, 'Stop with an error on any unreadable or corrupt image file instead of '
+                     'skipping it with a warning.')
 flags.DEFINE_integer('train_size', None, 'Images per epoch, drawn afresh from a shuffle of the whole dataset '
                      'every epoch; default all.')
 # Model
@@ -93,11 +102,15 @@ flags.DEFINE_integer('sample_freq', 100, 'Write a sample grid every this many st
 flags.DEFINE_integer('ckpt_freq', 500, 'Write a checkpoint every this many steps (and at the end).')
 flags.DEFINE_integer('log_freq', 50, 'Log a progress line and TensorBoard scalars every this many steps.')
 flags.DEFINE_integer('max_to_keep', 5, 'Checkpoints to keep; older ones are deleted.')
+flags.DEFINE_float('keep_every_hours', None, 'Also keep one checkpoint every this many hours of training for good, '
+                   'beyond --max_to_keep, to roll back to (with --checkpoint STEP) if the run collapses later.')
 # Runtime
 flags.DEFINE_string('device', None, 'Device of the model, e.g. /gpu:1 or /cpu:0; default the first GPU when '
                     'one is visible, else the CPU. Ops with no kernel there fall back to the CPU.')
 flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z; with --generate, the z of every '
                      'image.')
+flags.DEFINE_boolean('deterministic', False, "Use TensorFlow's deterministic kernels, so that a run, stopped and "
+                     'resumed or not, ends with the same weights bit for bit (slower on a GPU).')
 
 FLAGS = flags.FLAGS
 tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program logs itself
@@ -131,6 +144,9 @@ def config_from_flags():
   for name in _POSITIVE:
     if FLAGS[name].value is not None and FLAGS[name].value < 1:
       raise UserError(f'--{name} must be at least 1, not {FLAGS[name].value}')
+  _checkpoint_step()  # checks --checkpoint
+  if FLAGS.keep_every_hours is not None and not FLAGS.keep_every_hours > 0:
+    raise UserError(f'--keep_every_hours must be above 0, not {FLAGS.keep_every_hours}')
   if not FLAGS.learning_rate > 0:
     raise UserError(f'--learning_rate must be above 0, not {FLAGS.learning_rate}')
   if not 0 <= FLAGS.beta1 < 1:
@@ -148,12 +164,25 @@ def config_from_flags():
       dfc_dim=FLAGS.dfc_dim, learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, batch_size=FLAGS.batch_size,
       epoch=FLAGS.epoch, g_steps=FLAGS.g_steps, checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir,
       log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq,
-      ckpt_freq=FLAGS.ckpt_freq, log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, device=_device(),
-      seed=FLAGS.seed)
+      ckpt_freq=FLAGS.ckpt_freq, log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep,
+      keep_every_hours=FLAGS.keep_every_hours, device=_device(), seed=FLAGS.seed, deterministic=FLAGS.deterministic)
+
+
+def _checkpoint_step():
+  """--checkpoint as a step number, or None for the newest."""
+  if FLAGS.checkpoint == 'latest':
+    return None
+  if not FLAGS.checkpoint.isdigit():
+    raise UserError(f"--checkpoint must be 'latest' or a step number, not {FLAGS.checkpoint!r}")
+  return int(FLAGS.checkpoint)
 
 
 def train(config):
-  dataset = datasets.load(config)
+  for directory in (config.checkpoint_path, config.sample_path, config.log_path):
+    utils.check_writable(directory)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  dataset = datasets.load(config, strict=FLAGS.strict, cache_dir=config.checkpoint_path)
   config = dataclasses.replace(config, c_dim=dataset.channels,
                                y_dim=dataset.num_classes if FLAGS.conditional else 0)
   used = min(len(dataset), config.train_size or len(dataset))
@@ -163,9 +192,31 @@ def train(config):
   logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, len(dataset), config.c_dim,
                f'{config.y_dim} label classes' if config.y_dim else 'unconditional')
   logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
-  step = DCGAN(config, dataset).train()
-  logging.info('trained to step %d: checkpoints in %s, samples in %s, TensorBoard logs in %s', step,
-               config.checkpoint_path, config.sample_path, config.log_path)
+  _warn_if_epochs_move(config)
+  step, stopped_by = DCGAN(config, dataset).train(_checkpoint_step())
+  if not stopped_by:
+    logging.info('trained to step %d: checkpoints in %s, samples in %s, TensorBoard logs in %s', step,
+                 config.checkpoint_path, config.sample_path, config.log_path)
+
+
+def _warn_if_epochs_move(config):
+  """The epoch and batch to resume at follow from the step and the steps per epoch, which these flags change."""
+  saved = config_lib.load(config.checkpoint_path)
+  for name in ('batch_size', 'train_size'):
+    if saved is not None and getattr(saved, name) != getattr(config, name):
+      logging.warning('--%s is %s, the checkpoint was trained with %s: the step count goes on, but the epoch and '
+                      'batch to resume at are counted with the new value', name, getattr(config, name),
+                      getattr(saved, name))
+
+
+def check_data(config):
+  """--check_data: reads every file of the dataset and prints what it found."""
+  report = datasets.check(config)
+  print(report.text())
+  problems = report.problems + ([f'{report.bad} bad files (--strict)'] if FLAGS.strict and report.bad else [])
+  if problems:
+    raise UserError(f'{os.path.join(config.data_dir, config.dataset)} cannot be trained on as it is: '
+                    f'{"; ".join(problems)}')
 
 
 def _saved_keys(config):
@@ -188,7 +239,7 @@ def _trained_config(config):
     (height, width), = saved_keys  # the only size trained for this dataset
     config = dataclasses.replace(config, output_height=height, output_width=width)
   saved = config_lib.load(config.checkpoint_path)
-  if saved is None or tf.train.latest_checkpoint(config.checkpoint_path) is None:
+  if saved is None or not checkpoints.steps(config.checkpoint_path):
     others = [key for key in saved_keys.values() if key != config.key]
     hint = f'; found instead: {", ".join(others)} (set --output_height/--output_width)' if others else ''
     raise UserError(f'no checkpoint in {config.checkpoint_path} (the key comes from --dataset {config.dataset} '
@@ -208,10 +259,10 @@ def use_trained(config):
   seeds = _seeds()
   out_dir = FLAGS.out_dir or os.path.join(config.sample_path, 'generated' if FLAGS.generate else 'visualize')
   if FLAGS.generate or FLAGS.visualize:
-    generate.ensure_writable(out_dir)
+    utils.ensure_writable(out_dir)
   dcgan = DCGAN(config)
   with dcgan.session() as sess:
-    dcgan.restore(sess)
+    dcgan.restore(sess, _checkpoint_step())
     step = sess.run(dcgan.global_step)
     gen = generate.Generator(dcgan, sess)
     if FLAGS.generate:
@@ -249,8 +300,15 @@ def main(argv):
   using = [f'--{name}' for name in ('generate', 'visualize', 'export', 'freeze') if FLAGS[name].value]
   if FLAGS.train and using:
     raise UserError(f'--train cannot be combined with {", ".join(using)}: train first, then use the model')
+  if FLAGS.check_data and using + ['--train'] * FLAGS.train:
+    raise UserError('--check_data only checks the dataset: run it on its own')
   config = config_from_flags()
-  train(config) if FLAGS.train else use_trained(config)
+  if FLAGS.check_data:
+    check_data(config)
+  elif FLAGS.train:
+    train(config)
+  else:
+    use_trained(config)
 
 
 def _run_main(argv):
@@ -258,7 +316,10 @@ def _run_main(argv):
     main(argv)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    sys.exit(e.exit_code)
+  except KeyboardInterrupt:
+    print('interrupted', file=sys.stderr)
+    sys.exit(130)
   except OSError as e:
     print(f'error: {e.strerror or e}: {e.filename}' if e.filename else f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -16,17 +16,18 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+import checkpoints
 import config as config_lib
 import datasets
+import safety
 import utils
-from errors import UserError
+from errors import Diverged, UserError
 from ops import batch_norm, conv2d, conv_cond_concat, deconv2d, linear, lrelu
 
 tf1 = tf.compat.v1
 
 GENERATOR = 'generator'
 DISCRIMINATOR = 'discriminator'
-CHECKPOINT_NAME = 'DCGAN.model'
 SAMPLE_Z_STREAM = 1 << 31  # seeds the fixed grid z apart from the per-step z, which uses the step number
 
 GANInputs = collections.namedtuple('GANInputs', 'images labels z z_labels')
@@ -259,7 +260,10 @@ class DCGAN:
               tf1.summary.histogram('D_logits_real', self.model.real_logits),
               tf1.summary.histogram('D_logits_fake', self.model.fake_logits)])
         self.sampler = self._build_sampler(reuse=dataset is not None)
-      self.saver = tf1.train.Saver(max_to_keep=config.max_to_keep)
+        floats = [v for v in tf1.global_variables() if v.dtype.base_dtype.is_floating]
+        self.weights_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats])
+      self.saver = tf1.train.Saver(max_to_keep=config.max_to_keep,
+                                   keep_checkpoint_every_n_hours=config.keep_every_hours or 10000.0)
       self.init = tf1.global_variables_initializer()
     if dataset is not None:
       self.graph.finalize()  # the training loop must not add ops (export adds some to the sampler graph)
@@ -290,17 +294,20 @@ class DCGAN:
 
   # Checkpoints
 
-  def restore(self, sess):
-    """Loads the newest checkpoint of this run's key, after checking that it fits this graph.
+  def restore(self, sess, step=None):
+    """Loads the newest complete checkpoint of this run's key (or that of `step`), after checking that it fits.
+
+    Broken newer checkpoints (a killed save) are set aside with a warning; see checkpoints.newest_complete.
 
     Returns:
       The checkpoint's path, or None when there is none (then nothing is loaded).
 
     Raises:
-      UserError: the checkpoint was written with flags that give variables of other shapes.
+      UserError: the checkpoint was written with flags that give variables of other shapes, or `step` has no
+        complete checkpoint.
     """
     cfg = self.config
-    path = tf.train.latest_checkpoint(cfg.checkpoint_path)
+    path = checkpoints.newest_complete(cfg.checkpoint_path, step)
     if path is None:
       return None
     saved = config_lib.load(cfg.checkpoint_path)
@@ -317,12 +324,22 @@ class DCGAN:
         raise UserError(f'the checkpoint {path} does not fit this model: variable {name} {found}, '
                         f'the model needs {shape}; it was written by another configuration')
     self.saver.restore(sess, path)
+    # --max_to_keep counts the checkpoints of earlier runs too
+    self.saver.set_last_checkpoints_with_time(
+        [(p, os.path.getmtime(p + '.index')) for p in checkpoints.managed(cfg.checkpoint_path)])
     return path
 
-  def save(self, sess, step):
-    """Writes checkpoint/<key>/DCGAN.model-<step>, keeping the newest --max_to_keep."""
-    return self.saver.save(sess, os.path.join(self.config.checkpoint_path, CHECKPOINT_NAME), global_step=step,
-                           write_meta_graph=False)
+  def save(self, sess, step, last_good=None):
+    """Writes checkpoint/<key>/DCGAN.model-<step>, keeping the newest --max_to_keep.
+
+    Raises:
+      Diverged: a weight is NaN or Inf; nothing is written.
+      UserError: the checkpoint could not be written; `last_good` (a path or None) is left intact.
+    """
+    if not sess.run(self.weights_finite):
+      raise Diverged(f'training diverged by step {step}: a weight is NaN or Inf, so it was not saved. '
+                     f'{safety.resume_hint(last_good)}')
+    return checkpoints.save(self.saver, sess, self.config.checkpoint_path, step, last_good)
 
   # Samples
 
@@ -338,42 +355,67 @@ class DCGAN:
 
   # Training
 
-  def train(self):
-    """Trains until --epoch epochs are done, resuming at the epoch and batch of the newest checkpoint."""
+  def train(self, from_step=None):
+    """Trains until --epoch epochs are done, resuming at the epoch and batch of the newest checkpoint.
+
+    Args:
+      from_step: resume from this step's checkpoint instead, moving newer ones to checkpoint/<key>/rolled_back/.
+
+    Returns:
+      (the step reached, the signal name that stopped training early or None).
+
+    Raises:
+      Diverged: a loss or a weight became NaN or Inf (nothing of that state is saved).
+      UserError: a checkpoint does not fit or could not be written.
+    """
     cfg, steps_per_epoch = self.config, self.steps_per_epoch
     total_steps = cfg.epoch * steps_per_epoch
-    with self.session() as sess:
+    with self.session() as sess, safety.GracefulStop() as stop:
       sess.run(self.init)
-      restored = self.restore(sess)
-      step = start = sess.run(self.global_step)
-      logging.info('%s at step %d (epoch %d, batch %d)', f'resumed from {restored}' if restored else 'started',
+      last_good = self.restore(sess, from_step)
+      if from_step is not None:
+        checkpoints.roll_back(cfg.checkpoint_path, from_step)
+      step = start = saved = int(sess.run(self.global_step))
+      logging.info('%s at step %d (epoch %d, batch %d)', f'resumed from {last_good}' if last_good else 'started',
                    step, step // steps_per_epoch, step % steps_per_epoch)
       config_lib.save(cfg, cfg.checkpoint_path)
       writer = tf1.summary.FileWriter(cfg.log_path, self.graph)
       progress = utils.Progress(start, total_steps, steps_per_epoch, cfg.batch_size, cfg.log_freq)
-      while step < total_steps:
-        epoch, batch = divmod(step, steps_per_epoch)
-        if batch == 0 or step == start:
-          self.start_epoch(sess, epoch, batch)
-        # (1) update D, then (2) update G --g_steps times
-        stats = self.train_step(sess, step, log=(step + 1) % cfg.log_freq == 0)
-        step += 1
-        # log
-        progress.update(step, stats)
-        if 'histograms' in stats:
-          self._write_summaries(writer, step, stats)
-        # sample
-        if step % cfg.sample_freq == 0 or step == total_steps:
-          self._write_samples(sess, writer, step, epoch)
-        # checkpoint
-        if step % cfg.ckpt_freq == 0 or step == total_steps:
-          self.save(sess, step)
-      progress.close()
-      writer.close()
-    if start >= total_steps:
+      watch = safety.DiscriminatorWinWatch()
+      try:
+        while step < total_steps and not stop.requested:
+          epoch, batch = divmod(step, steps_per_epoch)
+          if batch == 0 or step == start:
+            self.start_epoch(sess, epoch, batch)
+          # (1) update D, then (2) update G --g_steps times
+          stats = self.train_step(sess, step, log=(step + 1) % cfg.log_freq == 0)
+          step += 1
+          safety.check_finite(stats, step, last_good)
+          # log
+          progress.update(step, stats)
+          if 'histograms' in stats:
+            self._write_summaries(writer, step, stats)
+          warning = watch.update(stats)
+          if warning:
+            self._write_warning(writer, step, warning)
+          # sample
+          if step % cfg.sample_freq == 0 or step == total_steps:
+            self._write_samples(sess, writer, step, epoch)
+          # checkpoint
+          if step % cfg.ckpt_freq == 0 or step == total_steps:
+            last_good, saved = self.save(sess, step, last_good), step
+        if stop.requested and step > saved:
+          last_good = self.save(sess, step, last_good)
+      finally:
+        progress.close()
+        writer.close()
+    if stop.requested:
+      logging.info('stopped by %s at step %d; %s', stop.requested, step,
+                   f'saved {last_good}: run the same command to go on' if last_good else 'nothing to save yet')
+    elif start >= total_steps:
       logging.info('the checkpoint is at step %d, past --epoch %d (%d steps): nothing to train; raise --epoch '
                    'to go on', start, cfg.epoch, total_steps)
-    return step
+    return step, stop.requested
 
   def train_step(self, sess, step, log=False):
     """One training step: (1) update D once, (2) update G --g_steps times, all on the same z.
@@ -419,6 +461,12 @@ class DCGAN:
     scalars = [tf1.Summary.Value(tag=tag, simple_value=float(stats[tag]))
                for tag in ('d_loss_real', 'd_loss_fake', 'd_loss', 'g_loss', 'D(x)', 'D(G(z))')]
     writer.add_summary(tf1.Summary(value=scalars), step)
+
+  def _write_warning(self, writer, step, text):
+    logging.warning('step %d: %s', step, text)
+    value = tf1.Summary.Value(tag='warnings', tensor=tf.make_tensor_proto(text))
+    value.metadata.plugin_data.plugin_name = 'text'
+    writer.add_summary(tf1.Summary(value=[value]), step)
 
   def _write_samples(self, sess, writer, step, epoch):
     grid = self.sample_grid(sess)

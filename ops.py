@@ -143,7 +143,12 @@ def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, name='batch_norm'):
     if is_training:
       net, mean, variance = tf1.nn.fused_batch_norm(net, gamma, beta, epsilon=epsilon, is_training=True)
       for average, value in ((moving_mean, mean), (moving_variance, variance)):
-        update = average.assign_sub((average - value) * (1.0 - decay))
+        # A layer called twice in one step (D on real, then on fake images) moves its averages twice; the
+        # second move waits for the first, so the result does not depend on which thread runs first.
+        earlier = f'batch_norm_updates/{average.op.name}'
+        with tf.control_dependencies(tf1.get_collection(earlier)):
+          update = average.assign_sub((average - value) * (1.0 - decay))
+        tf1.add_to_collection(earlier, update)
         tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, update)
     else:
       net, _, _ = tf1.nn.fused_batch_norm(net, gamma, beta, mean=moving_mean, variance=moving_variance,

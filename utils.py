@@ -3,6 +3,7 @@
 $ python main.py --train --dataset digits    # grids made here land in samples/digits_28_28/
 """
 
+import contextlib
 import io
 import math
 import os
@@ -13,6 +14,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 from tqdm import tqdm
+
+from errors import UserError
 
 GRID_PAD = 2
 GRID_PAD_VALUE = 128  # mid grey: separates cells on black and on white backgrounds, and marks empty cells
@@ -67,6 +70,51 @@ def make_grid(images, cols=None):
 def _pil(image):
   image = np.asarray(image, np.uint8)
   return Image.fromarray(image[:, :, 0] if image.shape[-1] == 1 else image)
+
+
+def ensure_writable(directory):
+  """Creates `directory` and checks that files can be written there.
+
+  Raises:
+    UserError: it cannot be created or written.
+  """
+  try:
+    os.makedirs(directory, exist_ok=True)
+    probe = os.path.join(directory, '.write_test')
+    with open(probe, 'w'):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f'cannot write to {directory}: {e.strerror}') from None
+
+
+def check_writable(directory):
+  """Checks, without creating anything, that `directory` exists or could be created, and can be written.
+
+  Raises:
+    UserError: a part of the path is a file, or the nearest existing folder is read-only.
+  """
+  path = os.path.abspath(directory)
+  while not os.path.lexists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise UserError(f'cannot write to {directory}: {path} is not a folder')
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise UserError(f'cannot write to {directory}: {path} is read-only')
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+  """Sends what C++ libraries print to stderr (file descriptor 2) to /dev/null for the duration."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, 'w') as devnull:
+      os.dup2(devnull.fileno(), 2)
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
 
 
 def write_atomically(path, write):

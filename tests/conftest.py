@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,6 +63,31 @@ def run_main(*args, cwd):
   """Runs main.py as a user would; returns the CompletedProcess with text stdout and stderr."""
   return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=cwd, capture_output=True,
                         text=True, stdin=subprocess.DEVNULL, timeout=600)
+
+
+def assert_user_error(result, *fragments, code=2):
+  """The run failed with exit `code` and exactly one 'error: ' line, holding every fragment; no traceback."""
+  assert result.returncode == code, result.stderr
+  assert 'Traceback' not in result.stderr
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert len(errors) == 1, result.stderr
+  for fragment in fragments:
+    assert fragment in errors[0], errors[0]
+  return errors[0]
+
+
+def checkpoint_values(path):
+  """{variable name: numpy value} of a checkpoint prefix."""
+  reader = tf.train.load_checkpoint(str(path))
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def assert_same_values(a, b):
+  """Two checkpoints hold the same variables with bit-identical values."""
+  a, b = checkpoint_values(a), checkpoint_values(b)
+  assert sorted(a) == sorted(b)
+  different = [name for name in a if not np.array_equal(a[name], b[name])]
+  assert not different, f'{len(different)} of {len(a)} variables differ, e.g. {different[:3]}'
 
 
 def dir_flags(run_dir, data_dir):

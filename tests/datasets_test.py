@@ -1,9 +1,14 @@
 """datasets.py and digits.py: IDX files, image folders, the built-in digits, the input pipeline."""
 
 import gzip
+import io
+import json
 import logging as std_logging
 import os
+import re
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -218,3 +223,110 @@ def test_real_jpeg_folder_scans_as_rgb():
                           input_height=96, input_width=96)
   dataset = datasets.load(cfg)
   assert len(dataset) == 5000 and dataset.channels == 3 and dataset.num_classes == 0
+
+
+def _broken_files(folder):
+  """A corrupt JPEG, a truncated JPEG and PNG, a zero-byte file and a text file, beside good images."""
+  paths = write_images(str(folder), 4, size=(30, 30), ext='jpg')
+  jpeg = open(paths[0], 'rb').read()
+  (folder / 'truncated.jpg').write_bytes(jpeg[:len(jpeg) // 2])
+  (folder / 'corrupt.jpg').write_bytes(jpeg[:200] + bytes(range(256)) * 4)
+  png = io.BytesIO()
+  Image.new('RGB', (30, 30), 'red').save(png, format='PNG')
+  (folder / 'truncated_png.jpg').write_bytes(png.getvalue()[:-30])
+  (folder / 'zero.jpg').write_bytes(b'')
+  (folder / 'readme.jpg').write_text('these are faces')
+  return ['corrupt.jpg', 'readme.jpg', 'truncated.jpg', 'truncated_png.jpg', 'zero.jpg']
+
+
+def test_corrupt_truncated_and_empty_files_are_counted_skipped_and_named(tmp_path, caplog):
+  bad = _broken_files(tmp_path / 'f')
+  cfg = _config(tmp_path, 'f', output_height=16, output_width=16, batch_size=4)
+  with caplog.at_level(std_logging.WARNING):
+    dataset = datasets.load(cfg, cache_dir=str(tmp_path / 'cache'))
+  assert [os.path.basename(p) for p in dataset.paths] == ['000.jpg', '001.jpg', '002.jpg', '003.jpg']
+  warnings = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
+  assert len(warnings) == 1 and 'skipping 5 of 9 files' in warnings[0]
+  assert 'corrupt.jpg (corrupt or truncated' in warnings[0] and 'readme.jpg (not an image)' in warnings[0]
+  (images,), = _batches(dataset, cfg, np.arange(4))  # what is left decodes in the training pipeline
+  assert images.shape == (4, 16, 16, 3)
+  # the decode check is remembered, and redone when a file changes
+  cache = json.loads((tmp_path / 'cache' / datasets.DECODE_CHECK_FILE).read_text())
+  remembered = {os.path.basename(p) for p, _ in cache['undecodable']}  # headers fine, pixels broken
+  assert {'corrupt.jpg', 'truncated_png.jpg'} <= remembered <= set(bad)
+  (tmp_path / 'f' / 'truncated.jpg').write_bytes(open(dataset.paths[0], 'rb').read())
+  again = datasets.load(cfg, cache_dir=str(tmp_path / 'cache'))
+  assert len(again) == 5
+  with pytest.raises(UserError, match=r'4 of the 9 files matching .* cannot be read as images \(--strict\): '):
+    datasets.load(cfg, strict=True)
+
+
+def test_check_data_reports_counts_modes_sizes_and_bad_files(tmp_path):
+  _broken_files(tmp_path / 'f')
+  write_images(str(tmp_path / 'f'), 2, size=(40, 20), mode='L', ext='jpg', seed=5)  # overwrites 000 and 001
+  report = datasets.check(_config(tmp_path, 'f', crop=True, input_height=25, input_width=25))
+  text = report.text()
+  assert '9 files, 4 readable images, 5 bad' in text
+  assert re.search(r'modes: (RGB x2, L x2|L x2, RGB x2) -> trained as RGB \(3 channels\)', text)
+  assert re.search(r'sizes \(height x width\): (30x30 x2, 20x40 x2|20x40 x2, 30x30 x2)', text)
+  assert re.search(r'\n    .*zero.jpg: empty file', text) and re.search(r'\n    .*readme.jpg: not an image', text)
+  assert report.bad == 5 and report.problems == ['--crop 25x25 is larger than 2 images, e.g. '
+                                                 f'{tmp_path / "f" / "000.jpg"} (20x40)']
+
+
+@pytest.mark.parametrize('mutate, message', [
+    (lambda data: data[:len(data) // 2], 'Compressed file ended before the end-of-stream marker'),
+    (lambda data: data[:10] + b'\xff' * 20 + data[30:], 'while decompressing data'),  # zlib.error
+    (lambda data: data[:-8] + b'\0' * 8, 'CRC check failed'),
+])
+def test_damaged_gzip_idx_files_get_a_sentence(tmp_path, mutate, message):
+  path = tmp_path / 'x-idx3-ubyte.gz'
+  datasets.write_idx(str(path), np.random.default_rng(0).integers(0, 256, [50, 28, 28], dtype=np.uint8))
+  path.write_bytes(mutate(path.read_bytes()))
+  with pytest.raises(UserError, match=f'cannot read .*x-idx3-ubyte.gz: .*{message}'):
+    datasets.read_idx(str(path))
+
+
+def test_idx_labels_must_be_small_non_negative_integers(tmp_path):
+  folder = tmp_path / 'm'
+  write_idx_dataset(str(folder), 10)
+  with gzip.open(folder / 'train-labels-idx1-ubyte.gz', 'wb') as f:  # int32 labels, one of them -1
+    f.write(bytes([0, 0, 0x0C, 1]) + np.asarray([10], '>u4').tobytes() + np.asarray([1] * 9 + [-1], '>i4').tobytes())
+  with pytest.raises(UserError, match='has labels from -1 to 1; labels must be 0 to 999'):
+    datasets.load_idx_folder(str(folder))
+
+
+_MODES = ['1', 'L', 'LA', 'P', 'RGB', 'RGBA', 'I;16', 'I', 'F', 'CMYK', 'YCbCr']
+_FORMATS = ['PNG', 'JPEG', 'GIF', 'BMP', 'TIFF', 'WEBP']
+
+
+@hypothesis.settings(max_examples=40, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+@hypothesis.given(mode=st.sampled_from(_MODES), image_format=st.sampled_from(_FORMATS),
+                  width=st.integers(1, 40), height=st.integers(1, 40),
+                  damage=st.one_of(st.none(), st.floats(0.0, 0.99), st.binary(max_size=300)),
+                  seed=st.integers(0, 2 ** 16))
+def test_any_file_either_loads_as_valid_pixels_or_raises_our_error(tmp_path_factory, mode, image_format, width,
+                                                                    height, damage, seed):
+  folder = tmp_path_factory.mktemp('random') / 'r'
+  folder.mkdir()
+  pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+  buffer = io.BytesIO()
+  try:
+    Image.fromarray(pixels).convert(mode).save(buffer, format=image_format)
+  except (OSError, ValueError, KeyError):
+    hypothesis.assume(False)  # Pillow cannot write this mode in this format
+  data = buffer.getvalue()
+  if isinstance(damage, float):
+    data = data[:int(len(data) * damage)]  # truncated
+  elif isinstance(damage, bytes):
+    data = damage  # random bytes
+  (folder / 'image.img').write_bytes(data)
+  cfg = _config(folder.parent, 'r', input_fname_pattern='*.img', output_height=8, output_width=6, batch_size=1)
+  try:
+    dataset = datasets.load(cfg)
+  except UserError as e:
+    assert 'is a readable image' in str(e)
+    return
+  (images,), = _batches(dataset, cfg, np.arange(1))
+  assert images.shape == (1, 8, 6, dataset.channels) and images.dtype == np.uint8

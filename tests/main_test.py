@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import TINY_MODEL, dir_flags, run_main, shared, write_images
+from conftest import TINY_MODEL, assert_user_error, dir_flags, run_main, shared, write_images
 
 tf1 = tf.compat.v1
 
@@ -33,15 +33,6 @@ def _events(log_dir):
         elif value.HasField('histo'):
           histograms.add(value.tag)
   return scalars, images, histograms, graph
-
-
-def _assert_user_error(result, *fragments):
-  assert result.returncode == 2, result.stderr
-  assert 'Traceback' not in result.stderr
-  errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
-  assert len(errors) == 1, result.stderr
-  for fragment in fragments:
-    assert fragment in errors[0], errors[0]
 
 
 @pytest.fixture(scope='module')
@@ -116,7 +107,7 @@ def test_checkpoint_from_other_flags_names_the_flag(trained, tiny_idx_root):
   tmp_path, _ = trained
   args = [a if a != '32' else '48' for a in TRAIN]  # --gfc_dim 48 --dfc_dim 48
   result = run_main(*args, '--epoch', '2', '--z_dim', '50', *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
-  _assert_user_error(result, 'does not fit', '--z_dim 100 (now 50)', '--gfc_dim 32 (now 48)',
+  assert_user_error(result, 'does not fit', '--z_dim 100 (now 50)', '--gfc_dim 32 (now 48)',
                      '--dfc_dim 32 (now 48)')
   assert tf.train.latest_checkpoint(str(tmp_path / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-4')
 
@@ -124,7 +115,7 @@ def test_checkpoint_from_other_flags_names_the_flag(trained, tiny_idx_root):
 def test_test_mode_without_a_checkpoint_says_where_it_looked(trained):
   tmp_path, _ = trained
   result = run_main('--dataset', 'tiny', '--output_height', '64', *dir_flags(tmp_path, 'data'), cwd=tmp_path)
-  _assert_user_error(result, f'no checkpoint in {tmp_path / "ckpt" / "tiny_64_64"}', '--dataset tiny',
+  assert_user_error(result, f'no checkpoint in {tmp_path / "ckpt" / "tiny_64_64"}', '--dataset tiny',
                      '--output_height 64 --output_width 64', 'found instead: tiny_28_28')
 
 
@@ -147,8 +138,10 @@ def test_test_mode_without_a_checkpoint_says_where_it_looked(trained):
 def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, fragments):
   write_images(str(tmp_path / 'data' / 'pngs'), 3)
   result = run_main('--train', *args, *dir_flags(tmp_path, str(tmp_path / 'data')), cwd=tmp_path)
-  _assert_user_error(result, *fragments)
-  assert not os.path.exists(tmp_path / 'ckpt')
+  assert_user_error(result, *fragments)
+  # nothing written, apart from the record of which images decode once the data has been checked
+  assert not os.path.exists(tmp_path / 'samples') and not os.path.exists(tmp_path / 'logs')
+  assert not glob.glob(str(tmp_path / 'ckpt' / '*' / 'DCGAN.model*'))
 
 
 def test_real_jpegs_train_a_step_at_64x64(tmp_path):
@@ -162,3 +155,51 @@ def test_real_jpegs_train_a_step_at_64x64(tmp_path):
   assert tf.train.latest_checkpoint(str(tmp_path / 'ckpt' / key)).endswith('DCGAN.model-1')
   with Image.open(tmp_path / 'samples' / key / 'train_00_000001.png') as grid:
     assert grid.mode == 'RGB' and grid.size == (3 * 66 + 2, 3 * 66 + 2)
+
+
+def test_an_output_folder_that_cannot_be_written_stops_at_start_up(tmp_path, tiny_idx_root):
+  (tmp_path / 'taken').write_text('a file where a folder should be')
+  result = run_main(*TRAIN, '--epoch', '1', *dir_flags(tmp_path, tiny_idx_root), '--sample_dir',
+                    str(tmp_path / 'taken' / 'samples'), cwd=tmp_path)
+  assert_user_error(result, f'cannot write to {tmp_path / "taken" / "samples" / "tiny_28_28"}: ',
+                    f'{tmp_path / "taken"} is not a folder')
+  assert not os.path.exists(tmp_path / 'ckpt')
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only folders')
+def test_a_read_only_output_folder_stops_at_start_up(tmp_path, tiny_idx_root):
+  (tmp_path / 'ro').mkdir(mode=0o555)
+  result = run_main(*TRAIN, '--epoch', '1', *dir_flags(tmp_path, tiny_idx_root), '--log_dir', str(tmp_path / 'ro'),
+                    cwd=tmp_path)
+  assert_user_error(result, 'cannot write to', 'is read-only')
+
+
+def test_check_data_prints_a_report_and_strict_fails_on_bad_files(tmp_path):
+  write_images(str(tmp_path / 'data' / 'f'), 3, ext='jpg')
+  (tmp_path / 'data' / 'f' / 'zero.jpg').write_bytes(b'')
+  result = run_main('--check_data', '--dataset', 'f', '--data_dir', str(tmp_path / 'data'), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert '4 files, 3 readable images, 1 bad' in result.stdout and 'zero.jpg: empty file' in result.stdout
+  result = run_main('--check_data', '--strict', '--dataset', 'f', '--data_dir', str(tmp_path / 'data'),
+                    cwd=tmp_path)
+  assert_user_error(result, 'cannot be trained on as it is: 1 bad files (--strict)')
+  result = run_main('--train', '--strict', '--dataset', 'f', '--batch_size', '2', *TINY_MODEL,
+                    *dir_flags(tmp_path, tmp_path / 'data'), cwd=tmp_path)
+  assert_user_error(result, '1 of the 4 files matching', 'zero.jpg (empty file)')
+  assert not glob.glob(str(tmp_path / 'ckpt' / '*' / 'DCGAN.model*'))
+
+
+def test_check_data_on_idx_files_counts_labels(tiny_idx_root, tmp_path):
+  result = run_main('--check_data', '--dataset', 'tiny', '--data_dir', tiny_idx_root, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert '96 grayscale images of 28x28' in result.stdout and 'labels: 10 classes:' in result.stdout
+
+
+@pytest.mark.parametrize('args, fragments', [
+    (['--checkpoint', 'best'], ["--checkpoint must be 'latest' or a step number, not 'best'"]),
+    (['--keep_every_hours', '0'], ['--keep_every_hours must be above 0']),
+    (['--check_data', '--train'], ['--check_data only checks the dataset']),
+])
+def test_checkpoint_and_data_flags_are_checked(tmp_path, tiny_idx_root, args, fragments):
+  result = run_main(*TRAIN, *args, *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
+  assert_user_error(result, *fragments)

@@ -88,6 +88,46 @@ def test_batch_norm_training_normalizes_and_moves_the_averages():
   assert np.all(variance > 1.0)  # 0.9 * 1 + 0.1 * about 4
 
 
+def _op(x):
+  return x if isinstance(x, tf.Operation) else x.op
+
+
+def _ancestors(op):
+  """Every op that must run before `op`, through data and control edges."""
+  seen, stack = set(), [op]
+  while stack:
+    current = stack.pop()
+    for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+      if parent not in seen:
+        seen.add(parent)
+        stack.append(parent)
+  return seen
+
+
+def test_batch_norm_called_twice_moves_its_averages_in_call_order():
+  """D runs on real and then on fake images in one step: the two moves of an average must not race."""
+  with tf.Graph().as_default():
+    rng = np.random.default_rng(0)
+    real, fake = (rng.normal(m, 1.0, size=[8, 3]).astype(np.float32) for m in (5.0, -5.0))
+    with tf1.variable_scope('d'):
+      ops.batch_norm(tf.constant(real), is_training=True, name='bn')
+    with tf1.variable_scope('d', reuse=True):
+      ops.batch_norm(tf.constant(fake), is_training=True, name='bn')
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    assert len(updates) == 4 and len(tf1.global_variables()) == 4
+    first_call, second_call = updates[:2], updates[2:]  # each call adds [mean update, variance update]
+    for first, second in zip(first_call, second_call):  # the second move runs after the first, always
+      assert _op(first) in _ancestors(_op(second)) and _op(second) not in _ancestors(_op(first))
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      for _ in range(20):  # a race would show as the other order's value in some run
+        sess.run(tf1.variables_initializer(tf1.global_variables()))
+        sess.run(updates)
+        mean = sess.run(tf1.global_variables('d/bn/moving_mean')[0])
+        in_order = 0.9 * (0.1 * real.mean(axis=0)) + 0.1 * fake.mean(axis=0)
+        np.testing.assert_allclose(mean, in_order, rtol=1e-5)
+
+
 def test_batch_norm_inference_uses_the_moving_averages_and_adds_no_updates():
   with tf.Graph().as_default():
     x = tf.constant([[1.0, 2.0], [3.0, 6.0]])

@@ -1,25 +1,29 @@
 """One real training step, in process, on tiny data in a temp dir."""
 
 import dataclasses
+import glob
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import checkpoints
 import config as config_lib
 import datasets
 import model
+import safety
 from conftest import write_idx_dataset, write_images
+from errors import Diverged
 
 tf1 = tf.compat.v1
 
 
 def _small_config(tmp_path, name, **kwargs):
-  return config_lib.Config(dataset=name, data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
-                           sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), gf_dim=4,
-                           df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8, epoch=1, sample_num=6,
-                           **kwargs)
+  fields = dict(dataset=name, data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
+                sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), gf_dim=4, df_dim=4,
+                gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8, epoch=1, sample_num=6)
+  return config_lib.Config(**dict(fields, **kwargs))
 
 
 def _initial_values(cfg, dataset):
@@ -41,7 +45,7 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
   cfg = dataclasses.replace(cfg, c_dim=dataset.channels, y_dim=dataset.num_classes)
   before = _initial_values(cfg, dataset)
 
-  assert model.DCGAN(cfg, dataset).train() == 1
+  assert model.DCGAN(cfg, dataset).train() == (1, None)  # (step reached, no signal stopped it)
 
   checkpoint = tf.train.latest_checkpoint(cfg.checkpoint_path)
   assert checkpoint.endswith('DCGAN.model-1')
@@ -56,3 +60,61 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
     assert not np.allclose(after, before[name]), f'{name} did not change'
   assert config_lib.load(cfg.checkpoint_path) == cfg
   assert os.listdir(cfg.sample_path) == ['train_00_000001.png']
+
+
+def _digits_setup(tmp_path, **kwargs):
+  write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 32)
+  cfg = _small_config(tmp_path, 'tiny', output_height=28, output_width=28, **kwargs)
+  dataset = datasets.load(cfg)
+  return dataclasses.replace(cfg, c_dim=dataset.channels, y_dim=dataset.num_classes), dataset
+
+
+def test_a_nan_loss_stops_training_before_anything_of_it_is_saved(tmp_path, monkeypatch):
+  cfg, dataset = _digits_setup(tmp_path, epoch=2, ckpt_freq=1)  # 4 steps per epoch
+  real_step = model.DCGAN.train_step
+
+  def step_that_diverges(self, sess, step, log=False):
+    stats = real_step(self, sess, step, log)
+    if step + 1 == 3:
+      stats['d_loss'] = np.float32('nan')
+    return stats
+
+  monkeypatch.setattr(model.DCGAN, 'train_step', step_that_diverges)
+  with pytest.raises(Diverged, match=r'diverged at step 3: d_loss nan; .*The last good checkpoint is '
+                                     r'.*DCGAN.model-2'):
+    model.DCGAN(cfg, dataset).train()
+  assert checkpoints.steps(cfg.checkpoint_path) == [2, 1]
+
+
+def test_nan_weights_are_never_saved(tmp_path):
+  cfg, dataset = _digits_setup(tmp_path)
+  dcgan = model.DCGAN(cfg, dataset)
+  with dcgan.session() as sess:
+    sess.run(dcgan.init)
+    assert dcgan.save(sess, 1).endswith('DCGAN.model-1')
+    weights = [v for v in dcgan.graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES) if 'h0' in v.op.name][0]
+    weights.load(np.full(weights.shape, np.inf, np.float32), sess)
+    with pytest.raises(Diverged, match=r'by step 2: a weight is NaN or Inf, so it was not saved. .*DCGAN.model-1'):
+      dcgan.save(sess, 2, checkpoints.path_of(cfg.checkpoint_path, 1))
+  assert checkpoints.steps(cfg.checkpoint_path) == [1]
+
+
+def test_d_winning_is_warned_in_the_log_and_in_tensorboard(tmp_path, monkeypatch):
+  cfg, dataset = _digits_setup(tmp_path, epoch=1)
+  real_step = model.DCGAN.train_step
+
+  def d_wins(self, sess, step, log=False):
+    return dict(real_step(self, sess, step, log), **{'D(x)': 0.9999, 'D(G(z))': 0.0001})
+
+  monkeypatch.setattr(model.DCGAN, 'train_step', d_wins)
+  watch = safety.DiscriminatorWinWatch
+  monkeypatch.setattr(safety, 'DiscriminatorWinWatch', lambda: watch(steps=3))
+  model.DCGAN(cfg, dataset).train()
+  texts = {}
+  for path in glob.glob(os.path.join(cfg.log_path, 'events.out.tfevents.*')):
+    for event in tf1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == 'warnings':
+          assert value.metadata.plugin_data.plugin_name == 'text'
+          texts[event.step] = tf.make_ndarray(value.tensor).item().decode()
+  assert list(texts) == [3] and texts[3].startswith('D has won for 3 steps')

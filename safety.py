@@ -1,0 +1,82 @@
+"""Guards of a training run: stop cleanly on a signal, stop before saving a NaN, warn when D has won.
+
+$ python main.py --train --dataset digits    # Ctrl-C: finishes the step, saves, exits 0; Ctrl-C again: aborts
+"""
+
+import math
+import signal
+import sys
+
+from absl import logging
+
+from errors import Diverged
+
+# D has won when, for this many steps in a row, it calls real images real and fakes fake with this confidence.
+D_WON_STEPS = 200
+D_WON_MARGIN = 0.01
+
+
+class GracefulStop:
+  """Within `with GracefulStop() as stop:`, SIGINT and SIGTERM set `stop.requested` instead of killing.
+
+  The loop finishes its step, checkpoints and ends. After the first signal Ctrl-C gets its default action back,
+  so a second Ctrl-C ends the process at once, even inside a long step (the last checkpoint is on disk).
+  """
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.requested = None  # the name of the signal that asked to stop
+    self._previous = {}
+
+  def __enter__(self):
+    for signum in self.SIGNALS:
+      self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    return False
+
+  def _handle(self, signum, frame):
+    del frame
+    self.requested = signal.Signals(signum).name
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    print(f'{self.requested}: finishing this step and saving a checkpoint; press Ctrl-C again to stop at once '
+          '(losing the steps since the last checkpoint)', file=sys.stderr, flush=True)
+
+
+def check_finite(stats, step, last_good):
+  """Raises Diverged when a loss of `step` is NaN or Inf; `last_good` is the newest checkpoint's path or None."""
+  bad = [f'{name} {stats[name]}' for name in ('d_loss', 'g_loss') if not math.isfinite(stats[name])]
+  if bad:
+    raise Diverged(f'training diverged at step {step}: {", ".join(bad)}; nothing after it was saved. '
+                   f'{resume_hint(last_good)}')
+
+
+def resume_hint(last_good):
+  if last_good is None:
+    return 'No checkpoint was written yet: lower --learning_rate and start again'
+  return (f'The last good checkpoint is {last_good}: lower --learning_rate, or pick an earlier step with '
+          '--checkpoint, and run again to go on from it')
+
+
+class DiscriminatorWinWatch:
+  """Counts the steps in a row with D(x) > 1 - margin and D(G(z)) < margin: D has won, G learns nothing."""
+
+  def __init__(self, steps=D_WON_STEPS, margin=D_WON_MARGIN):
+    self.steps, self.margin = steps, margin
+    self.streak = 0
+
+  def update(self, stats):
+    """Returns a warning sentence on the step the streak reaches `steps` (and every `steps` after), else None."""
+    if stats['D(x)'] > 1 - self.margin and stats['D(G(z))'] < self.margin:
+      self.streak += 1
+    else:
+      self.streak = 0
+    if self.streak and self.streak % self.steps == 0:
+      return (f'D has won for {self.streak} steps (D(x) > {1 - self.margin:g}, D(G(z)) < {self.margin:g}): G is '
+              'not learning; consider rolling back to an earlier checkpoint with --checkpoint STEP, a lower '
+              '--learning_rate or more --g_steps')
+    return None

@@ -1,0 +1,129 @@
+"""checkpoints.py: finding the newest complete checkpoint among broken ones, rollback, failed saves."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import checkpoints
+from errors import UserError
+
+tf1 = tf.compat.v1
+
+
+def _write_checkpoints(directory, steps):
+  """Saves a two-variable graph at each step, with the step number as the value of `w`."""
+  with tf.Graph().as_default():
+    w = tf1.get_variable('w', [64, 64], initializer=tf1.zeros_initializer())
+    b = tf1.get_variable('b', [64], initializer=tf1.ones_initializer())
+    saver = tf1.train.Saver(max_to_keep=10)
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      for step in steps:
+        sess.run(w.assign(tf.fill([64, 64], float(step))))
+        checkpoints.save(saver, sess, directory, step, None)
+  del b
+
+
+def _value(path):
+  return tf.train.load_checkpoint(path).get_tensor('w')[0, 0]
+
+
+def _data_file(directory, step):
+  return glob.glob(checkpoints.path_of(directory, step) + '.data-*')[0]
+
+
+def _truncate(directory, step):
+  path = _data_file(directory, step)
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def _flip_a_byte(directory, step):
+  path = _data_file(directory, step)
+  data = bytearray(open(path, 'rb').read())
+  data[len(data) // 2] ^= 0xFF
+  open(path, 'wb').write(bytes(data))
+
+
+def _drop_data(directory, step):
+  os.remove(_data_file(directory, step))
+
+
+def _empty_index(directory, step):
+  open(checkpoints.path_of(directory, step) + '.index', 'wb').close()
+
+
+@pytest.mark.parametrize('damage', [_truncate, _flip_a_byte, _drop_data, _empty_index])
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_one_found(tmp_path, damage):
+  directory = str(tmp_path)
+  _write_checkpoints(directory, [1, 2, 3])
+  damage(directory, 3)
+  assert checkpoints.problem(checkpoints.path_of(directory, 3))
+  path = checkpoints.newest_complete(directory)
+  assert path == checkpoints.path_of(directory, 2) and _value(path) == 2.0
+  assert checkpoints.steps(directory) == [2, 1]
+  kept = os.listdir(tmp_path / checkpoints.INCOMPLETE_DIR)
+  assert 'DCGAN.model-3.index' in kept  # moved aside, never deleted
+
+
+def test_scratch_of_a_killed_save_is_removed_and_ignored(tmp_path):
+  directory = str(tmp_path)
+  _write_checkpoints(directory, [1])
+  os.makedirs(checkpoints.path_of(directory, 2) + '_temp')
+  with open(checkpoints.path_of(directory, 2) + '.data-00000-of-00001.tempstate99', 'wb') as f:
+    f.write(b'\0' * 100)
+  assert checkpoints.newest_complete(directory) == checkpoints.path_of(directory, 1)
+  assert sorted(os.listdir(tmp_path)) == ['DCGAN.model-1.data-00000-of-00001', 'DCGAN.model-1.index',
+                                          'checkpoint']
+
+
+def test_an_empty_folder_has_no_checkpoint(tmp_path):
+  assert checkpoints.newest_complete(str(tmp_path)) is None
+  assert checkpoints.newest_complete(str(tmp_path / 'missing')) is None
+
+
+def test_a_chosen_step_must_exist_and_be_whole(tmp_path):
+  directory = str(tmp_path)
+  _write_checkpoints(directory, [1, 2, 3])
+  assert _value(checkpoints.newest_complete(directory, 2)) == 2.0
+  with pytest.raises(UserError, match=r'no checkpoint of step 7 in .* \(steps there: 3, 2, 1\)'):
+    checkpoints.newest_complete(directory, 7)
+  _truncate(directory, 1)
+  with pytest.raises(UserError, match=r'DCGAN.model-1 is damaged'):
+    checkpoints.newest_complete(directory, 1)
+
+
+def test_roll_back_moves_newer_checkpoints_aside(tmp_path):
+  directory = str(tmp_path)
+  _write_checkpoints(directory, [1, 2, 3, 4])
+  checkpoints.roll_back(directory, 2)
+  assert checkpoints.steps(directory) == [2, 1]
+  assert checkpoints.steps(str(tmp_path / checkpoints.ROLLED_BACK_DIR)) == [4, 3]
+  assert _value(checkpoints.path_of(str(tmp_path / checkpoints.ROLLED_BACK_DIR), 4)) == 4.0
+
+
+def test_managed_lists_what_the_state_file_names_and_still_exists(tmp_path):
+  directory = str(tmp_path)
+  _write_checkpoints(directory, [1, 2, 3])
+  for file in glob.glob(checkpoints.path_of(directory, 1) + '.*'):
+    os.remove(file)
+  assert checkpoints.managed(directory) == [checkpoints.path_of(directory, s) for s in (2, 3)]
+
+
+def test_a_failed_save_removes_its_files_and_names_the_intact_checkpoint(tmp_path):
+  directory = str(tmp_path / 'ckpt')
+  _write_checkpoints(directory, [1])
+  with tf.Graph().as_default():
+    tf1.get_variable('w', [64, 64])
+    saver = tf1.train.Saver()
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      os.rename(directory, directory + '.moved')
+      open(directory, 'w').close()  # the folder is now a file: every write into it fails
+      with pytest.raises(UserError, match=r'could not write the checkpoint of step 2 to .*ckpt: .*; the last '
+                                          r'checkpoint, .*DCGAN.model-1, is intact'):
+        checkpoints.save(saver, sess, directory, 2, checkpoints.path_of(directory, 1))
+  assert np.isclose(_value(checkpoints.path_of(directory + '.moved', 1)), 1.0)

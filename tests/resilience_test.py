@@ -1,0 +1,233 @@
+"""Never lose a run: signals, kill -9 (also inside a save), a full disk, NaN, rollback; main.py in subprocesses.
+
+Every run here is --deterministic, so "no step lost" is checked the strict way: a run that is stopped, killed or
+rolled back and then resumed ends with weights bit-identical to one uninterrupted run.
+"""
+
+import glob
+import os
+import random
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+import checkpoints
+from conftest import ROOT, TINY_MODEL, assert_same_values, assert_user_error, dir_flags, run_main
+
+KEY = 'tiny_28_28'
+# 96 digits, batch 16, 64 per epoch: 4 steps an epoch; a checkpoint every step, so kills often land in a save.
+RUN = ['--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '64', '--ckpt_freq', '1',
+       '--max_to_keep', '3', '--sample_freq', '1000', '--log_freq', '1', '--deterministic', *TINY_MODEL]
+EPOCHS = 25  # 100 steps
+TOTAL = 4 * EPOCHS
+
+
+def _ckpt(run_dir, step=None):
+  directory = str(run_dir / 'ckpt' / KEY)
+  return directory if step is None else checkpoints.path_of(directory, step)
+
+
+def _start(run_dir, data_root, *extra, preexec_fn=None, command=None):
+  """Starts main.py (or `command`) in the background; stderr goes to run_dir/stderr.txt."""
+  log = open(run_dir / 'stderr.txt', 'w')
+  args = command or [sys.executable, os.path.join(ROOT, 'main.py')]
+  process = subprocess.Popen([*args, *RUN, '--epoch', str(EPOCHS), *dir_flags(run_dir, data_root), *extra],
+                             cwd=run_dir, stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL,
+                             preexec_fn=preexec_fn)
+  log.close()
+  return process
+
+
+def _wait_for(run_dir, pattern, process, timeout=120):
+  """Waits until stderr.txt has a line matching `pattern`; returns the match."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    match = re.search(pattern, (run_dir / 'stderr.txt').read_text())
+    if match:
+      return match
+    assert process.poll() is None, (run_dir / 'stderr.txt').read_text()
+    time.sleep(0.01)
+  raise AssertionError(f'no {pattern!r} within {timeout} s')
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, tiny_idx_root):
+  """The final checkpoint of one uninterrupted run."""
+  run_dir = tmp_path_factory.mktemp('reference')
+  result = run_main(*RUN, '--epoch', str(EPOCHS), *dir_flags(run_dir, tiny_idx_root), cwd=run_dir)
+  assert result.returncode == 0, result.stderr
+  return _ckpt(run_dir, TOTAL)
+
+
+def _finish(run_dir, data_root, reference=None, epochs=EPOCHS):
+  """Runs to the end of `epochs`; with `reference`, checks that the weights are those of an uninterrupted run."""
+  result = run_main(*RUN, '--epoch', str(epochs), *dir_flags(run_dir, data_root), cwd=run_dir)
+  assert result.returncode == 0, result.stderr
+  assert checkpoints.steps(_ckpt(run_dir))[0] == 4 * epochs
+  if reference:
+    assert_same_values(_ckpt(run_dir, TOTAL), reference)
+  return result
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_the_current_step_and_resume_ends_bit_identical(tmp_path, tiny_idx_root, reference,
+                                                                       signum):
+  process = _start(tmp_path, tiny_idx_root, '--ckpt_freq', '1000')  # the only mid-run checkpoint is the signal's
+  _wait_for(tmp_path, r'step 3/', process)
+  process.send_signal(signum)
+  assert process.wait(timeout=120) == 0
+  stderr = (tmp_path / 'stderr.txt').read_text()
+  stopped = re.search(r'stopped by (\w+) at step (\d+); saved (\S+): run the same command to go on', stderr)
+  assert stopped, stderr
+  assert stopped[1] == signal.Signals(signum).name and 'Traceback' not in stderr
+  step = int(stopped[2])
+  assert 3 <= step < TOTAL
+  # every step that ran is in the checkpoint: the last progress line is the step it saved
+  assert int(re.findall(r'step (\d+)/', stderr)[-1]) == step
+  assert stopped[3] == _ckpt(tmp_path, step) and checkpoints.steps(_ckpt(tmp_path)) == [step]
+  # events were flushed on the way out
+  assert glob.glob(str(tmp_path / 'logs' / KEY / 'events.out.tfevents.*'))
+  if signum == signal.SIGTERM:  # (one resume to the end is enough to show that nothing was lost)
+    result = _finish(tmp_path, tiny_idx_root, reference)
+    assert f'resumed from {_ckpt(tmp_path, step)} at step {step}' in result.stderr
+
+
+def _complete_steps(directory):
+  """The steps whose checkpoints read back whole, newest first, judged by the test itself."""
+  return [s for s in checkpoints.steps(directory) if checkpoints.problem(checkpoints.path_of(directory, s)) is None]
+
+
+def _partial_save_left(directory):
+  """Whether a kill left a save half done: a scratch folder, or files of a step the state file does not name."""
+  if glob.glob(os.path.join(directory, '*_temp')) or glob.glob(os.path.join(directory, '*.tempstate*')):
+    return True
+  state = tf.train.get_checkpoint_state(directory)
+  newest_listed = int(state.model_checkpoint_path.rsplit('-', 1)[1]) if state else -1
+  files = glob.glob(os.path.join(directory, checkpoints.PREFIX + '-*.*'))
+  return any(int(re.search(r'-(\d+)\.', os.path.basename(f))[1]) > newest_listed for f in files)
+
+
+def test_sigkill_at_20_random_moments_never_loses_a_checkpoint(tmp_path, tiny_idx_root, reference):
+  rng = random.Random(20)
+  directory, kills, mid_save, set_aside = _ckpt(tmp_path), 0, 0, 0
+  expected = None  # the step the next run must resume from
+  while kills < 20:
+    process = _start(tmp_path, tiny_idx_root)
+    started = _wait_for(tmp_path, r'(started|resumed from (\S+)) at step (\d+)', process)
+    if expected is not None:
+      assert started[2] == checkpoints.path_of(directory, expected), (tmp_path / 'stderr.txt').read_text()
+    set_aside += (tmp_path / 'stderr.txt').read_text().count('set aside')
+    if int(started[3]) >= TOTAL - 10:
+      break  # not enough steps left to kill in; the run below finishes it
+    _wait_for(tmp_path, rf'step {int(started[3]) + 1}/', process)  # training (and saving every step) is under way
+    time.sleep(rng.uniform(0, 0.25))
+    process.kill()
+    process.wait()
+    kills += 1
+    mid_save += _partial_save_left(directory)
+    complete = _complete_steps(directory)
+    expected = complete[0] if complete else None
+  print(f'{kills} SIGKILLs, {mid_save} of them in the middle of a save, {set_aside} incomplete checkpoints set '
+        'aside on resume; every resume found the newest complete checkpoint')
+  assert kills == 20
+  _finish(tmp_path, tiny_idx_root, reference)
+
+
+# Runs main.py with a SIGKILL of itself planted inside the Saver, after the files of step 5 are written and
+# before the state file names them: the moment a crash leaves the newest checkpoint unlisted.
+_KILL_INSIDE_SAVE = '''
+import os, runpy, signal, sys
+sys.path.insert(0, {root!r})
+from tensorflow.python.checkpoint import checkpoint_management
+update = checkpoint_management.update_checkpoint_state_internal
+def update_then_die(save_dir, model_checkpoint_path, *args, **kwargs):
+  if model_checkpoint_path.endswith('-5'):
+    os.kill(os.getpid(), signal.SIGKILL)
+  return update(save_dir, model_checkpoint_path, *args, **kwargs)
+checkpoint_management.update_checkpoint_state_internal = update_then_die
+sys.argv = [{main!r}] + sys.argv[1:]
+runpy.run_path({main!r}, run_name='__main__')
+'''
+
+
+def test_sigkill_inside_a_save_resumes_from_the_newest_complete_checkpoint(tmp_path, tiny_idx_root):
+  script = _KILL_INSIDE_SAVE.format(root=ROOT, main=os.path.join(ROOT, 'main.py'))
+  process = _start(tmp_path, tiny_idx_root, command=[sys.executable, '-c', script])
+  assert process.wait(timeout=120) == -signal.SIGKILL
+  state = tf.train.get_checkpoint_state(_ckpt(tmp_path))
+  assert state.model_checkpoint_path.endswith('-4')  # the state file never heard of step 5
+  result = _finish(tmp_path, tiny_idx_root, epochs=2)
+  assert f'resumed from {_ckpt(tmp_path, 5)} at step 5' in result.stderr
+
+
+def test_half_written_checkpoint_is_set_aside_and_the_previous_one_used(tmp_path, tiny_idx_root):
+  result = run_main(*RUN, '--epoch', '1', *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  data = glob.glob(_ckpt(tmp_path, 4) + '.data-*')[0]
+  with open(data, 'r+b') as f:  # what a kill in the middle of writing the data leaves
+    f.truncate(os.path.getsize(data) // 2)
+  os.makedirs(_ckpt(tmp_path, 5) + '_temp')  # scratch of a killed save, in both of the Saver's layouts
+  with open(_ckpt(tmp_path, 5) + '.data-00000-of-00001.tempstate123', 'wb') as f:
+    f.write(b'half')
+  result = _finish(tmp_path, tiny_idx_root, epochs=2)
+  assert f'resumed from {_ckpt(tmp_path, 3)} at step 3' in result.stderr
+  assert re.search(r'set aside \S+DCGAN.model-4 \(.+\) in \S+incomplete', result.stderr), result.stderr
+  assert os.path.exists(os.path.join(_ckpt(tmp_path), 'incomplete', os.path.basename(data)))  # moved, not deleted
+  assert not glob.glob(os.path.join(_ckpt(tmp_path), '*_temp')) and not glob.glob(_ckpt(tmp_path, 5) + '*')
+
+
+def _limit_file_size(size):
+  return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def test_a_failed_save_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_idx_root):
+  # Big fully connected layers: a checkpoint of about 27 MB, far more than the graph, samples or config files.
+  big = [*RUN, '--gfc_dim', '1024', '--dfc_dim', '1024', '--ckpt_freq', '2', *dir_flags(tmp_path, tiny_idx_root)]
+  result = run_main(*big, '--epoch', '1', cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  before = checkpoints.problem(_ckpt(tmp_path, 4))
+  assert before is None
+  # Files may grow to 8 MB: the next save fails with EFBIG, as a full disk fails it with ENOSPC.
+  process = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *big, '--epoch', '2'], cwd=tmp_path,
+                           capture_output=True, text=True, preexec_fn=_limit_file_size(8 << 20), timeout=600)
+  error = assert_user_error(process, 'could not write the checkpoint of step 6',
+                            f'the last checkpoint, {_ckpt(tmp_path, 4)}, is intact')
+  assert 'File too large' in error
+  assert checkpoints.steps(_ckpt(tmp_path)) == [4, 2]
+  assert checkpoints.problem(_ckpt(tmp_path, 4)) is None
+  assert not glob.glob(_ckpt(tmp_path, 6) + '*')
+
+
+def test_nan_loss_stops_at_once_and_saves_nothing_of_it(tmp_path, tiny_idx_root):
+  result = run_main(*RUN, '--epoch', '1', *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  # An absurd learning rate sends the weights to Inf within a step, the losses to NaN.
+  result = run_main(*RUN, '--epoch', '2', '--learning_rate', '1e30', *dir_flags(tmp_path, tiny_idx_root),
+                    cwd=tmp_path)
+  error = assert_user_error(result, 'training diverged', f'The last good checkpoint is {_ckpt(tmp_path, 4)}',
+                            code=3)
+  step = int(re.search(r'step (\d+)', error)[1])
+  assert step == 5 and checkpoints.steps(_ckpt(tmp_path))[0] == 4
+  for kept in checkpoints.steps(_ckpt(tmp_path)):
+    assert checkpoints.problem(_ckpt(tmp_path, kept)) is None
+
+
+def test_checkpoint_step_rolls_the_run_back_and_keeps_the_newer_ones_aside(tmp_path, tiny_idx_root):
+  result = run_main(*RUN, '--epoch', '2', *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert checkpoints.steps(_ckpt(tmp_path)) == [8, 7, 6]
+  assert_user_error(run_main(*RUN, '--epoch', '2', '--checkpoint', '2', *dir_flags(tmp_path, tiny_idx_root),
+                             cwd=tmp_path), 'no checkpoint of step 2', 'steps there: 8, 7, 6')
+  result = run_main(*RUN, '--epoch', '2', '--checkpoint', '6', *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert f'resumed from {_ckpt(tmp_path, 6)} at step 6' in result.stderr
+  rolled_back = sorted(os.listdir(os.path.join(_ckpt(tmp_path), 'rolled_back')))
+  assert [f for f in rolled_back if f.endswith('.index')] == ['DCGAN.model-7.index', 'DCGAN.model-8.index']
+  # steps 7 and 8 ran again from step 6, deterministically: the same weights as the first time
+  assert_same_values(_ckpt(tmp_path, 8), os.path.join(_ckpt(tmp_path), 'rolled_back', 'DCGAN.model-8'))

@@ -1,0 +1,55 @@
+"""safety.py: signals asking to stop, the NaN check, and the D-has-won watch."""
+
+import math
+import os
+import signal
+
+import pytest
+
+import safety
+from errors import Diverged
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_asks_to_stop_instead_of_killing(signum, capsys):
+  before = {s: signal.getsignal(s) for s in safety.GracefulStop.SIGNALS}
+  with safety.GracefulStop() as stop:
+    assert stop.requested is None
+    os.kill(os.getpid(), signum)
+    assert stop.requested == signal.Signals(signum).name
+    # the first signal gives Ctrl-C its default action back: a second one ends the process at once
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+  assert {s: signal.getsignal(s) for s in safety.GracefulStop.SIGNALS} == before
+  assert 'press Ctrl-C again to stop at once' in capsys.readouterr().err
+
+
+def _stats(d_loss=0.7, g_loss=1.2, d_real=0.5, d_fake=0.5):
+  return {'d_loss': d_loss, 'g_loss': g_loss, 'D(x)': d_real, 'D(G(z))': d_fake}
+
+
+def test_check_finite_passes_finite_losses():
+  safety.check_finite(_stats(), 3, None)
+
+
+@pytest.mark.parametrize('bad', [{'d_loss': math.nan}, {'g_loss': math.inf}, {'d_loss': -math.inf}])
+def test_check_finite_names_the_step_the_loss_and_the_last_good_checkpoint(bad):
+  with pytest.raises(Diverged, match=r'diverged at step 12: .*(nan|inf).* last good checkpoint is ckpt/x/DCGAN.model-10'):
+    safety.check_finite(_stats(**bad), 12, 'ckpt/x/DCGAN.model-10')
+  with pytest.raises(Diverged, match='No checkpoint was written yet'):
+    safety.check_finite(_stats(**bad), 1, None)
+  assert Diverged.exit_code == 3
+
+
+def test_the_watch_warns_when_d_has_won_for_many_steps_in_a_row():
+  watch = safety.DiscriminatorWinWatch(steps=5)
+  won = _stats(d_real=0.999, d_fake=0.001)
+  warnings = [watch.update(won) for _ in range(4)]
+  assert warnings == [None] * 4
+  warnings = [watch.update(_stats())] + [watch.update(won) for _ in range(5)]  # the streak starts again
+  assert warnings[:5] == [None] * 5 and 'D has won for 5 steps' in warnings[5]
+  assert [watch.update(won) for _ in range(5)][-1].startswith('D has won for 10 steps')
+
+
+def test_the_watch_ignores_a_close_game():
+  watch = safety.DiscriminatorWinWatch(steps=3)
+  assert all(watch.update(_stats(d_real=0.95, d_fake=0.05)) is None for _ in range(10))
