@@ -262,7 +262,8 @@ def use_trained(config):
     utils.ensure_writable(out_dir)
   dcgan = DCGAN(config)
   with dcgan.session() as sess:
-    dcgan.restore(sess, _checkpoint_step())
+    if dcgan.restore(sess, _checkpoint_step()) is None:  # every checkpoint there was incomplete and set aside
+      raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
     step = sess.run(dcgan.global_step)
     gen = generate.Generator(dcgan, sess)
     if FLAGS.generate:

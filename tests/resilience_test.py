@@ -231,3 +231,14 @@ def test_checkpoint_step_rolls_the_run_back_and_keeps_the_newer_ones_aside(tmp_p
   assert [f for f in rolled_back if f.endswith('.index')] == ['DCGAN.model-7.index', 'DCGAN.model-8.index']
   # steps 7 and 8 ran again from step 6, deterministically: the same weights as the first time
   assert_same_values(_ckpt(tmp_path, 8), os.path.join(_ckpt(tmp_path), 'rolled_back', 'DCGAN.model-8'))
+
+
+def test_test_mode_refuses_a_folder_of_only_broken_checkpoints(tmp_path, tiny_idx_root):
+  result = run_main(*RUN, '--epoch', '1', '--max_to_keep', '1', *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  data = glob.glob(_ckpt(tmp_path, 4) + '.data-*')[0]
+  with open(data, 'r+b') as f:
+    f.truncate(100)
+  result = run_main('--dataset', 'tiny', *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
+  assert_user_error(result, f'no complete checkpoint in {_ckpt(tmp_path)}')
+  assert 'set aside' in result.stderr
