@@ -19,7 +19,7 @@ demo: $(VENV)/.installed
 	@echo "Samples: samples/digits_28_28/   TensorBoard: $(VENV)/bin/tensorboard --logdir logs"
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests  # two workers: most tests wait on a TensorFlow subprocess starting up
 
 clean:
 	rm -rf $(VENV) .pytest_cache

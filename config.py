@@ -66,6 +66,7 @@ class Config:
   device: str = '/cpu:0'
   seed: int = 0
   deterministic: bool = False
+  xla: bool = False
 
   @property
   def key(self):

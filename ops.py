@@ -12,6 +12,9 @@ import tensorflow as tf
 tf1 = tf.compat.v1
 
 WEIGHT_STDDEV = 0.02
+# On a CPU, oneDNN computes a 5x5 convolution's weight gradient at under half its forward speed when one side of
+# the layer is this small (4x4 at 64x64 output); a patches-times-gradient matmul is 2.5x faster there. bench/README.md
+SMALL_MAP_PIXELS = 4 * 4
 
 
 def _check_rank(x, rank, scope_name):
@@ -49,7 +52,11 @@ def conv2d(x, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, name='conv2d'):
   with tf1.variable_scope(name) as scope:
     in_channels = _check_rank(x, 4, scope.name)
     w = _weights([kernel, kernel, in_channels, filters], stddev)
-    net = tf.nn.conv2d(x, w, strides=[1, stride, stride, 1], padding='SAME')
+    strides = [1, stride, stride, 1]
+    if _matmul_filter_grad_pays(w, [None if d is None else -(-d // stride) for d in x.shape[1:3]]):
+      net = _conv2d_matmul_filter_grad(x, w, strides)
+    else:
+      net = tf.nn.conv2d(x, w, strides=strides, padding='SAME')
     return tf.nn.bias_add(net, _bias(filters))
 
 
@@ -81,8 +88,66 @@ def deconv2d(x, output_size, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, 
                        f'to {out_height}x{out_width} (needs {expected[0]}x{expected[1]})')
     w = _weights([kernel, kernel, filters, in_channels], stddev)
     output_shape = tf.stack([tf.shape(x)[0], out_height, out_width, filters])
-    net = tf.nn.conv2d_transpose(x, w, output_shape, strides=[1, stride, stride, 1], padding='SAME')
+    strides = [1, stride, stride, 1]
+    if _matmul_filter_grad_pays(w, x.shape[1:3]):
+      net = _deconv2d_matmul_filter_grad(x, w, output_shape, strides)
+    else:
+      net = tf.nn.conv2d_transpose(x, w, output_shape, strides=strides, padding='SAME')
     return tf.nn.bias_add(net, _bias(filters))
+
+
+def _matmul_filter_grad_pays(w, small_size):
+  """Whether a layer with weights `w` and a low-resolution side of `small_size` (height, width) should take its
+  weight gradient by matmul: on a CPU only; cuDNN has its own algorithms."""
+  on_cpu = tf.DeviceSpec.from_string(w.device).device_type == 'CPU'
+  return on_cpu and None not in small_size and small_size[0] * small_size[1] <= SMALL_MAP_PIXELS
+
+
+def _filter_grad_by_matmul(big, small, kernel_shape, strides):
+  """The weight gradient of a SAME, strided convolution from `big` to `small`, as one matmul.
+
+  Args:
+    big: [batch, height, width, big_channels], the high-resolution side.
+    small: [batch, ceil(height / stride), ceil(width / stride), small_channels], the other side.
+    kernel_shape: [kernel, kernel, big_channels, small_channels].
+    strides: [1, stride, stride, 1].
+
+  Returns:
+    sum over batch and positions of patch(big) x small, shaped `kernel_shape`.
+  """
+  kernel, _, big_channels, small_channels = kernel_shape
+  patches = tf.image.extract_patches(big, [1, kernel, kernel, 1], strides, [1, 1, 1, 1], 'SAME')
+  # [batch, small height, small width, kernel * kernel * big_channels], ordered as the kernel's first three axes
+  grad = tf.matmul(tf.reshape(patches, [-1, kernel * kernel * big_channels]),
+                   tf.reshape(small, [-1, small_channels]), transpose_a=True)
+  return tf.reshape(grad, kernel_shape)
+
+
+def _conv2d_matmul_filter_grad(x, w, strides):
+  """tf.nn.conv2d(x, w, strides, 'SAME') with its weight gradient by _filter_grad_by_matmul."""
+
+  @tf.custom_gradient
+  def conv(x, w):
+    def grad(dy):
+      dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=w, out_backprop=dy, strides=strides,
+                                          padding='SAME')
+      return dx, _filter_grad_by_matmul(x, dy, w.shape.as_list(), strides)
+    return tf.nn.conv2d(x, w, strides=strides, padding='SAME'), grad
+
+  return conv(x, w)
+
+
+def _deconv2d_matmul_filter_grad(x, w, output_shape, strides):
+  """tf.nn.conv2d_transpose(x, w, output_shape, strides, 'SAME') with its weight gradient by matmul."""
+
+  @tf.custom_gradient
+  def deconv(x, w):
+    def grad(dy):
+      dx = tf.nn.conv2d(dy, w, strides=strides, padding='SAME')
+      return dx, _filter_grad_by_matmul(dy, x, w.shape.as_list(), strides)
+    return tf.nn.conv2d_transpose(x, w, output_shape, strides=strides, padding='SAME'), grad
+
+  return deconv(x, w)
 
 
 def linear(x, units, stddev=WEIGHT_STDDEV, name='linear'):
@@ -157,7 +222,11 @@ def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, name='batch_norm'):
 
 
 def lrelu(x, leak=0.2):
-  """Leaky ReLU: max(x, leak * x)."""
+  """Leaky ReLU: max(x, leak * x).
+
+  Not tf.nn.leaky_relu: Grappler's remapper fuses a convolution, its bias and LeakyRelu into one op even when
+  LeakyReluGrad still needs the bias output, fails, and logs an error (TensorFlow 2.21).
+  """
   return tf.maximum(x, leak * x)
 
 

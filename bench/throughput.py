@@ -1,10 +1,19 @@
-"""Training step time and images/s of the DCGAN at batch 64, one JSON line per case, then a table.
+"""Training speed of the DCGAN at batch 64 against the machine's matmul rate, its input pipeline and PyTorch.
 
-A step is what `main.py --train` does per batch: one D update, then --g_steps (2) G updates. Each case builds the
-real training graph on random in-memory images of its size (the input pipeline is measured apart, elsewhere),
-runs `--warmup` steps, then reports the median of `--steps` timed steps.
+Prints one JSON line per measurement, then a table. Measurements:
+- `matmul`: float32 4096x4096 matmul GFLOP/s, the better of numpy and TensorFlow, each the best of 3: at the start
+  and the end of the run, and after each round of each case. This VM's speed drifts by 10-20% over minutes, so a
+  case's GFLOP/s is compared with the median matmul rate measured beside its own rounds (`of_matmul`).
+- one line per case (`mnist28-cond`, `rgb64`): a step is what `main.py --train` does per batch (one D update, then
+  --g_steps G updates), built from the real training graph on random in-memory images. Step time is the median of
+  --rounds x --steps timed steps after --warmup; GFLOP/s comes from the analytic FLOP count of one step
+  (step_flops below). With --compare_torch, bench/torch_twin.py runs the same case in a subprocess after each
+  round of ours (alternating, so drift hits both alike) and the ratio is its step time over ours.
+- `pipeline-decode`, `pipeline-cache`: the input pipeline alone (datasets.make_pipeline: read, decode, resize to
+  64x64, batch; or read the --cache file) on the --pipeline_data folder, in images/s, against the images/s the
+  rgb64 step consumes.
 
-$ .venv/bin/python bench/throughput.py                  # both cases
+$ .venv/bin/python bench/throughput.py --compare_torch      # needs: .venv/bin/pip install -r bench/requirements.txt
 $ .venv/bin/python bench/throughput.py --cases mnist28-cond --steps 20
 """
 
@@ -13,12 +22,15 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import runtime  # noqa: E402,F401  (before tensorflow)
 
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
@@ -28,53 +40,225 @@ import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
 from model import DCGAN  # noqa: E402
 
+tf1 = tf.compat.v1
+
 flags.DEFINE_list('cases', ['mnist28-cond', 'rgb64'], 'Cases to run: mnist28-cond, rgb64.')
-flags.DEFINE_integer('steps', 10, 'Timed steps per case; the median is reported.')
-flags.DEFINE_integer('warmup', 2, 'Untimed steps per case before timing.')
+flags.DEFINE_integer('steps', 5, 'Timed steps per case and round.')
+flags.DEFINE_integer('rounds', 3, 'Rounds per case; with --compare_torch each round of ours is followed by one of '
+                     'PyTorch.')
+flags.DEFINE_integer('warmup', 2, 'Untimed steps per case (and per PyTorch round) before timing.')
 flags.DEFINE_integer('batch_size', 64, 'Images per step.')
+flags.DEFINE_boolean('xla', False, 'Train with XLA JIT (main.py --xla).')
+flags.DEFINE_boolean('compare_torch', False, 'Also time bench/torch_twin.py, alternating with our rounds.')
+flags.DEFINE_string('pipeline_data', os.path.join(ROOT, '..', 'shared', 'data', 'anime-faces'),
+                    'Folder of images for the input pipeline measurement; skipped when absent. Empty: skip.')
+flags.DEFINE_boolean('matmul_only', False, 'Only print the matmul measurement as JSON (used by the run itself).')
+flags.DEFINE_integer('pipeline_batches', 40, 'Batches of the input pipeline to time, after 5 untimed.')
+flags.DEFINE_alias('compare-torch', 'compare_torch')  # both spellings work
 FLAGS = flags.FLAGS
 
-# name: (height, width, channels, label classes)
+# name: (height, width, channels, label classes); bench/torch_twin.py has the same
 CASES = {'mnist28-cond': (28, 28, 1, 10), 'rgb64': (64, 64, 3, 0)}
+MATMUL_SIZE = 4096
+
+
+def _emit(record):
+  print(json.dumps(record), flush=True)
+  return record
+
+
+def case_config(name, scratch):
+  height, width, channels, classes = CASES[name]
+  return dataclasses.replace(config_lib.Config(), dataset=name, output_height=height, output_width=width,
+                             c_dim=channels, y_dim=classes, batch_size=FLAGS.batch_size, checkpoint_dir=scratch,
+                             xla=FLAGS.xla)
+
+
+def layer_flops(cfg):
+  """Forward multiply-adds x 2 per image of each weight layer of G and of D, in the order data flows.
+
+  Returns:
+    (G's list, D's list) of (layer name, FLOPs per image). Only convolutions and matmuls count; batch norm,
+    activations and Adam are under 1% of the step.
+  """
+  conv = lambda out_h, out_w, c_in, c_out: 2 * out_h * out_w * 25 * c_in * c_out  # 5x5 kernels
+  h, w, c, y, gf, df = cfg.output_height, cfg.output_width, cfg.c_dim, cfg.y_dim, cfg.gf_dim, cfg.df_dim
+  if y:  # the conditional model (model._conditional_generator / _conditional_discriminator)
+    h2, w2, h4, w4 = -(-h // 2), -(-w // 2), -(-h // 4), -(-w // 4)
+    g = [('h0_lin', 2 * (cfg.z_dim + y) * cfg.gfc_dim), ('h1_lin', 2 * (cfg.gfc_dim + y) * gf * 2 * h4 * w4),
+         ('h2', conv(h4, w4, gf * 2 + y, gf * 2)),  # a transposed conv costs the conv from its output back
+         ('h3', conv(h2, w2, gf * 2 + y, c))]
+    d = [('h0_conv', conv(h2, w2, c + y, c + y)), ('h1_conv', conv(h4, w4, c + 2 * y, df + y)),
+         ('h2_lin', 2 * ((df + y) * h4 * w4 + y) * cfg.dfc_dim), ('h3_lin', 2 * (cfg.dfc_dim + y))]
+    return g, d
+  sizes = [(-(-h // 2 ** i), -(-w // 2 ** i)) for i in range(5)]
+  g = [('h0_lin', 2 * cfg.z_dim * gf * 8 * sizes[4][0] * sizes[4][1])]
+  g += [(f'h{i}', conv(*sizes[5 - i], ch_in, ch_out))
+        for i, (ch_in, ch_out) in enumerate([(gf * 8, gf * 4), (gf * 4, gf * 2), (gf * 2, gf), (gf, c)], 1)]
+  d = [(f'h{i}_conv', conv(*sizes[i + 1], ch_in, ch_out))
+       for i, (ch_in, ch_out) in enumerate([(c, df), (df, df * 2), (df * 2, df * 4), (df * 4, df * 8)])]
+  d.append(('h4_lin', 2 * df * 8 * sizes[4][0] * sizes[4][1]))
+  return g, d
+
+
+def step_flops(cfg):
+  """FLOPs of one training step, from layer_flops: a layer's backward pass is a weight gradient and an input
+  gradient, each as costly as its forward pass, and only the gradients the update needs are computed.
+
+  (1) D update: G forward; D forward on real and on fake; D weight gradients for both; D input gradients for both
+      but the first layer's (nothing upstream of the images is trained).
+  (2) each G update: G forward; D forward on fake; D input gradients of every layer (they flow into G); G weight
+      gradients; G input gradients but the first layer's (z is not trained).
+  """
+  g, d = layer_flops(cfg)
+  g_fwd, d_fwd = sum(f for _, f in g), sum(f for _, f in d)
+  d_update = g_fwd + 2 * d_fwd + 2 * d_fwd + 2 * (d_fwd - d[0][1])
+  g_update = g_fwd + d_fwd + d_fwd + g_fwd + (g_fwd - g[0][1])
+  return cfg.batch_size * (d_update + cfg.g_steps * g_update)
+
+
+def matmul_gflops():
+  """float32 matmul GFLOP/s of numpy and of TensorFlow, each the best of 3, measured in a subprocess so that
+  neither library's threads linger (spinning) beside the training session."""
+  done = subprocess.run([sys.executable, os.path.abspath(__file__), '--matmul_only'], capture_output=True,
+                        text=True, check=True)
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure_matmul():
+  a = np.random.default_rng(0).random([MATMUL_SIZE, MATMUL_SIZE], dtype=np.float32)
+  flops = 2 * MATMUL_SIZE ** 3
+  best = {'numpy': 0.0, 'tensorflow': 0.0}
+  for _ in range(3):
+    start = time.perf_counter()
+    np.dot(a, a)
+    best['numpy'] = max(best['numpy'], flops / (time.perf_counter() - start) / 1e9)
+  with tf.Graph().as_default():
+    x = tf1.get_variable('x', initializer=a)  # a variable, not a constant that Grappler would fold away
+    product = tf.reduce_sum(tf.matmul(x, x))
+    with tf1.Session() as sess:
+      sess.run(x.initializer)
+      sess.run(product)
+      for _ in range(3):
+        start = time.perf_counter()
+        sess.run(product)
+        best['tensorflow'] = max(best['tensorflow'], flops / (time.perf_counter() - start) / 1e9)
+  print(json.dumps({k: round(v, 1) for k, v in best.items()}))
+
+
+def torch_round(name):
+  """One round of bench/torch_twin.py in a subprocess; returns its step times."""
+  command = [sys.executable, os.path.join(ROOT, 'bench', 'torch_twin.py'), '--case', name, '--steps',
+             str(FLAGS.steps), '--warmup', str(FLAGS.warmup), '--batch_size', str(FLAGS.batch_size)]
+  done = subprocess.run(command, capture_output=True, text=True)
+  if done.returncode != 0:
+    raise app.UsageError(f'bench/torch_twin.py failed ({done.stderr.strip().splitlines()[-1:]}); PyTorch is a '
+                         f'benchmark-only dependency: .venv/bin/pip install -r bench/requirements.txt')
+  return json.loads(done.stdout.strip().splitlines()[-1])['step_times_s']
 
 
 def run_case(name, scratch):
+  cfg = case_config(name, scratch)
   height, width, channels, classes = CASES[name]
-  count = FLAGS.batch_size * (FLAGS.warmup + FLAGS.steps)
+  count = FLAGS.batch_size * (FLAGS.warmup + FLAGS.rounds * FLAGS.steps)
   rng = np.random.default_rng(0)
   dataset = datasets.Dataset(name, channels=channels, num_classes=classes,
                              images=rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
                              labels=rng.integers(0, max(classes, 1), [count]).astype(np.int32))
-  cfg = dataclasses.replace(config_lib.Config(), dataset=name, output_height=height, output_width=width,
-                            c_dim=channels, y_dim=classes, batch_size=FLAGS.batch_size, checkpoint_dir=scratch)
   dcgan = DCGAN(cfg, dataset)
-  times = []
+  ours, theirs, matmul = [], [], []  # matmul: the best float32 matmul GFLOP/s right after each of our rounds
   with dcgan.session() as sess:
     sess.run(dcgan.init)
     dcgan.start_epoch(sess, 0, 0)
-    for step in range(FLAGS.warmup + FLAGS.steps):
-      start = time.perf_counter()
+    for step in range(FLAGS.warmup):
       dcgan.train_step(sess, step)
-      times.append(time.perf_counter() - start)
-  step_time = statistics.median(times[FLAGS.warmup:])
-  return {'case': name, 'batch_size': FLAGS.batch_size, 'g_steps': cfg.g_steps, 'steps': FLAGS.steps,
-          'step_time_s': round(step_time, 4), 'images_per_s': round(FLAGS.batch_size / step_time, 1),
-          'tensorflow': tf.__version__, 'cpus': os.cpu_count(), 'machine': platform.machine()}
+    for round_ in range(FLAGS.rounds):
+      for step in range(FLAGS.steps):
+        start = time.perf_counter()
+        dcgan.train_step(sess, FLAGS.warmup + round_ * FLAGS.steps + step)
+        ours.append(time.perf_counter() - start)
+      matmul.append(max(matmul_gflops().values()))
+      if FLAGS.compare_torch:
+        theirs.extend(torch_round(name))
+  step_time, flops = statistics.median(ours), step_flops(cfg)
+  record = {'case': name, 'batch_size': cfg.batch_size, 'g_steps': cfg.g_steps, 'xla': cfg.xla,
+            'timed_steps': len(ours), 'step_time_s': round(step_time, 4),
+            'images_per_s': round(cfg.batch_size / step_time, 1), 'step_gflop': round(flops / 1e9, 1),
+            'gflops': round(flops / step_time / 1e9, 1), 'matmul_gflops': round(statistics.median(matmul), 1),
+            'of_matmul': round(flops / step_time / 1e9 / statistics.median(matmul), 3)}
+  if theirs:
+    torch_time = statistics.median(theirs)
+    record.update(torch_step_time_s=round(torch_time, 4), torch_images_per_s=round(cfg.batch_size / torch_time, 1),
+                  speedup_vs_torch=round(torch_time / step_time, 3))
+  return _emit(record)
+
+
+def run_pipeline(folder, consumed_images_per_s, scratch):
+  """Images/s of the input pipeline alone on a folder of images resized to 64x64: decoding every file, and
+  reading main.py --cache's file of decoded images."""
+  cfg = dataclasses.replace(config_lib.Config(), dataset=os.path.basename(folder), data_dir=os.path.dirname(folder),
+                            input_fname_pattern='*.jpg', output_height=64, output_width=64,
+                            batch_size=FLAGS.batch_size)
+  files = datasets.load(cfg)
+  records = []
+  for source, dataset in (('decode', files), ('cache', datasets.cache_images(files, cfg, scratch))):
+    batches = 5 + FLAGS.pipeline_batches
+    with tf.Graph().as_default():
+      pipeline = datasets.make_pipeline(dataset, cfg)
+      order = np.resize(datasets.epoch_order(cfg.seed, 0, len(dataset)), batches * cfg.batch_size)
+      with tf1.Session() as sess:
+        sess.run(pipeline.initializer, pipeline.feed(order))
+        for _ in range(5):
+          sess.run(pipeline.images)
+        start = time.perf_counter()
+        for _ in range(FLAGS.pipeline_batches):
+          sess.run(pipeline.images)
+        seconds = time.perf_counter() - start
+    rate = FLAGS.pipeline_batches * cfg.batch_size / seconds
+    record = {'case': f'pipeline-{source}', 'folder': folder, 'files': len(dataset), 'output': '64x64x3',
+              'images_per_s': round(rate, 1)}
+    if consumed_images_per_s:
+      record.update(rgb64_step_images_per_s=consumed_images_per_s,
+                    headroom=round(rate / consumed_images_per_s, 1))
+    records.append(_emit(record))
+  return records
 
 
 def main(argv):
   del argv
+  if FLAGS.matmul_only:
+    return _measure_matmul()
   unknown = set(FLAGS.cases) - set(CASES)
   if unknown:
     raise app.UsageError(f'unknown cases {sorted(unknown)}; choose from {sorted(CASES)}')
+  _emit({'case': 'machine', 'tensorflow': tf.__version__, 'cpus': os.cpu_count(), 'machine': platform.machine(),
+         'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS')})
+  matmul = [_emit(dict(case='matmul', when='start', **matmul_gflops()))]
   results = []
   with tempfile.TemporaryDirectory() as scratch:
     for name in FLAGS.cases:
       results.append(run_case(name, scratch))
-      print(json.dumps(results[-1]), flush=True)
-  print(f'\n| case | batch | step time (s) | images/s |\n| --- | --- | --- | --- |')
+  matmul.append(_emit(dict(case='matmul', when='end', **matmul_gflops())))
+  peak = max(max(m['numpy'], m['tensorflow']) for m in matmul)
+  rgb64 = next((r['images_per_s'] for r in results if r['case'] == 'rgb64'), None)
+  pipeline = []
+  if FLAGS.pipeline_data and os.path.isdir(FLAGS.pipeline_data):
+    with tempfile.TemporaryDirectory() as scratch:
+      pipeline = run_pipeline(FLAGS.pipeline_data, rgb64, scratch)
+
+  print(f'\nfloat32 matmul: best {peak:.0f} GFLOP/s over the run; "matmul GFLOP/s" below is the median of those '
+        'measured right after each round of the case\n')
+  print('| case | step time (s) | images/s | GFLOP/s | matmul GFLOP/s | of matmul | PyTorch images/s | vs PyTorch |')
+  print('| --- | --- | --- | --- | --- | --- | --- | --- |')
   for r in results:
-    print(f"| {r['case']} | {r['batch_size']} | {r['step_time_s']:.3f} | {r['images_per_s']:.1f} |")
+    torch_cells = (f"{r['torch_images_per_s']:.1f} | {r['speedup_vs_torch']:.2f}x" if 'speedup_vs_torch' in r
+                   else '- | -')
+    print(f"| {r['case']} | {r['step_time_s']:.3f} | {r['images_per_s']:.1f} | {r['gflops']:.0f} | "
+          f"{r['matmul_gflops']:.0f} | {100 * r['of_matmul']:.0f}% | {torch_cells} |")
+  for p in pipeline:
+    print(f"\ninput pipeline ({p['case']}) on {p['files']} files: {p['images_per_s']:.0f} images/s"
+          + (f", {p['headroom']:.0f}x what the rgb64 step consumes" if 'headroom' in p else ''), end='')
+  print()
 
 
 if __name__ == '__main__':

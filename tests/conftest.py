@@ -4,14 +4,16 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-import tensorflow as tf
-from PIL import Image
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(ROOT, '..', 'shared', 'data')
 sys.path.insert(0, ROOT)
+
+import runtime  # noqa: E402,F401  (before tensorflow: the tests run the kernels main.py runs)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
 
 import datasets  # noqa: E402
 import digits  # noqa: E402

@@ -1,5 +1,6 @@
 """datasets.py and digits.py: IDX files, image folders, the built-in digits, the input pipeline."""
 
+import dataclasses
 import gzip
 import io
 import json
@@ -330,3 +331,39 @@ def test_any_file_either_loads_as_valid_pixels_or_raises_our_error(tmp_path_fact
     return
   (images,), = _batches(dataset, cfg, np.arange(1))
   assert images.shape == (1, 8, 6, dataset.channels) and images.dtype == np.uint8
+
+
+def test_image_cache_holds_what_the_decode_pipeline_yields_and_is_reused(tmp_path, monkeypatch):
+  write_images(str(tmp_path / 'faces'), 10, size=(20, 24))
+  cfg = _config(tmp_path, 'faces', input_fname_pattern='*.png', output_height=12, output_width=10, batch_size=5)
+  files = datasets.load(cfg)
+  cached = datasets.cache_images(files, cfg, str(tmp_path / 'ck'))
+  assert cached.paths is None and isinstance(cached.images, np.memmap)
+  assert cached.images.shape == (10, 12, 10, 3) and cached.labels is None
+  order = datasets.epoch_order(0, 0, 10)
+  from_files, from_cache = _batches(files, cfg, order), _batches(cached, cfg, order)
+  assert len(from_cache) == 2
+  for a, b in zip(from_files, from_cache):
+    np.testing.assert_array_equal(a[0], b[0])  # the same pixels in the same order, batch by batch
+
+  def no_decoding(*args):
+    raise AssertionError('decoded again')
+
+  monkeypatch.setattr(datasets, '_write_image_cache', no_decoding)
+  np.testing.assert_array_equal(datasets.cache_images(files, cfg, str(tmp_path / 'ck')).images, cached.images)
+  monkeypatch.undo()
+  # Another output size, or a changed file, makes the cache again.
+  other = dataclasses.replace(cfg, output_height=6, output_width=5)
+  assert datasets.cache_images(files, other, str(tmp_path / 'ck')).images.shape == (10, 6, 5, 3)
+  Image.new('RGB', (20, 24), (255, 0, 0)).save(files.paths[0])
+  remade = datasets.cache_images(files, cfg, str(tmp_path / 'ck')).images
+  assert (remade[0][..., 0] == 255).all() and (remade[0][..., 1] == 0).all()
+  np.testing.assert_array_equal(remade[1:], cached.images[1:])
+
+
+def test_image_cache_leaves_in_memory_datasets_alone(tmp_path):
+  write_idx_dataset(str(tmp_path / 'm'), 12)
+  cfg = _config(tmp_path, 'm', output_height=28, output_width=28)
+  dataset = datasets.load(cfg)
+  assert datasets.cache_images(dataset, cfg, str(tmp_path / 'ck')) is dataset
+  assert not os.path.exists(tmp_path / 'ck')

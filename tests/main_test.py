@@ -3,14 +3,18 @@
 import glob
 import json
 import os
+import resource
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import TINY_MODEL, assert_user_error, dir_flags, run_main, shared, write_images
+from conftest import (ROOT, TINY_MODEL, assert_same_values, assert_user_error, dir_flags, run_main, shared,
+                      write_images)
 
 tf1 = tf.compat.v1
 
@@ -203,3 +207,31 @@ def test_check_data_on_idx_files_counts_labels(tiny_idx_root, tmp_path):
 def test_checkpoint_and_data_flags_are_checked(tmp_path, tiny_idx_root, args, fragments):
   result = run_main(*TRAIN, *args, *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
   assert_user_error(result, *fragments)
+
+
+def test_cache_trains_to_the_same_weights_and_a_full_disk_is_one_line(tmp_path):
+  write_images(str(tmp_path / 'data' / 'faces'), 40, size=(40, 36))
+  run = ['--train', '--dataset', 'faces', '--input_fname_pattern', '*.png', '--output_height', '32',
+         '--batch_size', '8', '--epoch', '2', '--deterministic', *TINY_MODEL]
+  results = {}
+  for name, extra in (('decoded', []), ('cached', ['--cache']), ('reused', ['--cache'])):
+    run_dir = tmp_path / ('decoded' if name == 'decoded' else 'cached')
+    results[name] = run_main(*run, *extra, '--epoch', '1' if name == 'cached' else '2',
+                             *dir_flags(run_dir, tmp_path / 'data'), cwd=tmp_path)
+    assert results[name].returncode == 0, results[name].stderr
+  assert 'decoding 40 images once into' in results['cached'].stderr
+  assert 'reading the 40 decoded images from' in results['reused'].stderr
+  key = 'faces_32_32'
+  assert np.load(tmp_path / 'cached' / 'ckpt' / key / 'image_cache.npy').shape == (40, 32, 32, 3)
+  # decoded and cached runs (the second resumed at epoch 1 from the cache) end with the same weights
+  assert_same_values(tmp_path / 'decoded' / 'ckpt' / key / 'DCGAN.model-10',
+                     tmp_path / 'cached' / 'ckpt' / key / 'DCGAN.model-10')
+  # A 120 KB cache cannot be written where files may grow to 64 KB: one line, nothing half-written.
+  full = tmp_path / 'full'
+  process = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *run, '--cache',
+                            *dir_flags(full, tmp_path / 'data')], cwd=tmp_path, capture_output=True, text=True,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10)),
+                           timeout=600)
+  assert 'File too large' in assert_user_error(process, 'could not write the image cache', 'without --cache')
+  assert not glob.glob(str(full / 'ckpt' / key / 'image_cache*'))
+  assert not glob.glob(str(full / 'ckpt' / key / 'DCGAN*'))

@@ -155,3 +155,27 @@ def test_conv_cond_concat_appends_the_label_to_every_pixel():
   np.testing.assert_array_equal(out[..., :2], 7.0)
   np.testing.assert_array_equal(out[0, 2, 3, 2:], [0.0, 1.0, 0.0])
   np.testing.assert_array_equal(out[1, 0, 0, 2:], [1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize('layer, input_shape', [
+    (lambda x: ops.conv2d(x, 6, name='layer'), [3, 8, 8, 5]),
+    (lambda x: ops.conv2d(x, 6, name='layer'), [3, 7, 5, 5]),
+    (lambda x: ops.deconv2d(x, (8, 8), 6, name='layer'), [3, 4, 4, 5]),
+    (lambda x: ops.deconv2d(x, (7, 8), 6, name='layer'), [3, 4, 4, 5]),
+])
+def test_cpu_matmul_weight_gradient_equals_the_native_one(layer, input_shape):
+  x_value = np.random.default_rng(0).normal(size=input_shape).astype(np.float32)
+  results = {}
+  for device in ('/cpu:0', ''):  # on a CPU small layers take their weight gradient by matmul; unplaced, never
+    with tf.Graph().as_default(), tf.device(device):
+      tf1.set_random_seed(1)
+      x = tf.constant(x_value)
+      net = layer(x)
+      loss = tf.reduce_sum(net * tf.cos(net))  # a gradient that differs at every output pixel
+      fetches = [net] + tf.gradients(loss, [x, tf1.global_variables('layer/w')[0]])
+      patches = [op for op in tf1.get_default_graph().get_operations() if op.type == 'ExtractImagePatches']
+      results[device] = _run(fetches), len(patches)
+  (matmul, matmul_patches), (native, native_patches) = results['/cpu:0'], results['']
+  assert (matmul_patches, native_patches) == (1, 0)
+  for got, want in zip(matmul, native):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -118,3 +118,21 @@ def test_d_winning_is_warned_in_the_log_and_in_tensorboard(tmp_path, monkeypatch
           assert value.metadata.plugin_data.plugin_name == 'text'
           texts[event.step] = tf.make_ndarray(value.tensor).item().decode()
   assert list(texts) == [3] and texts[3].startswith('D has won for 3 steps')
+
+
+def test_xla_compiles_the_step_and_trains_like_the_plain_graph(tmp_path):
+  cfg, dataset = _digits_setup(tmp_path)
+  results = {}
+  for xla in (False, True):
+    dcgan = model.DCGAN(dataclasses.replace(cfg, xla=xla), dataset)
+    with dcgan.session() as sess:
+      sess.run(dcgan.init)
+      dcgan.start_epoch(sess, 0, 0)
+      metadata = tf1.RunMetadata()
+      stats = sess.run(dcgan._d_fetches(False), dcgan._generator_feed(0),
+                       options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE), run_metadata=metadata)
+      ops = {node.timeline_label.split(' = ')[-1].split('(')[0] for device in metadata.step_stats.dev_stats
+             for node in device.node_stats}
+      results[xla] = stats['d_loss'], any(op.startswith('_Xla') for op in ops)
+  assert results[False][1] is False and results[True][1] is True  # compiled clusters ran only with --xla
+  np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-4)

@@ -1,0 +1,175 @@
+"""The DCGAN of model.py written in PyTorch, as a user who picked PyTorch instead would write it: the peer that
+bench/throughput.py --compare-torch measures us against.
+
+Same layers and sizes (5x5 stride-2 convolutions, batch norm, the conditional MNIST model's label concatenation),
+same losses (sigmoid cross-entropy on D's logits), same optimizers (two Adams, lr 2e-4, beta1 0.5) and the same
+step: one D update on a real and a generated batch, then --g_steps G updates on the same z. Images are random
+(the input pipeline is measured apart). PyTorch is a benchmark-only dependency: pip install -r bench/requirements.txt
+
+$ .venv/bin/python bench/torch_twin.py --case rgb64 --steps 5
+"""
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+# name: (height, width, channels, label classes); the same as bench/throughput.py's CASES
+CASES = {'mnist28-cond': (28, 28, 1, 10), 'rgb64': (64, 64, 3, 0)}
+Z_DIM, GF, DF, GFC, DFC = 100, 64, 64, 1024, 1024
+
+
+def _conv(cin, cout):
+  return nn.Conv2d(cin, cout, 5, stride=2, padding=2)
+
+
+def _deconv(cin, cout):
+  return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
+
+
+def _init(module):
+  if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+    nn.init.normal_(module.weight, 0.0, 0.02)
+    nn.init.zeros_(module.bias)
+
+
+def _with_label_maps(x, y):
+  """Appends a one-hot label to every pixel, like ops.conv_cond_concat."""
+  return torch.cat([x, y[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
+
+
+class Generator(nn.Module):
+
+  def __init__(self, height, channels):
+    super().__init__()
+    self.s16 = height // 16
+    self.project = nn.Linear(Z_DIM, GF * 8 * self.s16 * self.s16)
+    self.bn0 = nn.BatchNorm2d(GF * 8, momentum=0.1, eps=1e-5)
+    self.body = nn.Sequential(
+        _deconv(GF * 8, GF * 4), nn.BatchNorm2d(GF * 4), nn.ReLU(True),
+        _deconv(GF * 4, GF * 2), nn.BatchNorm2d(GF * 2), nn.ReLU(True),
+        _deconv(GF * 2, GF), nn.BatchNorm2d(GF), nn.ReLU(True),
+        _deconv(GF, channels), nn.Tanh())
+
+  def forward(self, z, y=None):
+    net = self.project(z).view(-1, GF * 8, self.s16, self.s16)
+    return self.body(F.relu(self.bn0(net)))
+
+
+class Discriminator(nn.Module):
+
+  def __init__(self, height, channels):
+    super().__init__()
+    self.body = nn.Sequential(
+        _conv(channels, DF), nn.LeakyReLU(0.2, True),
+        _conv(DF, DF * 2), nn.BatchNorm2d(DF * 2), nn.LeakyReLU(0.2, True),
+        _conv(DF * 2, DF * 4), nn.BatchNorm2d(DF * 4), nn.LeakyReLU(0.2, True),
+        _conv(DF * 4, DF * 8), nn.BatchNorm2d(DF * 8), nn.LeakyReLU(0.2, True),
+        nn.Flatten(), nn.Linear(DF * 8 * (height // 16) ** 2, 1))
+
+  def forward(self, x, y=None):
+    return self.body(x)
+
+
+class ConditionalGenerator(nn.Module):
+
+  def __init__(self, height, channels, classes):
+    super().__init__()
+    self.s4 = height // 4
+    self.fc0 = nn.Sequential(nn.Linear(Z_DIM + classes, GFC), nn.BatchNorm1d(GFC), nn.ReLU(True))
+    self.fc1 = nn.Sequential(nn.Linear(GFC + classes, GF * 2 * self.s4 * self.s4),
+                             nn.BatchNorm1d(GF * 2 * self.s4 * self.s4), nn.ReLU(True))
+    self.up2 = nn.Sequential(_deconv(GF * 2 + classes, GF * 2), nn.BatchNorm2d(GF * 2), nn.ReLU(True))
+    self.up1 = _deconv(GF * 2 + classes, channels)
+
+  def forward(self, z, y):
+    net = self.fc0(torch.cat([z, y], 1))
+    net = self.fc1(torch.cat([net, y], 1)).view(-1, GF * 2, self.s4, self.s4)
+    net = self.up2(_with_label_maps(net, y))
+    return torch.tanh(self.up1(_with_label_maps(net, y)))
+
+
+class ConditionalDiscriminator(nn.Module):
+
+  def __init__(self, height, channels, classes):
+    super().__init__()
+    self.conv0 = _conv(channels + classes, channels + classes)
+    self.conv1 = nn.Sequential(_conv(channels + 2 * classes, DF + classes), nn.BatchNorm2d(DF + classes))
+    self.fc2 = nn.Sequential(nn.Linear((DF + classes) * (height // 4) ** 2 + classes, DFC), nn.BatchNorm1d(DFC))
+    self.fc3 = nn.Linear(DFC + classes, 1)
+
+  def forward(self, x, y):
+    net = F.leaky_relu(self.conv0(_with_label_maps(x, y)), 0.2)
+    net = F.leaky_relu(self.conv1(_with_label_maps(net, y)), 0.2)
+    net = F.leaky_relu(self.fc2(torch.cat([net.flatten(1), y], 1)), 0.2)
+    return self.fc3(torch.cat([net, y], 1))
+
+
+def build(case):
+  height, _, channels, classes = CASES[case]
+  if classes:
+    nets = ConditionalGenerator(height, channels, classes), ConditionalDiscriminator(height, channels, classes)
+  else:
+    nets = Generator(height, channels), Discriminator(height, channels)
+  for net in nets:
+    net.apply(_init)
+  return nets
+
+
+def run(case, batch_size=64, steps=10, warmup=2, g_steps=2, seed=0):
+  """Times `steps` training steps after `warmup` untimed ones. Returns the list of step times in seconds."""
+  height, width, channels, classes = CASES[case]
+  torch.manual_seed(seed)
+  g, d = build(case)
+  g_opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+  d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+  xent = nn.BCEWithLogitsLoss()
+  ones, zeros = torch.ones(batch_size, 1), torch.zeros(batch_size, 1)
+  images = torch.rand(batch_size, channels, height, width) * 2 - 1
+  labels = F.one_hot(torch.randint(0, max(classes, 1), (batch_size,)), max(classes, 1)).float()
+  y = labels if classes else None
+  times = []
+  for _ in range(warmup + steps):
+    start = time.perf_counter()
+    z = torch.rand(batch_size, Z_DIM) * 2 - 1
+    # (1) update D on a real and a generated batch
+    d_opt.zero_grad(set_to_none=True)
+    with torch.no_grad():
+      fake = g(z, y)
+    d_loss = xent(d(images, y), ones) + xent(d(fake, y), zeros)
+    d_loss.backward()
+    d_opt.step()
+    # (2) update G g_steps times on the same z
+    for _ in range(g_steps):
+      g_opt.zero_grad(set_to_none=True)
+      g_loss = xent(d(g(z, y), y), ones)
+      g_loss.backward()
+      g_opt.step()
+    d_loss.item(), g_loss.item()
+    times.append(time.perf_counter() - start)
+  return times[warmup:]
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--case', choices=sorted(CASES), default='rgb64')
+  parser.add_argument('--batch_size', type=int, default=64)
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--warmup', type=int, default=2)
+  parser.add_argument('--threads', type=int, default=os.cpu_count())
+  args = parser.parse_args()
+  torch.set_num_threads(args.threads)
+  times = run(args.case, args.batch_size, args.steps, args.warmup)
+  step_time = statistics.median(times)
+  print(json.dumps({'case': args.case, 'framework': 'torch', 'torch': torch.__version__,
+                    'batch_size': args.batch_size, 'step_times_s': [round(t, 4) for t in times],
+                    'step_time_s': round(step_time, 4), 'images_per_s': round(args.batch_size / step_time, 1)}))
+
+
+if __name__ == '__main__':
+  main()
