@@ -9,6 +9,7 @@ $ python main.py --train --dataset digits    # 'resumed from .../DCGAN.model-150
 """
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -16,11 +17,15 @@ import shutil
 import tensorflow as tf
 from absl import logging
 
-from errors import UserError
+import utils
+from errors import UserError, first_line
 
 PREFIX = 'DCGAN.model'
 INCOMPLETE_DIR = 'incomplete'
 ROLLED_BACK_DIR = 'rolled_back'
+BEST = 'best'  # --checkpoint best
+BEST_DIR = 'best'
+BEST_FILE = 'best.json'
 _INDEX = re.compile(re.escape(PREFIX) + r'-(\d+)\.index')
 
 
@@ -43,17 +48,8 @@ def problem(path):
     for name in reader.get_variable_to_shape_map():
       reader.get_tensor(name)  # checks the tensor's CRC32 and that its bytes are all there
   except Exception as e:  # pylint: disable=broad-except; the reader raises OpError, IndexError, ValueError...
-    return _first_line(e)
+    return first_line(e)
   return None
-
-
-def _first_line(error):
-  """The sentence that says what went wrong, without the graph-execution preamble and stack of an OpError."""
-  text = getattr(error, 'message', None) or str(error) or type(error).__name__
-  noise = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[', 'Original stack trace')
-  lines = [line.strip() for line in text.splitlines()]
-  lines = [line for line in lines if line and not line.startswith(noise)]
-  return lines[-1] if lines else type(error).__name__
 
 
 def _files_of(path):
@@ -108,6 +104,11 @@ def newest_complete(directory, step=None):
   return None
 
 
+def find(directory, step=None):
+  """The checkpoint to load: newest_complete(directory, step), or best_path(directory) when `step` is BEST."""
+  return best_path(directory) if step == BEST else newest_complete(directory, step)
+
+
 def managed(directory):
   """The checkpoints that the state file lists and that still exist, oldest first (for max_to_keep)."""
   try:
@@ -145,5 +146,62 @@ def save(saver, sess, directory, step, last_good):
     for file in _files_of(prefix):
       os.remove(file)
     kept = f'the last checkpoint, {last_good}, is intact' if last_good else 'no earlier checkpoint exists'
-    raise UserError(f'could not write the checkpoint of step {step} to {directory}: {_first_line(e)}; {kept}. '
+    raise UserError(f'could not write the checkpoint of step {step} to {directory}: {first_line(e)}; {kept}. '
                     'Free some space (or fix the folder) and run the same command to go on') from None
+
+
+# The best checkpoint by an evaluation metric (--eval_freq), in <directory>/best/, named by best/best.json.
+
+def best_directory(directory):
+  return os.path.join(directory, BEST_DIR)
+
+
+def best(directory):
+  """What best/best.json records: {'step', 'metric', 'value', 'results'}, or None when there is no such file."""
+  try:
+    with open(os.path.join(best_directory(directory), BEST_FILE)) as f:
+      info = json.load(f)
+  except (OSError, ValueError):
+    return None
+  valid = isinstance(info, dict) and isinstance(info.get('step'), int) and isinstance(info.get('value'), (int, float))
+  return info if valid else None
+
+
+def best_path(directory):
+  """The best checkpoint's path: the step best.json names (or else the newest complete one in best/).
+
+  Raises:
+    UserError: there is no best checkpoint, or it is damaged.
+  """
+  folder, info = best_directory(directory), best(directory)
+  if info is not None and info['step'] in steps(folder):
+    return newest_complete(folder, info['step'])
+  path = newest_complete(folder)
+  if path is None:
+    raise UserError(f'no best checkpoint in {folder}: train with --eval_freq to keep one')
+  return path
+
+
+def save_best(saver, sess, directory, step, info):
+  """Writes checkpoint `step` into best/, then best.json with `info`, then deletes the best before it.
+
+  Killed at any point, best/ still holds a complete best checkpoint that best.json names (or the newest there).
+
+  Returns:
+    The new best checkpoint's path prefix.
+
+  Raises:
+    UserError: the checkpoint or best.json could not be written; the previous best is left as it was.
+  """
+  folder = best_directory(directory)
+  older = [s for s in steps(folder) if s != step]
+  path = save(saver, sess, folder, step, path_of(folder, older[0]) if older else None)
+  text = json.dumps({'step': step, **info}, indent=1, sort_keys=True) + '\n'
+  try:
+    utils.write_text(os.path.join(folder, BEST_FILE), text)
+  except OSError as e:
+    raise UserError(f'could not write {os.path.join(folder, BEST_FILE)}: {first_line(e)}') from None
+  for old in older:
+    for file in _files_of(path_of(folder, old)):
+      os.remove(file)
+  return path

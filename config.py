@@ -9,7 +9,6 @@ $ python main.py --train --dataset digits    # writes checkpoint/digits_28_28/co
 import dataclasses
 import json
 import os
-import pathlib
 from typing import Optional
 
 import utils
@@ -62,6 +61,10 @@ class Config:
   log_freq: int = 50
   max_to_keep: int = 5
   keep_every_hours: Optional[float] = None
+  # Evaluation
+  eval_freq: Optional[int] = None  # None: no evaluation during training
+  eval_samples: int = 2000
+  best_metric: str = 'swd'
   # Runtime
   device: str = '/cpu:0'
   seed: int = 0
@@ -90,7 +93,7 @@ def save(config, directory):
   """Writes `config` as `directory/config.json`, replacing any older one in a single rename."""
   text = json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + '\n'
   path = os.path.join(directory, CONFIG_FILE)
-  utils.write_atomically(path, lambda temporary: pathlib.Path(temporary).write_text(text))
+  utils.write_text(path, text)
 
 
 def load(directory):

@@ -285,7 +285,7 @@ def _undecodable(paths, channels, config, cache_dir):
     undecodable = {path: _decode_error(path, channels, config) for path in paths if path not in decoded}
   if cache:
     text = json.dumps({'fingerprint': fingerprint, 'undecodable': sorted(undecodable.items())})
-    utils.write_atomically(cache, lambda temporary: pathlib.Path(temporary).write_text(text))
+    utils.write_text(cache, text)
   return undecodable
 
 
@@ -336,8 +336,7 @@ def _open_image_cache(path, key_path, key):
 
 def _write_image_cache(dataset, config, path, key_path, key):
   logging.info('decoding %d images once into %s (--cache)', len(dataset), path)
-  data = tf.data.Dataset.from_tensor_slices(list(dataset.paths)).map(
-      lambda file: _decode(file, dataset.channels, config), num_parallel_calls=tf.data.AUTOTUNE)
+  data = _decoded(list(dataset.paths), dataset.channels, config)
   temporary = path + '.tmp'
   try:
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
@@ -350,7 +349,7 @@ def _write_image_cache(dataset, config, path, key_path, key):
         f.write(batch.tobytes())
         bar.update(len(batch))
     os.replace(temporary, path)
-    utils.write_atomically(key_path, lambda temporary_key: pathlib.Path(temporary_key).write_text(json.dumps(key)))
+    utils.write_text(key_path, json.dumps(key))
   except OSError as e:
     if os.path.exists(path):
       os.remove(path)
@@ -523,6 +522,37 @@ def _decode(path, channels, config):
   return tf.saturate_cast(tf.round(image), tf.uint8)
 
 
+def _decoded(paths, channels, config):
+  """A tf.data.Dataset of the images of `paths` (a list or a string tensor) decoded by _decode, in order, one
+  decode per core at a time."""
+  return tf.data.Dataset.from_tensor_slices(paths).map(lambda path: _decode(path, channels, config),
+                                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def read_images(dataset, config, indices):
+  """The images `indices` of a dataset as training sees them.
+
+  Args:
+    dataset: a Dataset.
+    config: a config.Config; reads the crop and output sizes.
+    indices: int [n].
+
+  Returns:
+    uint8 [n, output_height, output_width, channels].
+
+  Raises:
+    UserError: a file could not be decoded (it changed since it was checked).
+  """
+  if dataset.images is not None:
+    return np.asarray(dataset.images[np.asarray(indices)])
+  paths = [dataset.paths[i] for i in indices]
+  try:
+    return np.concatenate(list(_decoded(paths, dataset.channels, config).batch(256).as_numpy_iterator()))
+  except tf.errors.OpError as e:
+    raise UserError(f'could not decode an image of {dataset.name}: {_decode_error_text(e)}; run again to check '
+                    'the files anew') from None
+
+
 def make_pipeline(dataset, config):
   """Builds the tf.data pipeline that yields one batch per training step.
 
@@ -553,9 +583,7 @@ def make_pipeline(dataset, config):
     feed = lambda order: {indices: order}
   else:
     paths = tf1.placeholder(tf.string, [None], name='epoch_files')
-    data = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda path: (_decode(path, dataset.channels, config), tf.constant(0, tf.int32)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    data = _decoded(paths, dataset.channels, config).map(lambda image: (image, tf.constant(0, tf.int32)))
     data = data.batch(config.batch_size, drop_remainder=True)
     all_paths = np.asarray(dataset.paths)
     feed = lambda order: {paths: all_paths[order]}

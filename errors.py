@@ -15,3 +15,12 @@ class UserError(Exception):
 class Diverged(UserError):
   """A loss or a weight became NaN or Inf; nothing of the bad state was saved."""
   exit_code = 3
+
+
+def first_line(error):
+  """The sentence that says what went wrong, without the graph-execution preamble and stack of an OpError."""
+  text = getattr(error, 'message', None) or str(error) or type(error).__name__
+  noise = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[', 'Original stack trace')
+  lines = [line.strip() for line in text.splitlines()]
+  lines = [line for line in lines if line and not line.startswith(noise)]
+  return lines[-1] if lines else type(error).__name__

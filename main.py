@@ -10,6 +10,8 @@ $ python main.py --dataset celebA --check_data                 # counts, sizes, 
 $ python main.py --train --dataset celebA --checkpoint 3000    # roll back to step 3000 and train on from there
 $ python main.py --dataset mnist --generate 1000 --labels all  # 1000 PNGs and manifest.json
 $ python main.py --dataset mnist --export exported/mnist        # a SavedModel of the generator
+$ python main.py --dataset mnist --evaluate --checkpoint best   # SWD, FD, label accuracy: a table and JSON
+$ python main.py --train --dataset mnist --eval_freq 500        # evaluate while training; keep the best in best/
 """
 
 import dataclasses
@@ -26,7 +28,9 @@ import tensorflow as tf
 import checkpoints
 import config as config_lib
 import datasets
+import evaluation
 import generate
+import model
 import utils
 from errors import UserError
 from model import DCGAN
@@ -36,8 +40,13 @@ flags.DEFINE_boolean('train', False, 'Train (resuming from the newest checkpoint
                      'checkpoint and write a sample grid to --sample_dir/<key>/test_<step>.png.')
 flags.DEFINE_boolean('check_data', False, 'Check every file of the dataset and report counts, sizes, modes and bad '
                      'files, then exit (non-zero when the data cannot be trained on).')
-flags.DEFINE_string('checkpoint', 'latest', "The checkpoint to load: 'latest' or a step number. With --train, a "
-                    'step rolls the run back to it: newer checkpoints move to <checkpoint_dir>/<key>/rolled_back/.')
+flags.DEFINE_string('checkpoint', 'latest', "The checkpoint to load: 'latest', 'best' (the best by --best_metric, "
+                    "kept by --eval_freq in <checkpoint_dir>/<key>/best/) or a step number. With --train, 'best' or "
+                    'a step rolls the run back to it: newer checkpoints move to <checkpoint_dir>/<key>/rolled_back/.')
+flags.DEFINE_boolean('evaluate', False, 'Score the generator of --checkpoint against --num_samples real images: '
+                     'SWD, and for labelled grayscale data a digit classifier\'s Frechet distance, label accuracy '
+                     'and class entropy. Prints a table and writes <checkpoint_dir>/<key>/eval_<step>_<N>.json and '
+                     'TensorBoard scalars to <log_dir>/<key>/evaluate.')
 # Using a trained model (no --train)
 flags.DEFINE_integer('generate', None, 'Write this many images (any number) as PNG files, with grid.png and '
                      'manifest.json, to --out_dir.')
@@ -107,6 +116,15 @@ flags.DEFINE_integer('log_freq', 50, 'Log a progress line and TensorBoard scalar
 flags.DEFINE_integer('max_to_keep', 5, 'Checkpoints to keep; older ones are deleted.')
 flags.DEFINE_float('keep_every_hours', None, 'Also keep one checkpoint every this many hours of training for good, '
                    'beyond --max_to_keep, to roll back to (with --checkpoint STEP) if the run collapses later.')
+# Evaluation
+flags.DEFINE_integer('num_samples', None, 'Images generated and real images compared per evaluation (at most the '
+                     f'dataset size); default {evaluation.DEFAULT_SAMPLES} for --evaluate, '
+                     f'{evaluation.TRAINING_SAMPLES} for --eval_freq.')
+flags.DEFINE_integer('eval_freq', None, 'With --train: evaluate every this many steps (and at the end), and keep the '
+                     'checkpoint with the best --best_metric in <checkpoint_dir>/<key>/best/. Default: never.')
+flags.DEFINE_enum('best_metric', None, evaluation.BEST_METRICS, 'The metric that picks the best checkpoint (lower '
+                  'is better): swd, sliced Wasserstein distance; fd, Frechet distance of digit-classifier features '
+                  '(labelled grayscale data only). Default fd where it applies, else swd.')
 # Runtime
 flags.DEFINE_string('device', None, 'Device of the model, e.g. /gpu:1 or /cpu:0; default the first GPU when '
                     'one is visible, else the CPU. Ops with no kernel there fall back to the CPU.')
@@ -122,7 +140,7 @@ tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program l
 
 _POSITIVE = ('input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim', 'gf_dim',
              'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'g_steps', 'sample_num', 'sample_freq',
-             'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims')
+             'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims', 'eval_freq')
 
 
 def _default_output_size():
@@ -150,6 +168,8 @@ def config_from_flags():
     if FLAGS[name].value is not None and FLAGS[name].value < 1:
       raise UserError(f'--{name} must be at least 1, not {FLAGS[name].value}')
   _checkpoint_step()  # checks --checkpoint
+  if FLAGS.num_samples is not None and FLAGS.num_samples < 2:
+    raise UserError(f'--num_samples must be at least 2, not {FLAGS.num_samples}')
   if FLAGS.keep_every_hours is not None and not FLAGS.keep_every_hours > 0:
     raise UserError(f'--keep_every_hours must be above 0, not {FLAGS.keep_every_hours}')
   if not FLAGS.learning_rate > 0:
@@ -170,16 +190,19 @@ def config_from_flags():
       epoch=FLAGS.epoch, g_steps=FLAGS.g_steps, checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir,
       log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq,
       ckpt_freq=FLAGS.ckpt_freq, log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep,
-      keep_every_hours=FLAGS.keep_every_hours, device=_device(), seed=FLAGS.seed, deterministic=FLAGS.deterministic,
-      xla=FLAGS.xla)
+      keep_every_hours=FLAGS.keep_every_hours, eval_freq=FLAGS.eval_freq,
+      eval_samples=FLAGS.num_samples or evaluation.TRAINING_SAMPLES, best_metric=FLAGS.best_metric or 'swd',
+      device=_device(), seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla)
 
 
 def _checkpoint_step():
-  """--checkpoint as a step number, or None for the newest."""
+  """--checkpoint as a step number, checkpoints.BEST, or None for the newest."""
   if FLAGS.checkpoint == 'latest':
     return None
+  if FLAGS.checkpoint == checkpoints.BEST:
+    return checkpoints.BEST
   if not FLAGS.checkpoint.isdigit():
-    raise UserError(f"--checkpoint must be 'latest' or a step number, not {FLAGS.checkpoint!r}")
+    raise UserError(f"--checkpoint must be 'latest', 'best' or a step number, not {FLAGS.checkpoint!r}")
   return int(FLAGS.checkpoint)
 
 
@@ -192,7 +215,8 @@ def train(config):
   if FLAGS.cache:
     dataset = datasets.cache_images(dataset, config, config.checkpoint_path)
   config = dataclasses.replace(config, c_dim=dataset.channels,
-                               y_dim=dataset.num_classes if FLAGS.conditional else 0)
+                               y_dim=dataset.num_classes if FLAGS.conditional else 0,
+                               best_metric=_best_metric(dataset))
   used = min(len(dataset), config.train_size or len(dataset))
   if config.batch_size > used:
     raise UserError(f'--batch_size {config.batch_size} is larger than the {used} images an epoch uses '
@@ -201,10 +225,25 @@ def train(config):
                f'{config.y_dim} label classes' if config.y_dim else 'unconditional')
   logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
   _warn_if_epochs_move(config)
-  step, stopped_by = DCGAN(config, dataset).train(_checkpoint_step())
+  evaluator = None
+  if config.eval_freq:
+    evaluator = evaluation.Evaluator(dataset, config, config.eval_samples, model.session_config(config.device))
+  try:
+    step, stopped_by = DCGAN(config, dataset).train(_checkpoint_step(), evaluator)
+  finally:
+    if evaluator is not None:
+      evaluator.close()
   if not stopped_by:
     logging.info('trained to step %d: checkpoints in %s, samples in %s, TensorBoard logs in %s', step,
                  config.checkpoint_path, config.sample_path, config.log_path)
+
+
+def _best_metric(dataset):
+  """--best_metric, or its default for the dataset: fd where the digit classifier applies, else swd."""
+  if FLAGS.best_metric == 'fd' and not evaluation.uses_classifier(dataset):
+    raise UserError(f'--best_metric fd needs labelled grayscale data (MNIST-style IDX files) for its digit '
+                    f'classifier; {dataset.name} is not: use --best_metric swd')
+  return FLAGS.best_metric or ('fd' if evaluation.uses_classifier(dataset) else 'swd')
 
 
 def _warn_if_epochs_move(config):
@@ -253,9 +292,10 @@ def _trained_config(config):
     raise UserError(f'no checkpoint in {config.checkpoint_path} (the key comes from --dataset {config.dataset} '
                     f'--output_height {config.output_height} --output_width {config.output_width}){hint}; '
                     'train first with --train')
+  data_dir = config.data_dir if FLAGS['data_dir'].present else saved.data_dir  # the data may have moved
   return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
                              log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
-                             device=config.device, seed=config.seed)
+                             device=config.device, seed=config.seed, data_dir=data_dir)
 
 
 def use_trained(config):
@@ -293,6 +333,33 @@ def use_trained(config):
       logging.info('froze the generator of step %d to %s', step, FLAGS.freeze)
 
 
+def evaluate(config):
+  """--evaluate: scores the generator of --checkpoint; prints a table, writes JSON and TensorBoard scalars."""
+  config = _trained_config(config)
+  dataset = datasets.load(config, strict=FLAGS.strict, cache_dir=config.checkpoint_path)
+  if dataset.channels != config.c_dim or (config.y_dim and dataset.num_classes != config.y_dim):
+    raise UserError(f'{os.path.join(config.data_dir, config.dataset)} holds images with {dataset.channels} '
+                    f'channel(s) and {dataset.num_classes} label classes, but the model was trained on '
+                    f'{config.c_dim} and {config.y_dim}: point --data_dir at the data it was trained on')
+  if checkpoints.find(config.checkpoint_path, _checkpoint_step()) is None:  # before a classifier is trained
+    raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
+  dcgan = DCGAN(config)
+  with evaluation.Evaluator(dataset, config, FLAGS.num_samples or evaluation.DEFAULT_SAMPLES,
+                            model.session_config(config.device)) as evaluator, dcgan.session() as sess:
+    path = dcgan.restore(sess, _checkpoint_step())
+    step = int(sess.run(dcgan.global_step))
+    writer = tf.compat.v1.summary.FileWriter(os.path.join(config.log_path, 'evaluate'))
+    try:
+      results, json_path = evaluator.evaluate(generate.Generator(dcgan, sess), step, checkpoint=path,
+                                              writer=writer)
+    finally:
+      writer.close()
+  print(f'{path} (step {step}): {evaluator.num_samples} generated against {evaluator.num_samples} real images '
+        f'of {os.path.join(config.data_dir, config.dataset)}')
+  print(evaluation.table(results))
+  logging.info('wrote %s and TensorBoard scalars to %s', json_path, os.path.join(config.log_path, 'evaluate'))
+
+
 def _seeds():
   try:
     seeds = [int(seed) for seed in FLAGS.seeds]
@@ -306,9 +373,13 @@ def _seeds():
 def main(argv):
   if len(argv) > 1:
     raise UserError(f'unexpected argument {argv[1]!r}; flags start with --')
-  using = [f'--{name}' for name in ('generate', 'visualize', 'export', 'freeze') if FLAGS[name].value]
+  using = [f'--{name}' for name in ('generate', 'visualize', 'export', 'freeze', 'evaluate') if FLAGS[name].value]
+  if FLAGS.train and FLAGS.evaluate:
+    raise UserError('--train cannot be combined with --evaluate: use --eval_freq to evaluate while training')
   if FLAGS.train and using:
     raise UserError(f'--train cannot be combined with {", ".join(using)}: train first, then use the model')
+  if FLAGS.evaluate and len(using) > 1:
+    raise UserError(f'--evaluate cannot be combined with {", ".join(using[:-1])}: run them one at a time')
   if FLAGS.check_data and using + ['--train'] * FLAGS.train:
     raise UserError('--check_data only checks the dataset: run it on its own')
   config = config_from_flags()
@@ -316,6 +387,8 @@ def main(argv):
     check_data(config)
   elif FLAGS.train:
     train(config)
+  elif FLAGS.evaluate:
+    evaluate(config)
   else:
     use_trained(config)
 

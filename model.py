@@ -19,6 +19,7 @@ from absl import logging
 import checkpoints
 import config as config_lib
 import datasets
+import generate
 import safety
 import utils
 from errors import Diverged, UserError
@@ -225,6 +226,21 @@ def _to_uint8(images):
   return tf.saturate_cast(tf.round((images + 1.0) * 127.5), tf.uint8)
 
 
+def session_config(device, xla=False):
+  """A ConfigProto with soft placement (GPU ops fall back to the CPU), GPU memory taken as needed, and XLA JIT
+  compiling the step when `xla`.
+
+  On a CPU, ops run one at a time, each on every core: two convolutions at once only take turns on the same
+  cores, and measured a few percent slower and less steady (bench/README.md).
+  """
+  on_cpu = tf.DeviceSpec.from_string(device).device_type == 'CPU'
+  proto = tf1.ConfigProto(allow_soft_placement=True, inter_op_parallelism_threads=1 if on_cpu else 0)
+  proto.gpu_options.allow_growth = True
+  if xla:
+    proto.graph_options.optimizer_options.global_jit_level = tf1.OptimizerOptions.ON_1
+  return proto
+
+
 def sample_labels(count, classes):
   """Labels for a grid with one row per class: row r shows class r % classes."""
   cols = math.ceil(count / classes)
@@ -264,6 +280,7 @@ class DCGAN:
         self.weights_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats])
       self.saver = tf1.train.Saver(max_to_keep=config.max_to_keep,
                                    keep_checkpoint_every_n_hours=config.keep_every_hours or 10000.0)
+      self.best_saver = tf1.train.Saver(max_to_keep=None)  # checkpoints.save_best deletes the older best
       self.init = tf1.global_variables_initializer()
     if dataset is not None:
       self.graph.finalize()  # the training loop must not add ops (export adds some to the sampler graph)
@@ -287,18 +304,8 @@ class DCGAN:
     return Sampler(z=z, labels=labels, images=tf.identity(_to_uint8(images), name='sample_images'))
 
   def session(self):
-    """A session with soft placement (GPU ops fall back to the CPU), GPU memory taken as needed, and XLA JIT
-    compiling the step with --xla.
-
-    On a CPU, ops run one at a time, each on every core: two convolutions at once only take turns on the same
-    cores, and measured a few percent slower and less steady (bench/README.md).
-    """
-    on_cpu = tf.DeviceSpec.from_string(self.config.device).device_type == 'CPU'
-    proto = tf1.ConfigProto(allow_soft_placement=True, inter_op_parallelism_threads=1 if on_cpu else 0)
-    proto.gpu_options.allow_growth = True
-    if self.config.xla:
-      proto.graph_options.optimizer_options.global_jit_level = tf1.OptimizerOptions.ON_1
-    return tf1.Session(graph=self.graph, config=proto)
+    """A session with session_config(): soft placement, GPU memory as needed, XLA JIT with --xla."""
+    return tf1.Session(graph=self.graph, config=session_config(self.config.device, self.config.xla))
 
   # Checkpoints
 
@@ -307,15 +314,19 @@ class DCGAN:
 
     Broken newer checkpoints (a killed save) are set aside with a warning; see checkpoints.newest_complete.
 
+    Args:
+      sess: a session of this graph.
+      step: None for the newest checkpoint, a step number, or checkpoints.BEST for the one in best/.
+
     Returns:
       The checkpoint's path, or None when there is none (then nothing is loaded).
 
     Raises:
       UserError: the checkpoint was written with flags that give variables of other shapes, or `step` has no
-        complete checkpoint.
+        complete checkpoint (or there is no best one).
     """
     cfg = self.config
-    path = checkpoints.newest_complete(cfg.checkpoint_path, step)
+    path = checkpoints.find(cfg.checkpoint_path, step)
     if path is None:
       return None
     saved = config_lib.load(cfg.checkpoint_path)
@@ -363,11 +374,14 @@ class DCGAN:
 
   # Training
 
-  def train(self, from_step=None):
+  def train(self, from_step=None, evaluator=None):
     """Trains until --epoch epochs are done, resuming at the epoch and batch of the newest checkpoint.
 
     Args:
-      from_step: resume from this step's checkpoint instead, moving newer ones to checkpoint/<key>/rolled_back/.
+      from_step: resume from this step's checkpoint (or checkpoints.BEST: the best one) instead, moving newer
+        ones to checkpoint/<key>/rolled_back/.
+      evaluator: an evaluation.Evaluator to score the samples every --eval_freq steps (and at the end), keeping
+        the best checkpoint by --best_metric in checkpoint/<key>/best/; None to not evaluate.
 
     Returns:
       (the step reached, the signal name that stopped training early or None).
@@ -381,9 +395,9 @@ class DCGAN:
     with self.session() as sess, safety.GracefulStop() as stop:
       sess.run(self.init)
       last_good = self.restore(sess, from_step)
-      if from_step is not None:
-        checkpoints.roll_back(cfg.checkpoint_path, from_step)
       step = start = saved = int(sess.run(self.global_step))
+      if from_step is not None:
+        checkpoints.roll_back(cfg.checkpoint_path, step)
       logging.info('%s at step %d (epoch %d, batch %d)', f'resumed from {last_good}' if last_good else 'started',
                    step, step // steps_per_epoch, step % steps_per_epoch)
       config_lib.save(cfg, cfg.checkpoint_path)
@@ -412,6 +426,9 @@ class DCGAN:
           # checkpoint
           if step % cfg.ckpt_freq == 0 or step == total_steps:
             last_good, saved = self.save(sess, step, last_good), step
+          # evaluate, keeping the best checkpoint
+          if evaluator is not None and (step % cfg.eval_freq == 0 or step == total_steps):
+            self._evaluate(sess, writer, evaluator, step)
         if stop.requested and step > saved:
           last_good = self.save(sess, step, last_good)
       finally:
@@ -463,6 +480,23 @@ class DCGAN:
     if log:
       fetches['histograms'] = self.histograms
     return fetches
+
+  def _evaluate(self, sess, writer, evaluator, step):
+    """Scores the samples of `step`; if they beat the best so far by --best_metric, saves them to best/."""
+    cfg = self.config
+    results, path = evaluator.evaluate(generate.Generator(self, sess), step, checkpoint=None, writer=writer)
+    best, value = checkpoints.best(cfg.checkpoint_path), results[cfg.best_metric]
+    if best is not None and best.get('metric') != cfg.best_metric:
+      best = None  # kept by another --best_metric: the first evaluation by this one replaces it
+    if math.isfinite(value) and (best is None or value < best['value']):
+      if not sess.run(self.weights_finite):
+        raise Diverged(f'training diverged by step {step}: a weight is NaN or Inf')
+      checkpoints.save_best(self.best_saver, sess, cfg.checkpoint_path, step,
+                            {'metric': cfg.best_metric, 'value': value, 'num_samples': evaluator.num_samples,
+                             'results': results})
+      best = {'step': step, 'value': value}
+    best_text = f'best {cfg.best_metric} {best["value"]:.4g} at step {best["step"]}' if best else 'no best yet'
+    logging.info('step %d: %s (%s; %s)', step, evaluator.log_line(results), best_text, path)
 
   def _write_summaries(self, writer, step, stats):
     writer.add_summary(stats['histograms'], step)

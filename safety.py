@@ -7,7 +7,6 @@ import math
 import signal
 import sys
 
-from absl import logging
 
 from errors import Diverged
 

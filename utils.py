@@ -127,6 +127,14 @@ def write_atomically(path, write):
   os.replace(path + '.tmp', path)
 
 
+def write_text(path, text):
+  """Writes `text` to `path` atomically (see write_atomically)."""
+  def write(temporary):
+    with open(temporary, 'w') as f:
+      f.write(text)
+  write_atomically(path, write)
+
+
 def save_png(path, image):
   """Writes uint8 [height, width, 1 or 3] as a PNG, atomically."""
   write_atomically(path, lambda temporary: _pil(image).save(temporary, format='PNG'))

@@ -200,7 +200,7 @@ def test_check_data_on_idx_files_counts_labels(tiny_idx_root, tmp_path):
 
 
 @pytest.mark.parametrize('args, fragments', [
-    (['--checkpoint', 'best'], ["--checkpoint must be 'latest' or a step number, not 'best'"]),
+    (['--checkpoint', 'best'], ['no best checkpoint in', 'train with --eval_freq to keep one']),
     (['--keep_every_hours', '0'], ['--keep_every_hours must be above 0']),
     (['--check_data', '--train'], ['--check_data only checks the dataset']),
 ])

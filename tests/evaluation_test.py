@@ -1,0 +1,232 @@
+"""The digit classifier, the Evaluator, keeping the best checkpoint, and --evaluate / --eval_freq end to end."""
+
+import dataclasses
+import glob
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import ndimage
+
+import checkpoints
+import classifier
+import config as config_lib
+import datasets
+import digits
+import evaluation
+import metrics
+import model
+from conftest import (TINY_MODEL, assert_same_values, assert_user_error, dir_flags, run_main, shared,
+                      write_idx_dataset, write_images)
+
+SESSION = model.session_config('/cpu:0')
+
+
+def _blur(images, sigma):
+  blurred = ndimage.gaussian_filter(images.astype(np.float32), (0, sigma, sigma, 0))
+  return np.clip(np.round(blurred), 0, 255).astype(np.uint8)
+
+
+def test_classifier_learns_real_mnist_and_its_features_order_blur_and_noise(tmp_path, monkeypatch):
+  images, labels = datasets.load_idx_folder(shared('mnist'))
+  images = images[..., np.newaxis]
+  digit_classifier, accuracy = classifier.load_or_train(images, labels, 10, str(tmp_path), SESSION)
+  try:
+    assert accuracy >= 0.97
+    _, held_out = classifier.split(len(images))
+    assert digit_classifier.accuracy(images[held_out], labels[held_out]) == accuracy
+    order = np.random.default_rng(0).permutation(len(images))
+    a, b = images[order[:3000]], images[order[3000:6000]]
+    features_a = digit_classifier.predict(a)[1]
+    noise = np.random.default_rng(1).integers(0, 256, b.shape, dtype=np.uint8)
+    distances = [metrics.frechet_distance(features_a, digit_classifier.predict(x)[1])
+                 for x in (b, _blur(b, 0.7), _blur(b, 2.0), noise)]
+    assert distances == sorted(distances), distances
+    assert distances[2] > 20 * distances[0], distances  # heavy blur is far from the real-vs-real figure
+    predictions = digit_classifier.predict(b)[0]
+  finally:
+    digit_classifier.close()
+
+  # Trained once: the same data load the saved classifier, with the same predictions
+  monkeypatch.setattr(classifier.Classifier, 'fit', lambda *_: pytest.fail('trained again on the same data'))
+  again, again_accuracy = classifier.load_or_train(images, labels, 10, str(tmp_path), SESSION)
+  try:
+    assert again_accuracy == accuracy
+    np.testing.assert_array_equal(again.predict(b)[0], predictions)
+  finally:
+    again.close()
+
+
+def test_classifier_is_trained_again_when_the_data_change(tmp_path, monkeypatch):
+  images, labels = digits.make_digits(300, seed=4)
+  images = images[..., np.newaxis]
+  fits = []
+  fit = classifier.Classifier.fit
+  monkeypatch.setattr(classifier.Classifier, 'fit', lambda self, *args: (fits.append(1), fit(self, *args)))
+  for data_labels in (labels, labels, np.roll(labels, 1)):
+    digit_classifier, _ = classifier.load_or_train(images, data_labels, 10, str(tmp_path), SESSION)
+    digit_classifier.close()
+  assert len(fits) == 2  # the first time, and after the labels changed
+  info = json.loads((tmp_path / classifier.INFO_FILE).read_text())
+  assert info['fingerprint'] == classifier.fingerprint(images, np.roll(labels, 1))
+
+
+@pytest.fixture(scope='module')
+def digit_evaluator(tmp_path_factory):
+  """An Evaluator of 600 samples on 1,500 built-in digits, and a second sample of digits to 'generate' from."""
+  images, labels = digits.make_digits(2500, seed=5)
+  dataset = datasets.Dataset('digits', channels=1, num_classes=10, images=images[:1500, ..., np.newaxis],
+                             labels=labels[:1500])
+  cfg = config_lib.Config(dataset='digits', checkpoint_dir=str(tmp_path_factory.mktemp('ckpt')), output_height=28,
+                          output_width=28, c_dim=1, y_dim=10, z_dim=8)
+  with evaluation.Evaluator(dataset, cfg, 600, SESSION) as evaluator:
+    yield evaluator, images[1500:, ..., np.newaxis], labels[1500:]
+
+
+def _drawing(images, labels, damage=lambda x: x):
+  """A stand-in generator that answers each label with an unseen digit of that label."""
+  def generate(z, wanted):
+    assert len(z) == len(wanted)
+    picks = [np.flatnonzero(labels == label)[i % 50] for i, label in enumerate(wanted)]
+    return damage(images[picks])
+  return generate
+
+
+def test_evaluator_ranks_real_digits_first_and_reads_the_labels(digit_evaluator):
+  evaluator, images, labels = digit_evaluator
+  noise = lambda x: np.random.default_rng(0).integers(0, 256, x.shape, dtype=np.uint8)
+  ranked = [evaluator(_drawing(images, labels, damage))
+            for damage in (lambda x: x, lambda x: _blur(x, 0.7), lambda x: _blur(x, 2.0), noise)]
+  for metric in ('swd', 'fd'):
+    values = [results[metric] for results in ranked]
+    assert values == sorted(values), (metric, values)
+  assert ranked[0]['label_accuracy'] > 0.95
+  assert ranked[3]['label_accuracy'] < 0.3
+  assert ranked[0]['class_entropy'] == pytest.approx(math.log2(10), abs=0.05)
+  assert ranked[0]['fd'] < 3 * ranked[0]['fd_real']  # unseen real digits score like real data
+  assert {'swd_28x28', 'swd_14x14', 'swd_real', 'classifier_accuracy', 'class_entropy_real'} <= set(ranked[0])
+  assert evaluator(_drawing(images, labels)) == ranked[0]  # the same weights give the same numbers
+
+
+def test_evaluation_is_written_as_json_and_a_table(digit_evaluator, tmp_path):
+  evaluator, images, labels = digit_evaluator
+  with tf.Graph().as_default():
+    writer = tf.compat.v1.summary.FileWriter(str(tmp_path))
+    results, path = evaluator.evaluate(_drawing(images, labels), 700, checkpoint='some/DCGAN.model-700',
+                                       writer=writer)
+    writer.close()
+  assert path == os.path.join(evaluator.config.checkpoint_path, 'eval_000700_600.json')
+  record = json.loads(open(path).read())
+  assert record['step'] == 700 and record['num_samples'] == 600 and record['metrics'] == results
+  tags = {value.tag for event in _events(tmp_path) for value in event.summary.value}
+  assert {'eval/swd', 'eval/fd', 'eval/label_accuracy', 'eval/swd_28x28'} <= tags
+  table = evaluation.table(results)
+  assert table.splitlines()[1].split()[:3] == ['swd', f'{results["swd"]:.4g}', 'lower']
+  assert 'fd_real' in table and 'for scale' in table
+
+
+def _events(folder):
+  for path in glob.glob(os.path.join(folder, '**', 'events.out.tfevents.*'), recursive=True):
+    yield from tf.compat.v1.train.summary_iterator(path)
+
+
+class _ScriptedEvaluator:
+  """Stands in for an Evaluator: returns the swd value scripted for each step."""
+
+  def __init__(self, values):
+    self.values, self.num_samples, self.seen = values, 10, []
+
+  def evaluate(self, generate, step, checkpoint, writer=None):
+    self.seen.append(step)
+    return {'swd': self.values[step]}, f'eval_{step}.json'
+
+  def log_line(self, results):
+    return str(results)
+
+
+def test_keep_best_keeps_the_step_with_the_best_metric_not_the_last(tmp_path):
+  write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 8)
+  cfg = config_lib.Config(dataset='tiny', data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
+                          sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
+                          output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8,
+                          epoch=4, sample_num=4, sample_freq=100, ckpt_freq=1, max_to_keep=10, eval_freq=1,
+                          best_metric='swd')
+  dataset = datasets.load(cfg)
+  cfg = dataclasses.replace(cfg, c_dim=1, y_dim=dataset.num_classes)
+  scripted = _ScriptedEvaluator({1: 5.0, 2: 2.0, 3: float('nan'), 4: 3.0})
+  model.DCGAN(cfg, dataset).train(evaluator=scripted)
+  assert scripted.seen == [1, 2, 3, 4]
+  best = checkpoints.best(cfg.checkpoint_path)
+  assert (best['step'], best['metric'], best['value']) == (2, 'swd', 2.0)
+  best_dir = checkpoints.best_directory(cfg.checkpoint_path)
+  assert checkpoints.steps(best_dir) == [2]  # the earlier best (step 1) was deleted
+  assert_same_values(checkpoints.best_path(cfg.checkpoint_path), checkpoints.path_of(cfg.checkpoint_path, 2))
+
+  # A resumed run compares with the best of the run before
+  cfg = dataclasses.replace(cfg, epoch=6)
+  model.DCGAN(cfg, dataset).train(evaluator=_ScriptedEvaluator({5: 2.5, 6: 1.5}))
+  assert checkpoints.best(cfg.checkpoint_path)['step'] == 6
+  assert checkpoints.steps(best_dir) == [6]
+
+
+def test_eval_freq_keeps_best_and_evaluate_scores_it(tmp_path, tiny_idx_root):
+  flags = dir_flags(tmp_path, tiny_idx_root)
+  result = run_main('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '32', '--epoch', '3',
+                    '--eval_freq', '2', '--num_samples', '40', *TINY_MODEL, *flags, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  key_dir = tmp_path / 'ckpt' / 'tiny_28_28'
+  best = checkpoints.best(str(key_dir))
+  assert best['metric'] == 'fd' and best['step'] in (2, 4, 6)
+  evaluated = {step: json.loads((key_dir / f'eval_{step:06d}_40.json').read_text()) for step in (2, 4, 6)}
+  assert best['value'] == min(record['metrics']['fd'] for record in evaluated.values())
+  fd_steps = sorted(event.step for event in _events(tmp_path / 'logs' / 'tiny_28_28')
+                    for value in event.summary.value if value.tag == 'eval/fd')
+  assert fd_steps == [2, 4, 6]  # a TensorBoard curve of the metric
+
+  result = run_main('--dataset', 'tiny', '--evaluate', '--checkpoint', 'best', '--num_samples', '40', *flags,
+                    cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert f'best/DCGAN.model-{best["step"]} (step {best["step"]})' in result.stdout
+  fd_row = next(line for line in result.stdout.splitlines() if line.startswith('fd '))
+  assert float(fd_row.split()[1]) == pytest.approx(best['value'], rel=1e-3)  # the same z, weights and reals
+
+  out_dir = tmp_path / 'best_images'
+  result = run_main('--dataset', 'tiny', '--generate', '3', '--checkpoint', 'best', '--out_dir', str(out_dir),
+                    *flags, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert f'(step {best["step"]})' in result.stderr and len(glob.glob(str(out_dir / '0*.png'))) == 3
+
+
+@pytest.mark.parametrize('args, fragments', [
+    (['--train', '--evaluate'], ['use --eval_freq']),
+    (['--evaluate', '--generate', '4'], ['--evaluate cannot be combined with --generate']),
+    (['--evaluate', '--num_samples', '1'], ['--num_samples must be at least 2']),
+    (['--checkpoint', 'bestest'], ["--checkpoint must be 'latest', 'best' or a step number"]),
+])
+def test_evaluation_flags_are_checked(tmp_path, args, fragments):
+  assert_user_error(run_main('--dataset', 'tiny', *args, cwd=tmp_path), *fragments)
+
+
+def test_evaluate_an_rgb_model_by_swd_alone(trained_models, tmp_path):
+  run_dir, name = trained_models['uncond']
+  result = run_main('--dataset', name, '--evaluate', *dir_flags(run_dir, run_dir / 'data'), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  names = [line.split()[0] for line in result.stdout.splitlines()[2:]]
+  assert names == ['swd', 'swd_16x12', 'swd_real']  # 8 images: all of them, one pyramid level; no classifier
+  record = json.loads((run_dir / 'ckpt' / 'rgb_16_12' / 'eval_000002_8.json').read_text())
+  assert record['num_samples'] == 8 and record['metrics']['swd'] > 0
+
+
+def test_best_without_eval_freq_and_fd_without_labels_are_one_line(trained_models, tmp_path):
+  run_dir, name = trained_models['uncond']
+  flags = dir_flags(run_dir, run_dir / 'data')
+  assert_user_error(run_main('--dataset', name, '--checkpoint', 'best', *flags, cwd=tmp_path),
+                    'no best checkpoint in', 'train with --eval_freq')
+  write_images(str(tmp_path / 'data' / 'rgb'), 4)
+  result = run_main('--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16',
+                    '--eval_freq', '1', '--best_metric', 'fd', *dir_flags(tmp_path, tmp_path / 'data'),
+                    cwd=tmp_path)
+  assert_user_error(result, '--best_metric fd needs labelled grayscale data', 'use --best_metric swd')

@@ -1,0 +1,104 @@
+"""SWD, Frechet distance and class entropy: zero on equal sets, symmetric, growing with blur and noise."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import datasets
+import digits
+import metrics
+from conftest import shared
+
+
+def _blur(images, sigma):
+  blurred = ndimage.gaussian_filter(images.astype(np.float32), (0, sigma, sigma, 0))
+  return np.clip(np.round(blurred), 0, 255).astype(np.uint8)
+
+
+def _noisy(images, deviation, seed=0):
+  noisy = images + np.random.default_rng(seed).normal(0.0, deviation, images.shape)
+  return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='module')
+def two_digit_sets():
+  """Two different samples of 400 built-in digits, [400, 28, 28, 1] each."""
+  images, _ = digits.make_digits(800, seed=3)
+  return images[:400, ..., np.newaxis], images[400:, ..., np.newaxis]
+
+
+def test_pyramid_levels_reach_about_16_pixels():
+  assert metrics.pyramid_sizes(64, 64) == [(64, 64), (32, 32), (16, 16)]
+  assert metrics.pyramid_sizes(28, 28) == [(28, 28), (14, 14)]
+  assert metrics.pyramid_sizes(128, 96) == [(128, 96), (64, 48), (32, 24), (16, 12)]
+  assert metrics.pyramid_sizes(16, 12) == [(16, 12)]
+
+
+def test_laplacian_levels_add_back_up_to_the_image():
+  images = np.random.default_rng(0).uniform(0, 255, (3, 28, 20, 3)).astype(np.float32)
+  levels = list(metrics.laplacian_levels(images))
+  assert [level.shape[1:3] for level in levels] == [(28, 20), (14, 10)]
+  rebuilt = levels[0] + metrics._upsample(levels[1], (28, 20))
+  np.testing.assert_allclose(rebuilt, images, atol=1e-3)
+
+
+def test_swd_of_a_set_with_itself_is_zero_and_the_distance_is_symmetric(two_digit_sets):
+  a, b = two_digit_sets
+  assert metrics.swd(a, a)['mean'] == 0.0
+  forward, backward = metrics.swd(a, b), metrics.swd(b, a)
+  assert forward.keys() == {'28x28', '14x14', 'mean'}
+  for level in forward:
+    assert forward[level] == pytest.approx(backward[level], rel=1e-6)
+  assert forward['mean'] > 0
+
+
+def test_swd_repeats_on_a_seed_and_descriptors_are_normalized(two_digit_sets):
+  a, b = two_digit_sets
+  assert metrics.swd(a, b, seed=5) == metrics.swd(a, b, seed=5)
+  assert metrics.swd(a, b, seed=5) != metrics.swd(a, b, seed=6)
+  level = next(metrics.laplacian_levels(a))
+  descriptors = metrics.descriptors(level, seed=0)
+  assert descriptors.shape == (400 * metrics.PATCHES_PER_IMAGE, 7 * 7 * 1)
+  assert descriptors.mean() == pytest.approx(0, abs=1e-4)
+  assert descriptors.std() == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize('damage, amounts', [(_blur, (0.5, 1.0, 2.0)), (_noisy, (8, 24, 64))])
+def test_swd_grows_with_blur_and_with_noise(two_digit_sets, damage, amounts):
+  a, b = two_digit_sets
+  distances = [metrics.swd(a, b)['mean']] + [metrics.swd(a, damage(b, amount))['mean'] for amount in amounts]
+  assert distances == sorted(distances), distances
+  assert distances[-1] > 5 * distances[0], distances
+
+
+def test_swd_orders_real_mnist_blur_and_noise():
+  images, _ = datasets.load_idx_folder(shared('mnist'))
+  images = images[..., np.newaxis]
+  a, b = images[:600], images[600:1200]
+  noise = np.random.default_rng(0).integers(0, 256, b.shape, dtype=np.uint8)
+  distances = [metrics.swd(a, x)['mean'] for x in (b, _blur(b, 0.7), _blur(b, 2.0), noise)]
+  assert distances == sorted(distances), distances
+
+
+def test_frechet_distance_is_zero_for_equal_sets_and_the_squared_shift_for_moved_ones():
+  features = np.random.default_rng(0).normal(size=(500, 6))
+  assert metrics.frechet_distance(features, features) == pytest.approx(0, abs=1e-6)
+  shift = np.array([1.0, -2.0, 0, 0, 0.5, 0])
+  assert metrics.frechet_distance(features, features + shift) == pytest.approx(np.sum(shift ** 2), rel=1e-6)
+  scaled = metrics.frechet_distance(features, features * 2)
+  assert scaled > 1  # same mean, four times the covariance
+
+
+def test_frechet_distance_survives_a_feature_that_never_fires():
+  features = np.random.default_rng(1).normal(size=(300, 4))
+  features[:, 2] = 0  # a dead ReLU unit: singular covariances
+  other = features + np.array([0.5, 0, 0, 0])
+  assert metrics.frechet_distance(features, other) == pytest.approx(0.25, rel=1e-3)
+
+
+def test_class_entropy_is_log2_classes_when_even_and_zero_when_collapsed():
+  assert metrics.class_entropy(np.arange(1000) % 10, 10) == pytest.approx(math.log2(10))
+  assert metrics.class_entropy(np.full(1000, 3), 10) == 0.0
+  assert 0 < metrics.class_entropy(np.array([0] * 900 + [1] * 100), 10) < 1
