@@ -83,9 +83,8 @@ class Evaluator:
       self.reference['swd_real'] = metrics.swd(self.real[:half], self.real[half:2 * half], EVAL_SEED)['mean']
     self.classifier = None
     if uses_classifier(dataset):
-      images, labels = (dataset.images, dataset.labels)
       self.classifier, accuracy = classifier.load_or_train(
-          np.asarray(images), labels, dataset.num_classes,
+          np.asarray(dataset.images), dataset.labels, dataset.num_classes,
           os.path.join(config.checkpoint_path, classifier.DIRECTORY), session_config)
       classes, self.real_features = self.classifier.predict(self.real)
       self.reference.update(class_entropy_real=metrics.class_entropy(classes, dataset.num_classes),
