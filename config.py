@@ -67,6 +67,7 @@ class Config:
   best_metric: str = 'swd'
   # Runtime
   device: str = '/cpu:0'
+  devices: tuple = ()  # two or more: one replica on each (MirroredStrategy); else the model is on `device`
   seed: int = 0
   deterministic: bool = False
   xla: bool = False
@@ -110,7 +111,9 @@ def load(directory):
     return None
   try:
     with open(path) as f:
-      return Config(**json.load(f))
+      fields = json.load(f)
+    fields['devices'] = tuple(fields.get('devices', ()))  # JSON has lists
+    return Config(**fields)
   except (ValueError, TypeError) as e:
     raise UserError(f'{path} is not a config written by this program ({e})') from None
 

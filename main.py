@@ -128,6 +128,10 @@ flags.DEFINE_enum('best_metric', None, evaluation.BEST_METRICS, 'The metric that
 # Runtime
 flags.DEFINE_string('device', None, 'Device of the model, e.g. /gpu:1 or /cpu:0; default the first GPU when '
                     'one is visible, else the CPU. Ops with no kernel there fall back to the CPU.')
+flags.DEFINE_list('devices', None, 'Train one replica on each of these devices (two or more, e.g. /gpu:0,/gpu:1) '
+                  'with MirroredStrategy: each takes --batch_size / N images of every batch, and gradients and '
+                  'batch-norm statistics are averaged across them. Checkpoints load on any number of devices.')
+flags.DEFINE_integer('num_gpus', None, 'Train on the first N GPUs: the same as --devices /gpu:0,...,/gpu:N-1.')
 flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z; with --generate, the z of every '
                      'image.')
 flags.DEFINE_boolean('deterministic', False, "Use TensorFlow's deterministic kernels, so that a run, stopped and "
@@ -138,7 +142,7 @@ flags.DEFINE_boolean('xla', False, 'Compile the training step with XLA JIT. Off 
 FLAGS = flags.FLAGS
 tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program logs itself
 
-_POSITIVE = ('input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim', 'gf_dim',
+_POSITIVE = ('num_gpus', 'input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim', 'gf_dim',
              'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'g_steps', 'sample_num', 'sample_freq',
              'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims', 'eval_freq')
 
@@ -148,14 +152,41 @@ def _default_output_size():
   return 28 if FLAGS.dataset in ('mnist', *datasets.BUILTIN) or datasets.is_idx_folder(folder) else 64
 
 
+def _devices():
+  """--devices or --num_gpus as a tuple of device names; () for a single device."""
+  if FLAGS.devices and FLAGS.num_gpus:
+    raise UserError('--devices and --num_gpus both choose the devices: give one of them')
+  if FLAGS.num_gpus:
+    visible = len(tf.config.list_physical_devices('GPU'))
+    if FLAGS.num_gpus > visible:
+      raise UserError(f'--num_gpus {FLAGS.num_gpus}: only {visible} GPU(s) are visible here')
+    devices = [f'/gpu:{index}' for index in range(FLAGS.num_gpus)]
+  else:
+    devices = FLAGS.devices or []
+  for name in devices:
+    try:
+      tf.DeviceSpec.from_string(name)
+    except ValueError:
+      raise UserError(f'--devices {name!r} is not a device name such as /gpu:0 or /cpu:0') from None
+  if len(set(devices)) != len(devices):
+    raise UserError(f'--devices names a device twice: {",".join(devices)}')
+  if len(devices) > 1 and FLAGS.batch_size % len(devices):
+    raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across {len(devices)} devices; '
+                    f'use a multiple of {len(devices)}')
+  return tuple(devices) if len(devices) > 1 else ()
+
+
 def _device():
-  if FLAGS.device is None:
+  """--device; with --devices, the first of them (the sampler's device in test mode)."""
+  device = FLAGS.devices[0] if FLAGS.devices else FLAGS.device
+  if device is None:
     return '/gpu:0' if tf.config.list_physical_devices('GPU') else '/cpu:0'
   try:
-    tf.DeviceSpec.from_string(FLAGS.device)
+    tf.DeviceSpec.from_string(device)
   except ValueError:
-    raise UserError(f'--device {FLAGS.device!r} is not a device name such as /gpu:0 or /cpu:0') from None
-  return FLAGS.device
+    flag = 'devices' if FLAGS.devices else 'device'
+    raise UserError(f'--{flag} {device!r} is not a device name such as /gpu:0 or /cpu:0') from None
+  return device
 
 
 def config_from_flags():
@@ -192,7 +223,7 @@ def config_from_flags():
       ckpt_freq=FLAGS.ckpt_freq, log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep,
       keep_every_hours=FLAGS.keep_every_hours, eval_freq=FLAGS.eval_freq,
       eval_samples=FLAGS.num_samples or evaluation.TRAINING_SAMPLES, best_metric=FLAGS.best_metric or 'swd',
-      device=_device(), seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla)
+      device=_device(), devices=_devices(), seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla)
 
 
 def _checkpoint_step():
@@ -295,7 +326,7 @@ def _trained_config(config):
   data_dir = config.data_dir if FLAGS['data_dir'].present else saved.data_dir  # the data may have moved
   return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
                              log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
-                             device=config.device, seed=config.seed, data_dir=data_dir)
+                             device=config.device, devices=config.devices, seed=config.seed, data_dir=data_dir)
 
 
 def use_trained(config):

@@ -226,15 +226,20 @@ def _to_uint8(images):
   return tf.saturate_cast(tf.round((images + 1.0) * 127.5), tf.uint8)
 
 
-def session_config(device, xla=False):
+def session_config(device, xla=False, devices=()):
   """A ConfigProto with soft placement (GPU ops fall back to the CPU), GPU memory taken as needed, and XLA JIT
   compiling the step when `xla`.
 
-  On a CPU, ops run one at a time, each on every core: two convolutions at once only take turns on the same
-  cores, and measured a few percent slower and less steady (bench/README.md).
+  On one CPU, ops run one at a time, each on every core: two convolutions at once only take turns on the same
+  cores, and measured a few percent slower and less steady (bench/README.md). Replicas (`devices`) need ops to
+  run side by side, since each waits for the others in the all-reduce; CPU replicas '/cpu:N' need N + 1 CPU
+  devices, which a v1 session makes only when asked through device_count.
   """
-  on_cpu = tf.DeviceSpec.from_string(device).device_type == 'CPU'
-  proto = tf1.ConfigProto(allow_soft_placement=True, inter_op_parallelism_threads=1 if on_cpu else 0)
+  specs = [tf.DeviceSpec.from_string(name) for name in devices] or [tf.DeviceSpec.from_string(device)]
+  on_one_cpu = len(specs) == 1 and specs[0].device_type == 'CPU'
+  cpus = 1 + max((spec.device_index or 0 for spec in specs if spec.device_type == 'CPU'), default=0)
+  proto = tf1.ConfigProto(allow_soft_placement=True, inter_op_parallelism_threads=1 if on_one_cpu else 0,
+                          device_count={'CPU': cpus})
   proto.gpu_options.allow_growth = True
   if xla:
     proto.graph_options.optimizer_options.global_jit_level = tf1.OptimizerOptions.ON_1
@@ -261,16 +266,18 @@ class DCGAN:
     self.graph = tf.Graph()
     with self.graph.as_default():
       tf1.set_random_seed(config.seed)
-      self.global_step = tf1.train.get_or_create_global_step()
+      # Several devices (--devices, --num_gpus): the same step runs as the replica function of a MirroredStrategy.
+      # Made inside the graph: made eagerly, it would place a variable on each device of the eager context, which
+      # has no second CPU.
+      self.strategy = tf1.distribute.MirroredStrategy(list(config.devices)) if len(config.devices) > 1 else None
       if dataset is not None:
         with tf.device('/cpu:0'):
           self.pipeline = datasets.make_pipeline(dataset, config)
-      with tf.device(config.device):
+      with self.strategy.scope() if self.strategy else tf.device(config.device):
+        self.global_step = tf1.train.get_or_create_global_step()
         if dataset is not None:
           self.inputs = self._build_inputs()
-          self.model = gan_model(self.inputs, config)
-          self.loss = gan_loss(self.model)
-          self.train_ops = gan_train_ops(self.loss, config, self.global_step)
+          self.model, self.loss, self.train_ops = self._build_step()
           self.histograms = tf1.summary.merge([
               tf1.summary.histogram('z', self.inputs.z),
               tf1.summary.histogram('D_logits_real', self.model.real_logits),
@@ -284,6 +291,34 @@ class DCGAN:
       self.init = tf1.global_variables_initializer()
     if dataset is not None:
       self.graph.finalize()  # the training loop must not add ops (export adds some to the sampler graph)
+
+  def _build_step(self):
+    """(GANModel, GANLoss, GANTrainOps) of one training step, on one device or split across the replicas.
+
+    With a strategy, each replica takes its own slice of the global batch (the pipeline yields it once per step,
+    so no batch is read twice), gradients and batch-norm statistics are averaged across replicas by the
+    strategy, the losses are their mean over replicas, and the model's tensors are the replicas' concatenated.
+    """
+    cfg = self.config
+    if self.strategy is None:
+      model = gan_model(self.inputs, cfg)
+      loss = gan_loss(model)
+      return model, loss, gan_train_ops(loss, cfg, self.global_step)
+    per_replica = cfg.batch_size // self.strategy.num_replicas_in_sync
+
+    def replica_step(inputs):
+      index = tf.distribute.get_replica_context().replica_id_in_sync_group
+      share = [None if t is None else t[index * per_replica:(index + 1) * per_replica] for t in inputs]
+      model = gan_model(GANInputs(*share), cfg)
+      loss = gan_loss(model)
+      return model.generated, model.real_logits, model.fake_logits, loss, gan_train_ops(loss, cfg, self.global_step)
+
+    generated, real_logits, fake_logits, loss, train_ops = self.strategy.extended.call_for_each_replica(
+        replica_step, args=(tuple(self.inputs),))
+    concat = lambda value: tf.concat(self.strategy.experimental_local_results(value), axis=0)
+    mean = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+    return (GANModel(self.inputs, concat(generated), concat(real_logits), concat(fake_logits)),
+            GANLoss(*map(mean, loss)), GANTrainOps(*map(self.strategy.group, train_ops)))
 
   def _build_inputs(self):
     cfg = self.config
@@ -305,7 +340,8 @@ class DCGAN:
 
   def session(self):
     """A session with session_config(): soft placement, GPU memory as needed, XLA JIT with --xla."""
-    return tf1.Session(graph=self.graph, config=session_config(self.config.device, self.config.xla))
+    return tf1.Session(graph=self.graph, config=session_config(self.config.device, self.config.xla,
+                                                              self.config.devices))
 
   # Checkpoints
 
