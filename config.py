@@ -68,6 +68,8 @@ class Config:
   # Runtime
   device: str = '/cpu:0'
   devices: tuple = ()  # two or more: one replica on each (MirroredStrategy); else the model is on `device`
+  multi_worker: bool = False  # MultiWorkerMirroredStrategy over the workers of TF_CONFIG
+  worker_timeout: float = 600.0  # seconds a worker waits for the others before it gives up
   seed: int = 0
   deterministic: bool = False
   xla: bool = False

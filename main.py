@@ -26,6 +26,7 @@ from absl import app, flags, logging
 import tensorflow as tf
 
 import checkpoints
+import cluster
 import config as config_lib
 import datasets
 import evaluation
@@ -132,6 +133,11 @@ flags.DEFINE_list('devices', None, 'Train one replica on each of these devices (
                   'with MirroredStrategy: each takes --batch_size / N images of every batch, and gradients and '
                   'batch-norm statistics are averaged across them. Checkpoints load on any number of devices.')
 flags.DEFINE_integer('num_gpus', None, 'Train on the first N GPUs: the same as --devices /gpu:0,...,/gpu:N-1.')
+flags.DEFINE_enum('strategy', 'mirrored', ['mirrored', 'multi_worker'], 'mirrored: one process, on --device or '
+                  '--devices. multi_worker: one process per machine, each run with the same flags and its own '
+                  'TF_CONFIG; the batch is split across all workers\' devices, worker 0 writes the checkpoints.')
+flags.DEFINE_float('worker_timeout', 600, 'With --strategy multi_worker: seconds a worker waits for the others '
+                   '(to start, or in a training step) before it stops with an error.')
 flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z; with --generate, the z of every '
                      'image.')
 flags.DEFINE_boolean('deterministic', False, "Use TensorFlow's deterministic kernels, so that a run, stopped and "
@@ -156,6 +162,8 @@ def _devices():
   """--devices or --num_gpus as a tuple of device names; () for a single device."""
   if FLAGS.devices and FLAGS.num_gpus:
     raise UserError('--devices and --num_gpus both choose the devices: give one of them')
+  if FLAGS.strategy == 'multi_worker' and (FLAGS.devices or FLAGS.num_gpus):
+    raise UserError('--strategy multi_worker uses every GPU of each worker (or its CPU): drop --devices/--num_gpus')
   if FLAGS.num_gpus:
     visible = len(tf.config.list_physical_devices('GPU'))
     if FLAGS.num_gpus > visible:
@@ -174,6 +182,19 @@ def _devices():
     raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across {len(devices)} devices; '
                     f'use a multiple of {len(devices)}')
   return tuple(devices) if len(devices) > 1 else ()
+
+
+def _multi_worker():
+  """Checks TF_CONFIG and the batch size for --strategy multi_worker (a training run only)."""
+  if FLAGS.strategy != 'multi_worker' or not FLAGS.train:
+    return False
+  if not FLAGS.worker_timeout > 0:
+    raise UserError(f'--worker_timeout must be above 0, not {FLAGS.worker_timeout}')
+  workers = len(cluster.from_environment().workers)
+  if FLAGS.batch_size % workers:
+    raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across the {workers} workers of '
+                    f'TF_CONFIG; use a multiple of {workers}')
+  return True
 
 
 def _device():
@@ -223,7 +244,8 @@ def config_from_flags():
       ckpt_freq=FLAGS.ckpt_freq, log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep,
       keep_every_hours=FLAGS.keep_every_hours, eval_freq=FLAGS.eval_freq,
       eval_samples=FLAGS.num_samples or evaluation.TRAINING_SAMPLES, best_metric=FLAGS.best_metric or 'swd',
-      device=_device(), devices=_devices(), seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla)
+      device=_device(), devices=_devices(), multi_worker=_multi_worker(), worker_timeout=FLAGS.worker_timeout,
+      seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla)
 
 
 def _checkpoint_step():
@@ -257,16 +279,33 @@ def train(config):
   logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
   _warn_if_epochs_move(config)
   evaluator = None
-  if config.eval_freq:
+  if config.eval_freq and (not config.multi_worker or cluster.from_environment().index == 0):  # the chief's job
     evaluator = evaluation.Evaluator(dataset, config, config.eval_samples, model.session_config(config.device))
   try:
     step, stopped_by = DCGAN(config, dataset).train(_checkpoint_step(), evaluator)
+  except tf.errors.OpError as e:
+    if not config.multi_worker:
+      raise
+    raise UserError(f'worker {cluster.from_environment().index} lost the other workers (none of them answered '
+                    f'within --worker_timeout {config.worker_timeout:g} s, or one failed): {_op_error_text(e)}; the '
+                    'chief\'s last checkpoint is intact: start every worker again to go on') from None
   finally:
     if evaluator is not None:
       evaluator.close()
-  if not stopped_by:
+  if not stopped_by and config.multi_worker and cluster.from_environment().index:
+    logging.info('trained to step %d; the chief (worker 0) wrote the checkpoints, samples and logs', step)
+  elif not stopped_by:
     logging.info('trained to step %d: checkpoints in %s, samples in %s, TensorBoard logs in %s', step,
                  config.checkpoint_path, config.sample_path, config.log_path)
+
+
+def _op_error_text(error):
+  """'UnavailableError: <the first line of its message>', without TensorFlow's annotations."""
+  noise = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[', 'Original stack trace',
+           'Additional GRPC error', 'The error could be from a previous operation', ':UNKNOWN:')
+  lines = [line.strip() for line in (error.message or '').splitlines()]
+  lines = [line for line in lines if line and not line.startswith(noise)]
+  return f'{type(error).__name__}: {lines[0] if lines else "no message"}'
 
 
 def _best_metric(dataset):
@@ -326,7 +365,8 @@ def _trained_config(config):
   data_dir = config.data_dir if FLAGS['data_dir'].present else saved.data_dir  # the data may have moved
   return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
                              log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
-                             device=config.device, devices=config.devices, seed=config.seed, data_dir=data_dir)
+                             device=config.device, devices=config.devices, multi_worker=False, seed=config.seed,
+                             data_dir=data_dir)
 
 
 def use_trained(config):

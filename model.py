@@ -8,6 +8,7 @@ $ python main.py --train --dataset digits
 """
 
 import collections
+import dataclasses
 import math
 import os
 import re
@@ -17,12 +18,13 @@ import tensorflow as tf
 from absl import logging
 
 import checkpoints
+import cluster as cluster_lib
 import config as config_lib
 import datasets
 import generate
 import safety
 import utils
-from errors import Diverged, UserError
+from errors import Diverged, UserError, first_line
 from ops import batch_norm, conv2d, conv_cond_concat, deconv2d, linear, lrelu
 
 tf1 = tf.compat.v1
@@ -263,16 +265,28 @@ class DCGAN:
     self.dataset = dataset
     if dataset is not None:  # each epoch visits a fresh shuffle's first train_size images, in whole batches
       self.steps_per_epoch = min(len(dataset), config.train_size or len(dataset)) // config.batch_size
+    self.cluster = cluster_lib.from_environment() if config.multi_worker else None
+    self.worker, self.num_workers = (self.cluster.index, len(self.cluster.workers)) if self.cluster else (0, 1)
+    self.is_chief = self.worker == 0  # writes checkpoints, samples and summaries; other workers only train
+    # Each worker saves to a scratch folder of its own, so that a worker's checkpoint can be checked by hand
+    self.save_dir = config.checkpoint_path if self.is_chief else os.path.join(config.checkpoint_path,
+                                                                              f'worker_{self.worker}')
     self.graph = tf.Graph()
     with self.graph.as_default():
       tf1.set_random_seed(config.seed)
-      # Several devices (--devices, --num_gpus): the same step runs as the replica function of a MirroredStrategy.
-      # Made inside the graph: made eagerly, it would place a variable on each device of the eager context, which
-      # has no second CPU.
-      self.strategy = tf1.distribute.MirroredStrategy(list(config.devices)) if len(config.devices) > 1 else None
+      # Several devices (--devices, --num_gpus) or machines (--strategy multi_worker): the same step runs as the
+      # replica function of a strategy. Made inside the graph: made eagerly, it would place a variable on each
+      # device of the eager context, which has no second CPU.
+      self.strategy = None
+      if config.multi_worker:
+        self.strategy = tf1.distribute.experimental.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
+      elif len(config.devices) > 1:
+        self.strategy = tf1.distribute.MirroredStrategy(list(config.devices))
+      self.proto = self._session_config()
       if dataset is not None:
-        with tf.device('/cpu:0'):
-          self.pipeline = datasets.make_pipeline(dataset, config)
+        with tf.device('/cpu:0'):  # each worker reads its own share of every batch
+          local = dataclasses.replace(config, batch_size=config.batch_size // self.num_workers)
+          self.pipeline = datasets.make_pipeline(dataset, local)
       with self.strategy.scope() if self.strategy else tf.device(config.device):
         self.global_step = tf1.train.get_or_create_global_step()
         if dataset is not None:
@@ -289,6 +303,14 @@ class DCGAN:
                                    keep_checkpoint_every_n_hours=config.keep_every_hours or 10000.0)
       self.best_saver = tf1.train.Saver(max_to_keep=None)  # checkpoints.save_best deletes the older best
       self.init = tf1.global_variables_initializer()
+    self.server = None
+    if self.cluster:
+      try:
+        self.server = tf.distribute.Server(tf.train.ClusterSpec({'worker': list(self.cluster.workers)}),
+                                           job_name='worker', task_index=self.worker, config=self.proto)
+      except (tf.errors.OpError, ValueError) as e:
+        raise UserError(f'worker {self.worker} could not serve on {self.cluster.workers[self.worker]}: '
+                        f'{first_line(e)}') from None
     if dataset is not None:
       self.graph.finalize()  # the training loop must not add ops (export adds some to the sampler graph)
 
@@ -304,17 +326,22 @@ class DCGAN:
       model = gan_model(self.inputs, cfg)
       loss = gan_loss(model)
       return model, loss, gan_train_ops(loss, cfg, self.global_step)
-    per_replica = cfg.batch_size // self.strategy.num_replicas_in_sync
+    replicas = self.strategy.num_replicas_in_sync
+    per_replica, local_replicas = cfg.batch_size // replicas, replicas // self.num_workers
 
     def replica_step(inputs):
+      # Replica ids run worker by worker. The images are this worker's share of the batch; z is the whole
+      # step's, the same on every worker, so the run does not depend on how the replicas are spread.
       index = tf.distribute.get_replica_context().replica_id_in_sync_group
-      share = [None if t is None else t[index * per_replica:(index + 1) * per_replica] for t in inputs]
-      model = gan_model(GANInputs(*share), cfg)
+      local = index % local_replicas
+      cut = lambda t, i: None if t is None else t[i * per_replica:(i + 1) * per_replica]
+      model = gan_model(GANInputs(images=cut(inputs.images, local), labels=cut(inputs.labels, local),
+                                  z=cut(inputs.z, index), z_labels=cut(inputs.z_labels, index)), cfg)
       loss = gan_loss(model)
       return model.generated, model.real_logits, model.fake_logits, loss, gan_train_ops(loss, cfg, self.global_step)
 
     generated, real_logits, fake_logits, loss, train_ops = self.strategy.extended.call_for_each_replica(
-        replica_step, args=(tuple(self.inputs),))
+        replica_step, args=(self.inputs,))
     concat = lambda value: tf.concat(self.strategy.experimental_local_results(value), axis=0)
     mean = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
     return (GANModel(self.inputs, concat(generated), concat(real_logits), concat(fake_logits)),
@@ -338,10 +365,20 @@ class DCGAN:
     images = generator(z, y, cfg, is_training=False, reuse=reuse)
     return Sampler(z=z, labels=labels, images=tf.identity(_to_uint8(images), name='sample_images'))
 
+  def _session_config(self):
+    cfg = self.config
+    proto = session_config(cfg.device, cfg.xla, cfg.devices)
+    if cfg.multi_worker:
+      proto = self.strategy.update_config_proto(proto)
+      proto.inter_op_parallelism_threads = 0  # the all-reduce waits on the other workers: ops side by side
+      # A worker that died leaves the others waiting in the all-reduce: give up after --worker_timeout
+      proto.operation_timeout_in_ms = int(cfg.worker_timeout * 1000)
+    return proto
+
   def session(self):
-    """A session with session_config(): soft placement, GPU memory as needed, XLA JIT with --xla."""
-    return tf1.Session(graph=self.graph, config=session_config(self.config.device, self.config.xla,
-                                                              self.config.devices))
+    """A session with session_config(): soft placement, GPU memory as needed, XLA JIT with --xla; on this
+    worker's server with --strategy multi_worker."""
+    return tf1.Session(self.server.target if self.server else '', graph=self.graph, config=self.proto)
 
   # Checkpoints
 
@@ -381,7 +418,7 @@ class DCGAN:
     self.saver.restore(sess, path)
     # --max_to_keep counts the checkpoints of earlier runs too
     self.saver.set_last_checkpoints_with_time(
-        [(p, os.path.getmtime(p + '.index')) for p in checkpoints.managed(cfg.checkpoint_path)])
+        [(p, os.path.getmtime(p + '.index')) for p in checkpoints.managed(self.save_dir)])
     return path
 
   def save(self, sess, step, last_good=None):
@@ -394,7 +431,7 @@ class DCGAN:
     if not sess.run(self.weights_finite):
       raise Diverged(f'training diverged by step {step}: a weight is NaN or Inf, so it was not saved. '
                      f'{safety.resume_hint(last_good)}')
-    return checkpoints.save(self.saver, sess, self.config.checkpoint_path, step, last_good)
+    return checkpoints.save(self.saver, sess, self.save_dir, step, last_good)
 
   # Samples
 
@@ -432,12 +469,13 @@ class DCGAN:
       sess.run(self.init)
       last_good = self.restore(sess, from_step)
       step = start = saved = int(sess.run(self.global_step))
-      if from_step is not None:
+      if from_step is not None and self.is_chief:
         checkpoints.roll_back(cfg.checkpoint_path, step)
       logging.info('%s at step %d (epoch %d, batch %d)', f'resumed from {last_good}' if last_good else 'started',
                    step, step // steps_per_epoch, step % steps_per_epoch)
-      config_lib.save(cfg, cfg.checkpoint_path)
-      writer = tf1.summary.FileWriter(cfg.log_path, self.graph)
+      if self.is_chief:
+        config_lib.save(cfg, cfg.checkpoint_path)
+      writer = tf1.summary.FileWriter(cfg.log_path, self.graph) if self.is_chief else _NoSummaries()
       progress = utils.Progress(start, total_steps, steps_per_epoch, cfg.batch_size, cfg.log_freq)
       watch = safety.DiscriminatorWinWatch()
       try:
@@ -457,13 +495,13 @@ class DCGAN:
           if warning:
             self._write_warning(writer, step, warning)
           # sample
-          if step % cfg.sample_freq == 0 or step == total_steps:
+          if self.is_chief and (step % cfg.sample_freq == 0 or step == total_steps):
             self._write_samples(sess, writer, step, epoch)
           # checkpoint
           if step % cfg.ckpt_freq == 0 or step == total_steps:
             last_good, saved = self.save(sess, step, last_good), step
           # evaluate, keeping the best checkpoint
-          if evaluator is not None and (step % cfg.eval_freq == 0 or step == total_steps):
+          if evaluator is not None and self.is_chief and (step % cfg.eval_freq == 0 or step == total_steps):
             self._evaluate(sess, writer, evaluator, step)
         if stop.requested and step > saved:
           last_good = self.save(sess, step, last_good)
@@ -495,8 +533,10 @@ class DCGAN:
   def start_epoch(self, sess, epoch, batch):
     """Points the input pipeline at `epoch`'s order, past its first `batch` batches."""
     cfg = self.config
-    order = datasets.epoch_order(cfg.seed, epoch, len(self.dataset))
-    order = order[batch * cfg.batch_size:self.steps_per_epoch * cfg.batch_size]
+    order = datasets.epoch_order(cfg.seed, epoch, len(self.dataset))[:self.steps_per_epoch * cfg.batch_size]
+    share = cfg.batch_size // self.num_workers  # this worker's images of each batch
+    batches = order.reshape(self.steps_per_epoch, cfg.batch_size)[batch:]
+    order = batches[:, self.worker * share:(self.worker + 1) * share].reshape(-1)
     sess.run(self.pipeline.initializer, self.pipeline.feed(order))
 
   def _generator_feed(self, step):
@@ -553,6 +593,19 @@ class DCGAN:
                               encoded_image_string=utils.png_bytes(grid))
     writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag='samples', image=image)]), step)
     writer.flush()
+
+
+class _NoSummaries:
+  """The summary writer of a worker that is not the chief: only the chief writes TensorBoard files."""
+
+  def add_summary(self, *_):
+    pass
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
 
 
 def _describe_field(field):

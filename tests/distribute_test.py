@@ -1,6 +1,14 @@
-"""Several devices in one process: two CPU devices stand in for two GPUs (MirroredStrategy, --devices)."""
+"""Several devices in one process (two CPU devices stand in for two GPUs), and several worker processes on loopback."""
 
 import dataclasses
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +18,8 @@ import checkpoints
 import config as config_lib
 import datasets
 import model
-from conftest import (TINY_MODEL, assert_user_error, checkpoint_values, dir_flags, run_main, write_idx_dataset)
+from conftest import (ROOT, TINY_MODEL, assert_same_values, assert_user_error, checkpoint_values, dir_flags, run_main,
+                      write_idx_dataset)
 
 tf1 = tf.compat.v1
 TWO_CPUS = ('/cpu:0', '/cpu:1')
@@ -97,3 +106,66 @@ def test_devices_flag_trains_and_test_mode_uses_the_checkpoint(tmp_path, tiny_id
 ])
 def test_device_flags_are_checked(tmp_path, args, fragments):
   assert_user_error(run_main('--train', '--dataset', 'tiny', *args, cwd=tmp_path), *fragments)
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for sock in sockets:
+    sock.bind(('127.0.0.1', 0))
+  ports = [sock.getsockname()[1] for sock in sockets]
+  for sock in sockets:
+    sock.close()
+  return ports
+
+
+def _start_workers(run_dir, data_dir, *args, count=2):
+  """Starts `count` main.py workers on loopback ports, each with its TF_CONFIG; returns the Popen objects."""
+  workers = [f'127.0.0.1:{port}' for port in _free_ports(count)]
+  processes = []
+  for index in range(count):
+    env = dict(os.environ, TF_CONFIG=json.dumps({'cluster': {'worker': workers},
+                                                 'task': {'type': 'worker', 'index': index}}))
+    processes.append(subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--dataset', 'tiny', '--strategy', 'multi_worker',
+         '--batch_size', '16', *TINY_MODEL, *dir_flags(run_dir, data_dir), *args],
+        cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  return processes
+
+
+def test_two_workers_end_with_the_same_weights_and_the_chief_checkpoint_loads_on_one_device(tmp_path, tiny_idx_root):
+  workers = _start_workers(tmp_path, tiny_idx_root, '--train_size', '64', '--epoch', '2', '--worker_timeout', '120')
+  outputs = [worker.communicate(timeout=300) for worker in workers]
+  for worker, (_, stderr) in zip(workers, outputs):
+    assert worker.returncode == 0, stderr
+  key_dir = tmp_path / 'ckpt' / 'tiny_28_28'
+  assert checkpoints.steps(str(key_dir)) == [8]
+  assert_same_values(checkpoints.path_of(str(key_dir), 8), checkpoints.path_of(str(key_dir / 'worker_1'), 8))
+  assert len(glob.glob(str(tmp_path / 'logs' / '**' / 'events.out.tfevents.*'), recursive=True)) == 1  # the chief's
+
+  result = run_main('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '64', '--epoch', '3',
+                    *TINY_MODEL, *dir_flags(tmp_path, tiny_idx_root), cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert 'DCGAN.model-8 at step 8' in result.stderr and checkpoints.steps(str(key_dir))[0] == 12
+
+
+def test_a_worker_that_dies_stops_the_other_with_one_line(tmp_path, tiny_idx_root):
+  chief, other = _start_workers(tmp_path, tiny_idx_root, '--epoch', '1000', '--worker_timeout', '20')
+  try:
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / 'samples').glob('*/train_*.png')) and time.monotonic() < deadline:
+      time.sleep(0.5)  # the chief writes its first grid after --sample_freq steps: both are training
+    assert chief.poll() is None and other.poll() is None
+    other.send_signal(signal.SIGKILL)
+    _, stderr = chief.communicate(timeout=20 + 60)  # it gives up within --worker_timeout, not never
+  finally:
+    for process in (chief, other):
+      if process.poll() is None:
+        process.kill()
+  assert_user_error(subprocess.CompletedProcess([], chief.returncode, '', stderr), 'worker 0 lost the other workers',
+                    'start every worker again')
+
+
+def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
+  monkeypatch.delenv('TF_CONFIG', raising=False)
+  result = run_main('--train', '--dataset', 'tiny', '--strategy', 'multi_worker', cwd=tmp_path)
+  assert_user_error(result, '--strategy multi_worker needs the TF_CONFIG environment variable')
