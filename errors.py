@@ -17,10 +17,24 @@ class Diverged(UserError):
   exit_code = 3
 
 
+_NOISE = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[', 'Original stack trace',
+          'Additional GRPC error', 'The error could be from a previous operation', ':UNKNOWN:')
+
+
+def _message_lines(error):
+  """The lines of an error's message, without the graph-execution preamble, stack and gRPC annotations."""
+  text = getattr(error, 'message', None) or str(error)
+  lines = [line.strip() for line in text.splitlines()]
+  return [line for line in lines if line and not line.startswith(_NOISE)]
+
+
 def first_line(error):
   """The sentence that says what went wrong, without the graph-execution preamble and stack of an OpError."""
-  text = getattr(error, 'message', None) or str(error) or type(error).__name__
-  noise = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[', 'Original stack trace')
-  lines = [line.strip() for line in text.splitlines()]
-  lines = [line for line in lines if line and not line.startswith(noise)]
+  lines = _message_lines(error)
   return lines[-1] if lines else type(error).__name__
+
+
+def op_error_text(error):
+  """'UnavailableError: <the first line of its message>': a gRPC or collective error names its cause first."""
+  lines = _message_lines(error)
+  return f'{type(error).__name__}: {lines[0] if lines else "no message"}'

@@ -33,7 +33,7 @@ import evaluation
 import generate
 import model
 import utils
-from errors import UserError
+from errors import UserError, op_error_text
 from model import DCGAN
 
 # Mode
@@ -278,34 +278,26 @@ def train(config):
                f'{config.y_dim} label classes' if config.y_dim else 'unconditional')
   logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
   _warn_if_epochs_move(config)
+  worker = cluster.from_environment().index if config.multi_worker else 0  # worker 0 (the chief) evaluates
   evaluator = None
-  if config.eval_freq and (not config.multi_worker or cluster.from_environment().index == 0):  # the chief's job
+  if config.eval_freq and worker == 0:
     evaluator = evaluation.Evaluator(dataset, config, config.eval_samples, model.session_config(config.device))
   try:
     step, stopped_by = DCGAN(config, dataset).train(_checkpoint_step(), evaluator)
   except tf.errors.OpError as e:
     if not config.multi_worker:
       raise
-    raise UserError(f'worker {cluster.from_environment().index} lost the other workers (none of them answered '
-                    f'within --worker_timeout {config.worker_timeout:g} s, or one failed): {_op_error_text(e)}; the '
+    raise UserError(f'worker {worker} lost the other workers (none of them answered '
+                    f'within --worker_timeout {config.worker_timeout:g} s, or one failed): {op_error_text(e)}; the '
                     'chief\'s last checkpoint is intact: start every worker again to go on') from None
   finally:
     if evaluator is not None:
       evaluator.close()
-  if not stopped_by and config.multi_worker and cluster.from_environment().index:
+  if not stopped_by and worker:
     logging.info('trained to step %d; the chief (worker 0) wrote the checkpoints, samples and logs', step)
   elif not stopped_by:
     logging.info('trained to step %d: checkpoints in %s, samples in %s, TensorBoard logs in %s', step,
                  config.checkpoint_path, config.sample_path, config.log_path)
-
-
-def _op_error_text(error):
-  """'UnavailableError: <the first line of its message>', without TensorFlow's annotations."""
-  noise = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[', 'Original stack trace',
-           'Additional GRPC error', 'The error could be from a previous operation', ':UNKNOWN:')
-  lines = [line.strip() for line in (error.message or '').splitlines()]
-  lines = [line for line in lines if line and not line.startswith(noise)]
-  return f'{type(error).__name__}: {lines[0] if lines else "no message"}'
 
 
 def _best_metric(dataset):

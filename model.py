@@ -428,10 +428,14 @@ class DCGAN:
       Diverged: a weight is NaN or Inf; nothing is written.
       UserError: the checkpoint could not be written; `last_good` (a path or None) is left intact.
     """
+    self._check_weights(sess, step, last_good)
+    return checkpoints.save(self.saver, sess, self.save_dir, step, last_good)
+
+  def _check_weights(self, sess, step, last_good):
+    """Raises Diverged when a weight is NaN or Inf: such weights are never saved."""
     if not sess.run(self.weights_finite):
       raise Diverged(f'training diverged by step {step}: a weight is NaN or Inf, so it was not saved. '
                      f'{safety.resume_hint(last_good)}')
-    return checkpoints.save(self.saver, sess, self.save_dir, step, last_good)
 
   # Samples
 
@@ -502,7 +506,7 @@ class DCGAN:
             last_good, saved = self.save(sess, step, last_good), step
           # evaluate, keeping the best checkpoint
           if evaluator is not None and self.is_chief and (step % cfg.eval_freq == 0 or step == total_steps):
-            self._evaluate(sess, writer, evaluator, step)
+            self._evaluate(sess, writer, evaluator, step, last_good)
         if stop.requested and step > saved:
           last_good = self.save(sess, step, last_good)
       finally:
@@ -557,7 +561,7 @@ class DCGAN:
       fetches['histograms'] = self.histograms
     return fetches
 
-  def _evaluate(self, sess, writer, evaluator, step):
+  def _evaluate(self, sess, writer, evaluator, step, last_good):
     """Scores the samples of `step`; if they beat the best so far by --best_metric, saves them to best/."""
     cfg = self.config
     results, path = evaluator.evaluate(generate.Generator(self, sess), step, checkpoint=None, writer=writer)
@@ -565,8 +569,7 @@ class DCGAN:
     if best is not None and best.get('metric') != cfg.best_metric:
       best = None  # kept by another --best_metric: the first evaluation by this one replaces it
     if math.isfinite(value) and (best is None or value < best['value']):
-      if not sess.run(self.weights_finite):
-        raise Diverged(f'training diverged by step {step}: a weight is NaN or Inf')
+      self._check_weights(sess, step, last_good)
       checkpoints.save_best(self.best_saver, sess, cfg.checkpoint_path, step,
                             {'metric': cfg.best_metric, 'value': value, 'num_samples': evaluator.num_samples,
                              'results': results})
