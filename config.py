@@ -9,6 +9,7 @@ $ python main.py --train --dataset digits    # writes checkpoint/digits_28_28/co
 import dataclasses
 import json
 import os
+import re
 from typing import Optional
 
 import utils
@@ -29,6 +30,7 @@ class Config:
   # Data
   dataset: str = 'digits'
   data_dir: str = 'data'
+  tfds_data_dir: Optional[str] = None  # TensorFlow Datasets' own folder; None is its default
   input_fname_pattern: str = '*.jpg'
   input_height: Optional[int] = None
   input_width: Optional[int] = None
@@ -77,7 +79,7 @@ class Config:
   @property
   def key(self):
     """Names the run's folders: the dataset and the output size, not the batch size."""
-    return f'{self.dataset}_{self.output_height}_{self.output_width}'
+    return f'{key_prefix(self.dataset)}_{self.output_height}_{self.output_width}'
 
   @property
   def checkpoint_path(self):
@@ -90,6 +92,11 @@ class Config:
   @property
   def log_path(self):
     return os.path.join(self.log_dir, self.key)
+
+
+def key_prefix(dataset):
+  """The dataset's part of a run key, a folder name: 'tfds:celeb_a/align' -> 'tfds_celeb_a_align'."""
+  return re.sub(r'[:/\\]', '_', dataset)
 
 
 def save(config, directory):

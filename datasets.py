@@ -1,35 +1,51 @@
-"""Training data: MNIST-style IDX files, folders of images, the built-in digits, and the tf.data input pipeline.
+"""Training data: every kind of dataset behind one small interface, and the tf.data input pipeline.
 
-A dataset is the folder `<data_dir>/<dataset>`. If it holds `train-images-idx3-ubyte[.gz]` and
-`train-labels-idx1-ubyte[.gz]` (and optionally the `t10k-` pair), it is a labelled MNIST-style set kept in memory
-as uint8. Otherwise it is the files matching `--input_fname_pattern`, decoded, cropped and resized by TensorFlow
-in parallel. `digits` is built in: it is rendered into `<data_dir>/digits/` on first use.
+`--dataset` (with `--data_dir`) names a dataset; the first of SOURCES that recognizes it opens it:
+- TfdsSource: `tfds:NAME[/CONFIG]`, from TensorFlow Datasets, decoded once into the --cache file.
+- IdxSource: a folder of MNIST-style IDX files (`train-images-idx3-ubyte[.gz]` and its labels), in memory.
+- LmdbSource: a folder holding an LMDB (`data.mdb`) whose values are encoded images, as LSUN ships.
+- FolderSource: the image files of a folder that match --input_fname_pattern.
+`digits` is built in: it is rendered into `<data_dir>/digits/` (IDX files) on first use.
+
+Every source answers the same few questions (Source): how many images, how many channels, which labels, the
+pixels or the encoded bytes of image i, and how TensorFlow decodes them. Loading, --check_data, --cache, the
+input pipeline and the evaluator ask nothing else. Encoded sources (folders, LMDB) are checked entry by entry
+once (headers, then TensorFlow's own decoder), and what was found is remembered beside the checkpoints.
 
 $ python main.py --train --dataset mnist --data_dir ../shared/data
+$ python main.py --train --dataset lsun_bedroom --crop
+$ python main.py --train --dataset tfds:cifar10
 """
 
 import collections
 import concurrent.futures
 import dataclasses
+import difflib
 import glob
 import gzip
 import hashlib
+import io
 import json
 import os
 import pathlib
 import re
+import struct
+import zipfile
 import zlib
 from typing import Optional
 
+import lmdb
 import numpy as np
+import requests
 import tensorflow as tf
 from absl import logging
 from PIL import Image
-from tqdm import tqdm
 
+import config as config_lib
 import digits
+import fetch
 import utils
-from errors import UserError
+from errors import UserError, first_line
 
 tf1 = tf.compat.v1
 
@@ -37,12 +53,15 @@ BUILTIN = ('digits',)
 IDX_PAIRS = (('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
              ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'))
 # What tf.io.decode_image reads; other formats would fail inside the training step.
-DECODABLE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP')
-DECODE_CHECK_FILE = 'data_check.json'
-IMAGE_CACHE_FILE = 'image_cache.npy'  # --cache: a folder's images decoded, cropped and resized, in file order
+DECODABLE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP')
+SCAN_FILE = 'data_check.npz'  # what the check of an encoded source found, keyed by its fingerprint
+LMDB_KEYS_FILE = 'lmdb_keys.npz'  # the keys of an LMDB, listed once
+IMAGE_CACHE_FILE = 'image_cache.npy'  # --cache and TFDS: the images decoded, cropped and resized, in order
+IMAGE_CACHE_LABELS = 'image_cache_labels.npy'
 IMAGE_CACHE_KEY = 'image_cache.json'  # what they were made from
 MAX_CLASSES = 1000
 GRAYSCALE_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'F')
+FETCH_BATCH = 256  # encoded images fetched per Python call in the pipeline
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'),
               0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
 
@@ -51,28 +70,119 @@ InputPipeline = collections.namedtuple('InputPipeline', 'images labels initializ
 initializer: the op that starts an epoch; feed: feed(order) -> feed_dict for it."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-  """A training set: images in memory (with optional labels) or image files to decode.
+# The interface
+
+class Source:
+  """What every dataset answers.
 
   Attributes:
     name: the --dataset value.
     channels: 1 (grayscale) or 3 (RGB).
+    labels: int32 [count], the class of each image, or None.
     num_classes: label classes; 0 when unlabelled.
-    images: uint8 [count, height, width, channels] at the output size, or None for files.
-    labels: int32 [count], or None.
-    paths: the image files, sorted, or None for in-memory images.
+    images: uint8 [count, height, width, channels] at the output size for a PixelSource, None for an
+      EncodedSource.
   """
-  name: str
-  channels: int
-  num_classes: int = 0
-  images: Optional[np.ndarray] = None
-  labels: Optional[np.ndarray] = None
-  paths: Optional[tuple] = None
+  kind = 'dataset'  # what --check_data calls it
+  images = None
+
+  def __init__(self, name, channels, labels=None, num_classes=None):
+    self.name, self.channels, self.labels = name, channels, labels
+    self.num_classes = num_classes if num_classes is not None else (
+        int(labels.max()) + 1 if labels is not None and len(labels) else 0)
 
   def __len__(self):
-    return len(self.paths) if self.images is None else len(self.images)
+    raise NotImplementedError
 
+  # What only some kinds of source know: how to find and open one, and what --check_data says about it.
+
+  @staticmethod
+  def recognizes(config):
+    """Whether --dataset and --data_dir name a dataset of this kind."""
+    raise NotImplementedError
+
+  @classmethod
+  def open(cls, config, cache_dir):
+    """Opens the dataset that `config` names (every entry, bad ones included for encoded sources).
+
+    Raises:
+      UserError: it is missing or cannot be read at all.
+    """
+    raise NotImplementedError
+
+  @staticmethod
+  def default_size(config):
+    """The output height (and width) when --output_height is not given."""
+    return 64
+
+  def describe(self):
+    """The first lines of the --check_data report."""
+    return [f'{self.name}: {self.kind}, {len(self)} images, {_channels_text(self.channels)}']
+
+
+class PixelSource(Source):
+  """Decoded images at the output size, in memory or memory-mapped, with optional labels.
+
+  Args:
+    name: the --dataset value.
+    images: uint8 [count, height, width, channels].
+    labels: int32 [count] or None.
+    num_classes: default max(labels) + 1.
+  """
+  kind = 'images in memory'
+
+  def __init__(self, name, images, labels=None, num_classes=None):
+    super().__init__(name, images.shape[-1], labels, num_classes)
+    self.images = images
+
+  def __len__(self):
+    return len(self.images)
+
+
+class EncodedSource(Source):
+  """Encoded images (JPEG, PNG, GIF, BMP, WebP) read one by one and decoded by TensorFlow.
+
+  Subclasses say how to fetch entry i (fetch), how TensorFlow turns what was fetched into encoded bytes
+  (tf_encoded), how to open it for Pillow (open_fetched), how to name it (entry_name), and what identifies
+  their content (fingerprint). `scan` holds what check_entries found.
+  """
+  unit = 'entries'  # what messages count: '5 of 9 files matching data/x/*.jpg'
+  preposition = 'in'
+  scan = None
+
+  @property
+  def location(self):
+    """Where the entries are, for messages: a glob pattern or a folder."""
+    raise NotImplementedError
+
+  def fetch(self, indices):
+    """What `tf_encoded` turns into the encoded images `indices`: object array [n] of bytes."""
+    raise NotImplementedError
+
+  def tf_encoded(self, fetched):
+    """string tensor: the encoded bytes of one fetched item."""
+    return fetched
+
+  def open_fetched(self, fetched):
+    """A binary file object of one fetched item, for Pillow."""
+    return io.BytesIO(fetched)
+
+  def entry_name(self, index):
+    raise NotImplementedError
+
+  def fingerprint(self):
+    raise NotImplementedError
+
+  def subset(self, keep, channels):
+    """The same source with only the entries `keep` (sorted indices), as `channels` channels."""
+    raise NotImplementedError
+
+
+def _channels_text(channels):
+  return 'grayscale (1 channel)' if channels == 1 else 'RGB (3 channels)'
+
+
+# IDX files
 
 def _open_maybe_gzip(path):
   with open(path, 'rb') as f:
@@ -166,209 +276,423 @@ def _resize_all(images, height, width):
                    for image in images])
 
 
-def _header(path):
-  """(format, mode, width, height) from the file's header, or a string saying why there is none."""
-  try:
-    if os.path.getsize(path) == 0:
-      return 'empty file'
-    with Image.open(path) as image:
-      if image.format not in DECODABLE_FORMATS:
-        return f'{image.format} is not one of {", ".join(DECODABLE_FORMATS)}'
-      return image.format, image.mode, image.width, image.height
-  except Image.DecompressionBombError:
-    return 'too many pixels'
-  except (OSError, ValueError, SyntaxError) as e:
-    return 'not an image' if isinstance(e, Image.UnidentifiedImageError) else f'unreadable: {e}'
+class IdxSource(PixelSource):
+  """MNIST-style IDX files (train and t10k pairs, gzipped or raw) with their labels, in memory."""
+  kind = 'MNIST-style IDX files'
+  native_size = None  # (height, width) in the files
+
+  @staticmethod
+  def recognizes(config):
+    folder = _folder(config)
+    return (config.dataset in BUILTIN or is_idx_folder(folder)
+            or config.dataset == fetch.MNIST.folder and not os.path.isdir(folder))  # not downloaded yet
+
+  @classmethod
+  def open(cls, config, cache_dir):
+    folder = _folder(config)
+    if config.dataset in BUILTIN and not is_idx_folder(folder):
+      logging.info('rendering the built-in %s dataset into %s (once)', config.dataset, folder)
+      os.makedirs(folder, exist_ok=True)
+      images, labels = digits.make_digits(digits.DIGITS_COUNT)
+      write_idx(os.path.join(folder, IDX_PAIRS[0][1] + '.gz'), labels)
+      write_idx(os.path.join(folder, IDX_PAIRS[0][0] + '.gz'), images)
+    if not os.path.isdir(folder):
+      raise _missing(config)
+    images, labels = load_idx_folder(folder)
+    source = cls(config.dataset, _resize_all(images, config.output_height, config.output_width)[..., np.newaxis],
+                 labels)
+    source.native_size = images.shape[1:]
+    return source
+
+  @staticmethod
+  def default_size(config):
+    return 28
+
+  def describe(self):
+    return [f'{self.name}: {self.kind}, {len(self)} grayscale images of {self.native_size[0]}x{self.native_size[1]}']
 
 
-@dataclasses.dataclass
-class FolderScan:
-  """What is in a folder dataset.
+# TensorFlow Datasets
 
-  Attributes:
-    pattern: the glob that was searched.
-    paths: the files that decode, sorted.
-    headers: (format, mode, width, height) of each of `paths`.
-    bad: [(path, why)] of the files matching the pattern that cannot be trained on.
+def _not_tfds_noise(record):
+  return 'TensorInfo.dtype` is deprecated' not in record.getMessage()  # TFDS 4.9.10 says it for every feature
+
+
+def _import_tfds():
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel; slow to import, rarely needed
+  if _not_tfds_noise not in logging.get_absl_logger().filters:
+    logging.get_absl_logger().addFilter(_not_tfds_noise)
+  return tfds
+
+
+class TfdsSource(PixelSource):
+  """A dataset of TensorFlow Datasets (`--dataset tfds:NAME[/CONFIG]`, its train split).
+
+  TFDS downloads and prepares it (in --tfds_data_dir); its images are then decoded once, cropped and resized to
+  the output size into the --cache file, memory-mapped, so that training has random access and exact resume.
+  Labels come along where the dataset has a ClassLabel feature.
   """
-  pattern: str
-  paths: list
-  headers: list
-  bad: list
+  kind = 'TensorFlow Datasets'
+  PREFIX = 'tfds:'
+  info = None  # the builder's DatasetInfo
+  SPLIT = 'train'
+
+  @staticmethod
+  def recognizes(config):
+    return config.dataset.startswith(TfdsSource.PREFIX)
+
+  @staticmethod
+  def _builder(config):
+    """(the tfds module, the builder, the image feature's name, the label feature's name or None)."""
+    name = config.dataset[len(TfdsSource.PREFIX):]
+    if name.split('/')[0].split(':')[0] == 'lsun':
+      raise UserError("TensorFlow Datasets' lsun needs tensorflow-io, which does not support this TensorFlow: "
+                      'fetch LSUN with python download.py lsun --lsun_category CATEGORY, then train with '
+                      '--dataset lsun_CATEGORY')
+    tfds = _import_tfds()
+    try:
+      builder = tfds.builder(name, data_dir=config.tfds_data_dir)
+    except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
+      close = difflib.get_close_matches(name.split('/')[0], tfds.list_builders(), n=3)
+      hint = f'; did you mean {", ".join(close)}?' if close else ''
+      raise UserError(f'TensorFlow Datasets has no dataset {name!r} ({first_line(e)}){hint}') from None
+    features = builder.info.features
+    images = [key for key, feature in features.items() if isinstance(feature, tfds.features.Image)]
+    if not images:
+      raise UserError(f'tfds:{name} has no image feature (its features: {", ".join(features.keys())})')
+    labels = [key for key, feature in features.items() if isinstance(feature, tfds.features.ClassLabel)]
+    label = 'label' if 'label' in labels else (labels[0] if labels else None)
+    return tfds, builder, images[0], label
+
+  @staticmethod
+  def default_size(config):
+    """The images' own size when it is fixed and at most 64 (28 for MNIST, 32 for CIFAR-10), else 64."""
+    _, builder, image, _ = TfdsSource._builder(config)
+    height, width = builder.info.features[image].shape[:2]
+    return height if height and height == width and height <= 64 else 64
+
+  @classmethod
+  def open(cls, config, cache_dir):
+    tfds, builder, image, label = cls._builder(config)
+    shape = builder.info.features[image].shape
+    channels = 1 if shape[-1] == 1 else 3
+    num_classes = builder.info.features[label].num_classes if label else 0
+    key = {'tfds': builder.info.full_name, 'split': cls.SPLIT, 'channels': channels, 'label': label,
+           **_fit_key(config)}
+    path = os.path.join(cache_dir, IMAGE_CACHE_FILE)
+    cached = _open_image_cache(path, key)
+    if cached is None:
+      try:
+        builder.download_and_prepare()
+        data = builder.as_dataset(split=cls.SPLIT, shuffle_files=False)
+      except Exception as e:  # pylint: disable=broad-except; TFDS raises anything from a failed download
+        why = fetch.reason_of(e) if isinstance(e, requests.exceptions.RequestException) else first_line(e)
+        raise UserError(f'TensorFlow Datasets could not download or prepare tfds:{builder.info.full_name}: {why} '
+                        f'(it works in {builder.data_dir})') from None
+
+      def fit(example):
+        pixels = example[image]
+        pixels = pixels[..., :3] if channels == 3 else pixels
+        pixels = tf.image.grayscale_to_rgb(pixels) if channels == 3 and pixels.shape[-1] == 1 else pixels
+        return _fit(pixels, config), tf.cast(example[label], tf.int32) if label else tf.constant(0, tf.int32)
+
+      logging.info('decoding tfds:%s once into %s', builder.info.full_name, path)
+      _write_image_cache(data.map(fit, num_parallel_calls=tf.data.AUTOTUNE), path, key, with_labels=bool(label),
+                         shape=(config.output_height, config.output_width, channels))
+      cached = _open_image_cache(path, key)
+    images, labels = cached
+    source = cls(config.dataset, images, labels if label else None, num_classes)
+    source.info = builder.info
+    return source
+
+  def describe(self):
+    return [f'{self.name}: {self.kind} {self.info.full_name}, split {self.SPLIT}: {len(self)} images, '
+            f'{_channels_text(self.channels)}, kept at {self.images.shape[1]}x{self.images.shape[2]}']
+
+
+# Folders of image files
+
+class FolderSource(EncodedSource):
+  """The image files of `<data_dir>/<dataset>` that match --input_fname_pattern."""
+  kind = 'a folder of image files'
+  unit = 'files'
+  preposition = 'matching'
+
+  def __init__(self, name, paths, channels=3, labels=None, pattern=None):
+    super().__init__(name, channels, labels)
+    self.paths, self.pattern = tuple(paths), pattern
+
+  def __len__(self):
+    return len(self.paths)
+
+  @staticmethod
+  def recognizes(config):
+    return True  # the last resort: any folder, or none (then open() says how to get one)
+
+  @classmethod
+  def open(cls, config, cache_dir):
+    folder = _folder(config)
+    if not os.path.isdir(folder):
+      raise _missing(config)
+    pattern = os.path.join(folder, config.input_fname_pattern)
+    paths = sorted(p for p in glob.glob(os.path.join(glob.escape(folder), config.input_fname_pattern))
+                   if os.path.isfile(p))
+    if not paths:
+      others = sorted(os.listdir(folder))
+      hint = f'; it holds {len(others)} other entries, e.g. {others[0]!r}' if others else '; the folder is empty'
+      command = fetch.command_for(config.dataset)
+      how = f'; to download it: {command}' if command else ' (set --input_fname_pattern)'
+      raise UserError(f'no file matches {pattern}{hint}{how}')
+    return cls(config.dataset, paths, pattern=pattern)
+
+  def fetch(self, indices):
+    return np.array([os.fsencode(self.paths[i]) for i in indices], dtype=object)
+
+  def tf_encoded(self, fetched):
+    return tf.io.read_file(fetched)
+
+  def open_fetched(self, fetched):
+    return open(fetched, 'rb')
+
+  def entry_name(self, index):
+    return self.paths[index]
+
+  def fingerprint(self):
+    digest = hashlib.sha256()
+    for path in self.paths:
+      stat = os.stat(path)
+      digest.update(f'{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n'.encode())
+    return digest.hexdigest()
 
   @property
-  def channels(self):
-    return 1 if all(h[1] in GRAYSCALE_MODES for h in self.headers) else 3
+  def location(self):
+    return self.pattern
 
-  def too_small(self, config):
-    """The images smaller than the crop, as [(path, width, height)]."""
-    if not config.crop:
-      return []
-    return [(p, w, h) for p, (_, _, w, h) in zip(self.paths, self.headers)
-            if w < config.input_width or h < config.input_height]
-
-  def bad_summary(self, limit=3):
-    return '; '.join(f'{path} ({why})' for path, why in self.bad[:limit]) + ('; ...' if len(self.bad) > limit
-                                                                             else '')
+  def subset(self, keep, channels):
+    labels = None if self.labels is None else self.labels[keep]
+    return FolderSource(self.name, [self.paths[i] for i in keep], channels, labels, self.pattern)
 
 
-def _matching_files(folder, pattern):
-  paths = sorted(p for p in glob.glob(os.path.join(glob.escape(folder), pattern)) if os.path.isfile(p))
-  if not paths:
-    others = sorted(os.listdir(folder))
-    hint = f'; it holds {len(others)} other entries, e.g. {others[0]!r}' if others else '; the folder is empty'
-    raise UserError(f'no file matches {os.path.join(folder, pattern)}{hint} (set --input_fname_pattern)')
-  return paths
+# LMDB (LSUN)
 
+class LmdbSource(EncodedSource):
+  """An LMDB (a folder holding data.mdb) whose values are encoded images, in key order, as LSUN ships them.
 
-def scan_folder(folder, config, cache_dir=None):
-  """Reads the header of every matching file, then decodes each one as training will, to find the bad ones.
-
-  Args:
-    folder: the dataset folder.
-    config: a config.Config; reads input_fname_pattern and the crop and output sizes.
-    cache_dir: where to remember the files that failed to decode, keyed by the files' names, sizes and times,
-      so that a resumed run does not decode every image again; None to always decode.
-
-  Returns:
-    A FolderScan.
-
-  Raises:
-    UserError: no file matches the pattern.
+  The keys are listed once (that takes a while for LSUN's millions of entries) and kept beside the checkpoints
+  in lmdb_keys.npz, keyed by the database's size, time and entry count. Values are sniffed, not assumed:
+  LSUN's are WebP, other LMDBs hold JPEG or PNG.
   """
-  paths = _matching_files(folder, config.input_fname_pattern)
-  with concurrent.futures.ThreadPoolExecutor(8) as pool:
-    headers = list(pool.map(_header, paths))
-  bad = [(p, h) for p, h in zip(paths, headers) if isinstance(h, str)]
-  good = [(p, h) for p, h in zip(paths, headers) if not isinstance(h, str)]
-  scan = FolderScan(os.path.join(folder, config.input_fname_pattern), [p for p, _ in good], [h for _, h in good],
-                    bad)
-  if scan.paths:
-    # Images smaller than the crop are an error of their own; check their pixels without cropping.
-    decode_config = dataclasses.replace(config, crop=False) if scan.too_small(config) else config
-    undecodable = _undecodable(scan.paths, scan.channels, decode_config, cache_dir)
-    if undecodable:
-      keep = [i for i, p in enumerate(scan.paths) if p not in undecodable]
-      scan = FolderScan(scan.pattern, [scan.paths[i] for i in keep], [scan.headers[i] for i in keep],
-                        sorted(bad + list(undecodable.items())))
-  return scan
+  kind = 'an LMDB of encoded images'
+  unit = 'LMDB entries'
 
+  def __init__(self, name, folder, env, keys, offsets, labels=None, channels=3):
+    super().__init__(name, channels, labels)
+    self.folder, self.env, self.keys, self.offsets = folder, env, keys, offsets
 
-def _fingerprint(paths, channels, config):
-  digest = hashlib.sha256(repr((channels, config.crop, config.input_height, config.input_width,
-                                config.output_height, config.output_width)).encode())
-  for path in paths:
-    stat = os.stat(path)
-    digest.update(f'{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n'.encode())
-  return digest.hexdigest()
+  def __len__(self):
+    return len(self.offsets) - 1
 
+  @staticmethod
+  def recognizes(config):
+    return os.path.isfile(os.path.join(_folder(config), 'data.mdb'))
 
-def _undecodable(paths, channels, config, cache_dir):
-  """{path: why} of the files that TensorFlow's decoder (the one training uses) rejects."""
-  cache = os.path.join(cache_dir, DECODE_CHECK_FILE) if cache_dir else None
-  fingerprint = _fingerprint(paths, channels, config)
-  if cache and os.path.exists(cache):
+  @classmethod
+  def open(cls, config, cache_dir):
+    folder = _folder(config)
+    source = cls(config.dataset, folder, _lmdb_env(folder), np.zeros(0, np.uint8), np.zeros(1, np.int64))
+    fingerprint = source.fingerprint()
+    path = os.path.join(cache_dir, LMDB_KEYS_FILE) if cache_dir else None
+    saved = _load_arrays(path, fingerprint) if path else None
+    if saved is not None:
+      source.keys, source.offsets = saved['keys'], saved['offsets']
+      return source
+    source.keys, source.offsets = source._list_keys()
+    if path:
+      _save_arrays(path, fingerprint=fingerprint, keys=source.keys, offsets=source.offsets)
+    return source
+
+  def _list_keys(self):
+    """All keys in order, as one uint8 buffer and int64 offsets [count + 1]."""
+    chunks, offsets, total = [], [0], 0
+    entries = self.env.stat()['entries']
     try:
-      with open(cache) as f:
-        saved = json.load(f)
-      if saved.get('fingerprint') == fingerprint:
-        return dict(saved['undecodable'])
-    except (OSError, ValueError, KeyError, TypeError):
-      pass  # an unreadable cache only costs the time to decode again
-  logging.info('decoding %d images once to find corrupt ones%s', len(paths),
-               f' (remembered in {cache})' if cache else '')
-  # reduce_max reads every pixel: a static-shape result would let TensorFlow skip the decode altogether
-  data = tf.data.Dataset.from_tensor_slices(list(paths)).map(
-      lambda path: (path, tf.reduce_max(_decode(path, channels, config))), num_parallel_calls=os.cpu_count() or 2)
-  with utils.quiet_stderr():  # libjpeg and TensorFlow print a line or two for every broken file
-    decoded = {path.decode() for path, _ in data.ignore_errors().as_numpy_iterator()}
-    undecodable = {path: _decode_error(path, channels, config) for path in paths if path not in decoded}
-  if cache:
-    text = json.dumps({'fingerprint': fingerprint, 'undecodable': sorted(undecodable.items())})
-    utils.write_text(cache, text)
-  return undecodable
+      with self.env.begin() as txn, txn.cursor() as cursor, utils.Meter(
+          entries, f'listing the keys of {self.folder}', unit='key') as meter:
+        for key in cursor.iternext(keys=True, values=False):
+          chunks.append(key)
+          total += len(key)
+          offsets.append(total)
+          if len(offsets) % 10000 == 0:
+            meter.update(10000)
+    except lmdb.Error as e:
+      raise UserError(f'{self.folder}/data.mdb is damaged: {e}') from None
+    return np.frombuffer(b''.join(chunks), np.uint8), np.asarray(offsets, np.int64)
+
+  def _key(self, index):
+    return self.keys[self.offsets[index]:self.offsets[index + 1]].tobytes()
+
+  def fetch(self, indices):
+    with self.env.begin(buffers=False) as txn:
+      return np.array([txn.get(self._key(i)) or b'' for i in indices], dtype=object)
+
+  def entry_name(self, index):
+    key = self._key(index)
+    text = key.decode('ascii', 'replace') if key.isascii() and key.decode('ascii').isprintable() else repr(key)
+    return f'{self.folder} key {text}'
+
+  def fingerprint(self):
+    stat = os.stat(os.path.join(self.folder, 'data.mdb'))
+    info = self.env.info()
+    return (f'{os.path.abspath(self.folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{self.env.stat()["entries"]}\0'
+            f'{info["last_txnid"]}')
+
+  @property
+  def location(self):
+    return self.folder
+
+  def subset(self, keep, channels):
+    kept = np.zeros(len(self), bool)
+    kept[keep] = True
+    lengths = np.diff(self.offsets)
+    offsets = np.concatenate([[0], np.cumsum(lengths[kept])]).astype(np.int64)
+    labels = None if self.labels is None else self.labels[keep]
+    return LmdbSource(self.name, self.folder, self.env, self.keys[np.repeat(kept, lengths)], offsets, labels,
+                      channels)
 
 
-def cache_images(dataset, config, cache_dir):
-  """Decodes a folder dataset once into cache_dir/image_cache.npy and trains from that file from then on (--cache).
+_LMDB_ENVS = {}  # {real path: ((size, mtime) of data.mdb, environment)}: py-lmdb opens a database once a process
 
-  The file holds every image as training sees it (decoded, cropped, resized), in the order of `dataset.paths`,
-  and is memory-mapped, so it need not fit in memory. image_cache.json beside it records the files' names, sizes
-  and times and the crop and output sizes: when any of them changes, the cache is made again.
 
-  Args:
-    dataset: a Dataset from load(); one already in memory (IDX) is returned as it is.
-    config: a config.Config; reads the crop and output sizes.
-    cache_dir: the folder of the cache (the run's checkpoint folder).
-
-  Returns:
-    A Dataset whose `images` are uint8 [count, output_height, output_width, channels], memory-mapped.
+def _lmdb_env(folder):
+  """A read-only environment of the LMDB in `folder`, shared by every source of the process until it changes.
 
   Raises:
-    UserError: the cache could not be written (a full disk); nothing partial is left behind.
+    UserError: it is not an LMDB.
   """
-  if dataset.paths is None:
-    return dataset
-  path, key_path = os.path.join(cache_dir, IMAGE_CACHE_FILE), os.path.join(cache_dir, IMAGE_CACHE_KEY)
-  key = {'fingerprint': _fingerprint(dataset.paths, dataset.channels, config),
-         'shape': [len(dataset), config.output_height, config.output_width, dataset.channels]}
-  images = _open_image_cache(path, key_path, key)
-  if images is None:
-    _write_image_cache(dataset, config, path, key_path, key)
-    images = np.load(path, mmap_mode='r')
-  return Dataset(dataset.name, channels=dataset.channels, images=images)
-
-
-def _open_image_cache(path, key_path, key):
+  path = os.path.realpath(folder)
+  stat = os.stat(os.path.join(path, 'data.mdb'))
+  opened, env = _LMDB_ENVS.get(path, (None, None))
+  if opened == (stat.st_size, stat.st_mtime_ns):
+    return env
+  if env is not None:
+    env.close()
   try:
-    with open(key_path) as f:
-      if json.load(f) != key:
-        logging.info('the images or sizes changed since %s was made: making it again', path)
+    # lock=False: nothing is written, and the data may sit on a read-only disk
+    env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False, max_readers=512)
+  except lmdb.Error as e:
+    raise UserError(f'{folder}/data.mdb is not a readable LMDB: {e}') from None
+  _LMDB_ENVS[path] = ((stat.st_size, stat.st_mtime_ns), env)
+  return env
+
+
+# Where the sources are listed: the first that recognizes --dataset opens it.
+SOURCES = (TfdsSource, IdxSource, LmdbSource, FolderSource)
+
+
+def _folder(config):
+  return os.path.join(config.data_dir, config.dataset)
+
+
+def _save_arrays(path, **arrays):
+  """np.savez to `path` in a single rename (numpy would add '.npz' to a temporary name of its own)."""
+  def write(temporary):
+    with open(temporary, 'wb') as f:
+      np.savez(f, **arrays)
+  utils.write_atomically(path, write)
+
+
+def _load_arrays(path, fingerprint):
+  """{name: array} saved by _save_arrays with this `fingerprint`, or None (none yet, stale or unreadable)."""
+  try:
+    with np.load(path) as saved:
+      if str(saved['fingerprint']) != fingerprint:
         return None
-    images = np.load(path, mmap_mode='r')
-  except (OSError, ValueError):
-    return None  # none yet, or unreadable: made again
-  if list(images.shape) != key['shape'] or images.dtype != np.uint8:
+      return {name: saved[name] for name in saved.files}
+  except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
     return None
-  logging.info('reading the %d decoded images from %s (--cache)', len(images), path)
-  return images
 
 
-def _write_image_cache(dataset, config, path, key_path, key):
-  logging.info('decoding %d images once into %s (--cache)', len(dataset), path)
-  data = _decoded(list(dataset.paths), dataset.channels, config)
-  temporary = path + '.tmp'
-  try:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    # Plain writes, not a writable memmap: a full disk must raise ENOSPC here, not SIGBUS on a page later.
-    with open(temporary, 'wb') as f, tqdm(total=len(dataset), unit='image', desc='caching',
-                                          disable=None, leave=False) as bar:
-      np.lib.format.write_array_header_2_0(f, {'descr': '|u1', 'fortran_order': False,
-                                               'shape': tuple(key['shape'])})
-      for batch in data.batch(256).prefetch(2).as_numpy_iterator():
-        f.write(batch.tobytes())
-        bar.update(len(batch))
-    os.replace(temporary, path)
-    utils.write_text(key_path, json.dumps(key))
-  except OSError as e:
-    if os.path.exists(path):
-      os.remove(path)
-    raise UserError(f'could not write the image cache {path}: {e.strerror or e}; free some space or train '
-                    'without --cache') from None
-  except tf.errors.OpError as e:  # a file changed after it was checked
-    raise UserError(f'could not decode an image while making {path}: {_decode_error_text(e)}; run again to '
-                    'check the files anew') from None
-  finally:
-    if os.path.exists(temporary):  # interrupted or failed: nothing half-written stays
-      os.remove(temporary)
+def source_class(config):
+  return next(cls for cls in SOURCES if cls.recognizes(config))
 
 
-def _decode_error(path, channels, config):
-  try:
-    _decode(tf.constant(path), channels, config)
-  except tf.errors.OpError as e:
-    return f'corrupt or truncated: {_decode_error_text(e)}'
-  return 'could not be decoded'
+def default_output_size(config):
+  """The output size of --dataset when --output_height is not given: 28 for MNIST-style data, the native size
+  of small TFDS images, else 64."""
+  return source_class(config).default_size(config)
+
+
+def _missing(config):
+  folder = _folder(config)
+  command = fetch.command_for(config.dataset)
+  if config.dataset == fetch.MNIST.folder:
+    how = (f'download it with: {command} (or put the MNIST IDX files train-images-idx3-ubyte.gz, '
+           'train-labels-idx1-ubyte.gz there, or train on the built-in --dataset digits)')
+  elif command:
+    how = f'download it with: {command}'
+  else:
+    how = (f'put the images in it (--input_fname_pattern picks them), point --data_dir at the folder that holds '
+           f'{config.dataset}/, or use a built-in dataset: {", ".join(BUILTIN)}')
+  return UserError(f'no dataset folder {folder}: {how}')
+
+
+# Decoding
+
+def _decode(encoded, channels):
+  """Encoded image bytes -> uint8 [height, width, channels], the first frame of an animation."""
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  return tf.image.rgb_to_grayscale(image) if channels == 1 else image
+
+
+def _fit(image, config):
+  """uint8 [height, width, channels] -> uint8 [output_height, output_width, channels]: the crop, then a resize.
+
+  --crop with --input_height cuts that many pixels from the centre; --crop alone cuts the largest centred part
+  with the output's aspect ratio (a square for a square output); without --crop the whole image is resized.
+  """
+  if config.crop:
+    shape = tf.shape(image)
+    if config.input_height:
+      height, width = config.input_height, config.input_width
+    else:
+      height = tf.minimum(shape[0], shape[1] * config.output_height // config.output_width)
+      width = tf.minimum(shape[1], shape[0] * config.output_width // config.output_height)
+      height, width = tf.maximum(height, 1), tf.maximum(width, 1)
+    image = tf.image.crop_to_bounding_box(image, (shape[0] - height) // 2, (shape[1] - width) // 2, height, width)
+  image = tf.image.resize(image, [config.output_height, config.output_width], antialias=True)
+  return tf.saturate_cast(tf.round(image), tf.uint8)
+
+
+def _fit_key(config):
+  """What the images of a --cache file depend on beside the data."""
+  return {'crop': config.crop, 'input_height': config.input_height, 'input_width': config.input_width,
+          'output_height': config.output_height, 'output_width': config.output_width}
+
+
+def _examples(source, indices, config, batch_size, drop_remainder):
+  """A tf.data.Dataset of (images uint8 [batch, h, w, c] at the output size, labels int32 [batch]) for the
+  entries that the tf.data.Dataset `indices` (int64) lists, in its order."""
+  labels = source.labels if source.labels is not None else np.zeros(len(source), np.int32)
+  if source.images is not None:  # decoded: gather each batch by index
+    def gather(batch):
+      images, batch_labels = tf.numpy_function(lambda i: (source.images[i], labels[i]), [batch],
+                                               (tf.uint8, tf.int32), stateful=False)
+      images.set_shape([None] + list(source.images.shape[1:]))
+      batch_labels.set_shape([None])
+      return images, batch_labels
+
+    return indices.batch(batch_size, drop_remainder=drop_remainder).map(gather)
+
+  def fetch(batch):
+    return tf.numpy_function(lambda i: (source.fetch(i), labels[i]), [batch], (tf.string, tf.int32), stateful=False)
+
+  def decode(fetched, label):
+    image = _fit(_decode(source.tf_encoded(fetched), source.channels), config)
+    return tf.ensure_shape(image, [config.output_height, config.output_width, source.channels]), label
+
+  data = indices.batch(FETCH_BATCH).map(fetch).unbatch()
+  data = data.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return data.batch(batch_size, drop_remainder=drop_remainder)
 
 
 def _decode_error_text(error):
@@ -377,62 +701,247 @@ def _decode_error_text(error):
   return re.sub(r'\s*\[Op:.*$', '', re.sub(r'^\{\{[^}]*\}\}\s*', '', message))
 
 
-def _find_or_render(config):
-  """The dataset folder, rendering a built-in dataset into it first when needed."""
-  folder = os.path.join(config.data_dir, config.dataset)
-  if config.dataset in BUILTIN and not is_idx_folder(folder):
-    logging.info('rendering the built-in %s dataset into %s (once)', config.dataset, folder)
-    os.makedirs(folder, exist_ok=True)
-    images, labels = digits.make_digits(digits.DIGITS_COUNT)
-    write_idx(os.path.join(folder, IDX_PAIRS[0][1] + '.gz'), labels)
-    write_idx(os.path.join(folder, IDX_PAIRS[0][0] + '.gz'), images)
-  if not os.path.isdir(folder):
-    raise UserError(f'no dataset folder {folder}: {_how_to_get(config.dataset)}')
-  return folder
+def read_images(source, config, indices):
+  """The images `indices` of a dataset as training sees them.
+
+  Args:
+    source: a Source.
+    config: a config.Config; reads the crop and output sizes.
+    indices: int [n].
+
+  Returns:
+    uint8 [n, output_height, output_width, channels].
+
+  Raises:
+    UserError: an image could not be decoded (it changed since it was checked).
+  """
+  indices = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64))
+  try:
+    batches = [images for images, _ in _examples(source, indices, config, 256, False).as_numpy_iterator()]
+  except tf.errors.OpError as e:
+    raise UserError(f'could not decode an image of {source.name}: {_decode_error_text(e)}; run again to check '
+                    'the entries anew') from None
+  return np.concatenate(batches)
+
+
+# Checking every entry of an encoded source
+
+@dataclasses.dataclass
+class Scan:
+  """What check_entries found in an encoded source, entry by entry.
+
+  Attributes:
+    heights, widths: int32 [count]; 0 for a bad entry.
+    formats, modes: uint8 [count], indices into format_names and mode_names.
+    bad: {index: why} of the entries that cannot be trained on.
+  """
+  heights: np.ndarray
+  widths: np.ndarray
+  formats: np.ndarray
+  modes: np.ndarray
+  format_names: list
+  mode_names: list
+  bad: dict
+
+  def good(self):
+    return np.setdiff1d(np.arange(len(self.heights)), np.fromiter(self.bad, np.int64, len(self.bad)))
+
+  def channels(self, good):
+    grayscale = [i for i, name in enumerate(self.mode_names) if name in GRAYSCALE_MODES]
+    return 1 if len(good) and np.isin(self.modes[good], grayscale).all() else 3
+
+  def save(self, path, fingerprint):
+    bad = sorted(self.bad.items())
+    _save_arrays(path, fingerprint=fingerprint, heights=self.heights, widths=self.widths, formats=self.formats,
+                 modes=self.modes, format_names=np.array(self.format_names, str),
+                 mode_names=np.array(self.mode_names, str), bad_index=np.array([i for i, _ in bad], np.int64),
+                 bad_why=np.array([why for _, why in bad], str))
+
+  @staticmethod
+  def load(path, fingerprint, count):
+    """The Scan saved at `path` for `fingerprint` and `count` entries, or None (then the check runs again)."""
+    saved = _load_arrays(path, fingerprint)
+    if saved is None or len(saved['heights']) != count:
+      return None
+    return Scan(saved['heights'], saved['widths'], saved['formats'], saved['modes'], saved['format_names'].tolist(),
+                saved['mode_names'].tolist(), dict(zip(saved['bad_index'].tolist(), saved['bad_why'].tolist())))
+
+
+def _header(file):
+  """(format, mode, width, height) from an image file's header, or a string saying why there is none."""
+  try:
+    with file:
+      if file.seek(0, os.SEEK_END) == 0:
+        return 'empty file'
+      file.seek(0)
+      with Image.open(file) as image:
+        if image.format not in DECODABLE_FORMATS:
+          return f'{image.format} is not one of {", ".join(DECODABLE_FORMATS)}'
+        return image.format, image.mode, image.width, image.height
+  except Image.DecompressionBombError:
+    return 'too many pixels'
+  except (OSError, ValueError, SyntaxError) as e:
+    return 'not an image' if isinstance(e, Image.UnidentifiedImageError) else f'unreadable: {e}'
+
+
+def _headers(source, indices):
+  return [_header(source.open_fetched(item)) for item in source.fetch(indices)]
+
+
+def check_entries(source, cache_dir=None, fresh=False):
+  """Reads the header of every entry, then decodes each one with TensorFlow as training will, to find the bad.
+
+  Args:
+    source: an EncodedSource.
+    cache_dir: where to remember what was found (data_check.npz, keyed by source.fingerprint()), so that a
+      resumed run does not read every entry again; None to remember nothing.
+    fresh: read every entry even when what was found is remembered (--check_data).
+
+  Returns:
+    A Scan.
+  """
+  path = os.path.join(cache_dir, SCAN_FILE) if cache_dir else None
+  fingerprint = source.fingerprint()
+  scan = Scan.load(path, fingerprint, len(source)) if path and not fresh else None
+  if scan is not None:
+    return scan
+  count = len(source)
+  heights, widths = np.zeros(count, np.int32), np.zeros(count, np.int32)
+  formats, modes = np.zeros(count, np.uint8), np.zeros(count, np.uint8)
+  names = {'format': [], 'mode': []}
+  bad = {}
+  chunks = [np.arange(start, min(start + FETCH_BATCH, count)) for start in range(0, count, FETCH_BATCH)]
+  with concurrent.futures.ThreadPoolExecutor(8) as pool, utils.Meter(
+      count, f'reading the headers of {source.name}', unit='image') as meter:
+    for chunk, headers in zip(chunks, pool.map(lambda chunk: _headers(source, chunk), chunks)):
+      for i, header in zip(chunk, headers):
+        if isinstance(header, str):
+          bad[int(i)] = header
+          continue
+        image_format, mode, widths[i], heights[i] = header
+        for key, value, column in (('format', image_format, formats), ('mode', mode, modes)):
+          if value not in names[key]:
+            names[key].append(value)
+          column[i] = names[key].index(value)
+      meter.update(len(chunk))
+  readable = np.setdiff1d(np.arange(count), np.fromiter(bad, np.int64, len(bad)))
+  bad.update(_undecodable(source, readable))
+  for i in bad:
+    heights[i] = widths[i] = 0
+  scan = Scan(heights, widths, formats, modes, names['format'], names['mode'], bad)
+  if path:
+    scan.save(path, fingerprint)
+  return scan
+
+
+def _undecodable(source, indices):
+  """{index: why} of the entries that TensorFlow's decoder (the one training uses) rejects."""
+  if not len(indices):
+    return {}
+  logging.info('decoding %d images of %s once to find corrupt ones', len(indices), source.name)
+  fetch = lambda batch: tf.numpy_function(source.fetch, [batch], tf.string, stateful=False)
+  # reduce_max reads every pixel: a static-shape result would let TensorFlow skip the decode altogether
+  decode = lambda index, fetched: (index, tf.reduce_max(_decode(source.tf_encoded(fetched), 3)))
+  data = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64)).batch(FETCH_BATCH)
+  data = data.map(lambda batch: (batch, fetch(batch))).unbatch()
+  data = data.map(decode, num_parallel_calls=os.cpu_count() or 2).ignore_errors().batch(FETCH_BATCH)
+  decoded = set()
+  # libjpeg and TensorFlow print a line or two for every broken file: only the progress reaches the terminal
+  with utils.quiet_stderr() as stderr, utils.Meter(len(indices), f'decoding {source.name}', unit='image',
+                                                   stream=stderr) as meter:
+    for batch, _ in data.as_numpy_iterator():
+      decoded.update(batch.tolist())
+      meter.update(len(batch))
+    return {int(i): _decode_error(source, i) for i in indices if int(i) not in decoded}
+
+
+def _decode_error(source, index):
+  try:
+    _decode(source.tf_encoded(tf.constant(source.fetch([index])[0])), 3)
+  except tf.errors.OpError as e:
+    return f'corrupt or truncated: {_decode_error_text(e)}'
+  return 'could not be decoded'
+
+
+# Loading and checking, for every source
+
+def _open(config, cache_dir, fresh=False):
+  """(the source of --dataset with all its entries, the problems that stop training, the report's lines)."""
+  source = source_class(config).open(config, cache_dir)
+  if not isinstance(source, EncodedSource):
+    return source, [], source.describe()
+  scan = source.scan = check_entries(source, cache_dir, fresh)
+  good = scan.good()
+  lines = [f'{source.location}: {len(source)} {source.unit}, {len(good)} readable images, {len(scan.bad)} bad']
+  if len(good):
+    counts = lambda column, names: _most_common(collections.Counter(names[c] for c in column[good].tolist()))
+    sizes = collections.Counter(zip(scan.heights[good].tolist(), scan.widths[good].tolist()))
+    lines += [f'  formats: {counts(scan.formats, scan.format_names)}',
+              f'  modes: {counts(scan.modes, scan.mode_names)} -> trained as {_channels_text(scan.channels(good))}',
+              f'  sizes (height x width): {_most_common(collections.Counter(f"{h}x{w}" for h, w in sizes.elements()))}']
+  if scan.bad:
+    lines.append(f'  bad {source.unit} (skipped when training, fatal with --strict):')
+    lines += [f'    {source.entry_name(i)}: {why}' for i, why in sorted(scan.bad.items())[:20]]
+    lines += [f'    ... and {len(scan.bad) - 20} more'] if len(scan.bad) > 20 else []
+  problems = []
+  if not len(good):
+    problems.append(f'none of the {len(source)} {source.unit} {source.preposition} {source.location} is a readable '
+                    f'image: {_bad_summary(source, scan)}')
+  elif config.crop and config.input_height:
+    small = good[(scan.widths[good] < config.input_width) | (scan.heights[good] < config.input_height)]
+    if len(small):
+      first = small[0]
+      problems.append(f'--crop {config.input_height}x{config.input_width} is larger than {len(small)} of {len(good)} '
+                      f'images, e.g. {source.entry_name(first)} ({scan.heights[first]}x{scan.widths[first]}); lower '
+                      '--input_height/--input_width, or give --crop alone for the largest centred square')
+  return source, problems, lines
+
+
+def _bad_summary(source, scan, limit=3):
+  shown = sorted(scan.bad.items())[:limit]
+  return '; '.join(f'{source.entry_name(i)} ({why})' for i, why in shown) + ('; ...' if len(scan.bad) > limit else '')
+
+
+def _most_common(counter, limit=5):
+  return ', '.join(f'{key} x{count}' for key, count in counter.most_common(limit)) + (
+      f', {len(counter) - limit} more' if len(counter) > limit else '')
 
 
 def load(config, strict=False, cache_dir=None):
-  """Finds, checks and loads the dataset that `config` names.
+  """Finds, checks and opens the dataset that `config` names.
 
-  Files that match the pattern but are not images, or are corrupt or truncated, are skipped with one warning
+  Entries of an encoded source that are not images, or are corrupt or truncated, are skipped with one warning
   that counts them (an error with `strict`).
 
   Args:
-    config: a config.Config; reads dataset, data_dir, input_fname_pattern, crop, input_height,
-      input_width, output_height, output_width.
-    strict: make any bad file an error.
-    cache_dir: see scan_folder.
+    config: a config.Config; reads dataset, data_dir, tfds_data_dir, input_fname_pattern, the crop and the
+      output sizes.
+    strict: make any bad entry an error.
+    cache_dir: where to remember what a check found, the LMDB keys and the TFDS images (the checkpoint folder);
+      None to remember nothing (TFDS needs it).
 
   Returns:
-    A Dataset.
+    A Source whose entries are all readable images.
 
   Raises:
-    UserError: the folder is missing or empty, no file matches the pattern or none is a readable image, the
-      crop is larger than some images, IDX files are malformed, or (with `strict`) a file is bad.
+    UserError: the dataset is missing, empty or unreadable, no entry is a readable image, the crop is larger
+      than some images, or (with `strict`) an entry is bad.
   """
-  folder = _find_or_render(config)
-  if is_idx_folder(folder):
-    images, labels = load_idx_folder(folder)
-    images = _resize_all(images, config.output_height, config.output_width)[..., np.newaxis]
-    return Dataset(config.dataset, channels=1, num_classes=int(labels.max()) + 1, images=images,
-                   labels=labels)
-  scan = scan_folder(folder, config, cache_dir)
-  total = len(scan.paths) + len(scan.bad)
-  if not scan.paths:
-    raise UserError(f'none of the {total} files matching {scan.pattern} is a readable image: {scan.bad_summary()}')
+  source, problems, _ = _open(config, cache_dir)
+  if problems:
+    raise UserError(problems[0])
+  if not isinstance(source, EncodedSource):
+    return source
+  scan = source.scan
+  where = f'{source.unit} {source.preposition} {source.location}'
   if scan.bad and strict:
-    raise UserError(f'{len(scan.bad)} of the {total} files matching {scan.pattern} cannot be read as images '
-                    f'(--strict): {scan.bad_summary()}')
-  small = scan.too_small(config)
-  if small:
-    path, width, height = small[0]
-    raise UserError(f'--crop {config.input_height}x{config.input_width} is larger than {len(small)} of '
-                    f'{len(scan.paths)} images, e.g. {path} ({height}x{width}); '
-                    'lower --input_height/--input_width or drop --crop')
+    raise UserError(f'{len(scan.bad)} of the {len(source)} {where} cannot be read as images (--strict): '
+                    f'{_bad_summary(source, scan)}')
   if scan.bad:
-    logging.warning('skipping %d of %d files matching %s that cannot be read as images (--strict to stop '
-                    'instead): %s', len(scan.bad), total, scan.pattern, scan.bad_summary())
-  return Dataset(config.dataset, channels=scan.channels, paths=tuple(scan.paths))
+    logging.warning('skipping %d of %d %s that cannot be read as images (--strict to stop instead): %s',
+                    len(scan.bad), len(source), where, _bad_summary(source, scan))
+  good = scan.good()
+  return source.subset(good, scan.channels(good))
 
 
 @dataclasses.dataclass
@@ -446,114 +955,146 @@ class Report:
     return '\n'.join(self.lines)
 
 
-def _most_common(counter, limit=5):
-  return ', '.join(f'{key} x{count}' for key, count in counter.most_common(limit)) + (
-      f', {len(counter) - limit} more' if len(counter) > limit else '')
-
-
-def check(config):
-  """--check_data: reads every file of the dataset and describes it, without training.
+def check(config, cache_dir=None):
+  """--check_data: reads every entry of the dataset and describes it, without training.
 
   Returns:
     A Report.
 
   Raises:
-    UserError: the folder is missing, or no file matches the pattern.
+    UserError: the dataset is missing, or nothing in it can be listed.
   """
-  folder = _find_or_render(config)
-  if is_idx_folder(folder):
-    try:
-      images, labels = load_idx_folder(folder)
-    except UserError as e:
-      return Report([f'{folder}: MNIST-style IDX files', f'  problem: {e}'], [str(e)])
-    histogram = collections.Counter(labels.tolist())
-    return Report([f'{folder}: MNIST-style IDX files, {len(images)} grayscale images of '
-                   f'{images.shape[1]}x{images.shape[2]}',
-                   f'  labels: {len(histogram)} classes: ' +
-                   ', '.join(f'{k} x{v}' for k, v in sorted(histogram.items()))], [])
-  scan = scan_folder(folder, config)
-  lines = [f'{scan.pattern}: {len(scan.paths) + len(scan.bad)} files, {len(scan.paths)} readable images, '
-           f'{len(scan.bad)} bad']
-  if scan.paths:
-    lines += [f'  formats: {_most_common(collections.Counter(h[0] for h in scan.headers))}',
-              f'  modes: {_most_common(collections.Counter(h[1] for h in scan.headers))} -> trained as '
-              f'{"grayscale (1 channel)" if scan.channels == 1 else "RGB (3 channels)"}',
-              f'  sizes (height x width): '
-              f'{_most_common(collections.Counter(f"{h[3]}x{h[2]}" for h in scan.headers))}']
-  problems = []
-  if scan.bad:
-    lines.append('  bad files (skipped when training, fatal with --strict):')
-    lines += [f'    {path}: {why}' for path, why in scan.bad[:20]]
-    lines += [f'    ... and {len(scan.bad) - 20} more'] if len(scan.bad) > 20 else []
-  if not scan.paths:
-    problems.append('no file is a readable image')
-  small = scan.too_small(config)
-  if small:
-    problems.append(f'--crop {config.input_height}x{config.input_width} is larger than {len(small)} images, '
-                    f'e.g. {small[0][0]} ({small[0][2]}x{small[0][1]})')
+  try:
+    source, problems, lines = _open(config, cache_dir, fresh=True)
+  except UserError as e:
+    if source_class(config) is not IdxSource or not os.path.isdir(_folder(config)):
+      raise
+    return Report([f'{_folder(config)}: {IdxSource.kind}', f'  problem: {e}'], [str(e)])
+  if source.labels is not None:
+    histogram = collections.Counter(source.labels.tolist())
+    lines.append(f'  labels: {len(histogram)} classes: ' + ', '.join(f'{k} x{v}' for k, v in sorted(histogram.items())))
   lines += [f'  problem: {problem}' for problem in problems]
-  return Report(lines, problems, bad=len(scan.bad))
+  return Report(lines, problems, bad=len(source.scan.bad) if isinstance(source, EncodedSource) else 0)
 
 
-def _how_to_get(name):
-  if name.lower() == 'mnist':
-    return ('put the MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, optionally the '
-            't10k- pair) there, or train on the built-in --dataset digits')
-  return (f'put the images in it (--input_fname_pattern picks them), point --data_dir at the folder that holds '
-          f'{name}/, or use a built-in dataset: {", ".join(BUILTIN)}')
+# --cache and TFDS: images decoded once into a memory-mapped file
 
+def _npy_header(shape, size=128):
+  """An .npy (version 2.0) header for uint8 `shape`, always `size` bytes, so it can be rewritten in place."""
+  text = repr({'descr': '|u1', 'fortran_order': False, 'shape': tuple(shape)})
+  return b'\x93NUMPY\x02\x00' + struct.pack('<I', size - 12) + text.ljust(size - 13).encode('latin1') + b'\n'
+
+
+def _save_npy(path, array):
+  with open(path, 'wb') as f:
+    np.save(f, array)
+
+
+def _open_image_cache(path, key):
+  """(images uint8 memory-mapped, labels int32 or None) of the cache at `path` if it was made from `key`."""
+  key_path = os.path.join(os.path.dirname(path), IMAGE_CACHE_KEY)
+  try:
+    with open(key_path) as f:
+      if json.load(f) != key:
+        logging.info('the data or sizes changed since %s was made: making it again', path)
+        return None
+    images = np.load(path, mmap_mode='r')
+    labels_path = os.path.join(os.path.dirname(path), IMAGE_CACHE_LABELS)
+    labels = np.load(labels_path) if os.path.exists(labels_path) else None
+  except (OSError, ValueError):
+    return None  # none yet, or unreadable: made again
+  if images.dtype != np.uint8 or images.ndim != 4 or labels is not None and len(labels) != len(images):
+    return None
+  logging.info('reading the %d decoded images from %s', len(images), path)
+  return images, labels
+
+
+def _write_image_cache(data, path, key, with_labels, shape, total=None):
+  """Writes the (image, label) elements of the tf.data.Dataset `data` to the cache at `path`, then its key.
+
+  Raises:
+    UserError: it could not be written (a full disk) or an image could not be decoded; nothing partial is left.
+  """
+  folder = os.path.dirname(path) or '.'
+  temporary = path + '.tmp'
+  labels = []
+  try:
+    os.makedirs(folder, exist_ok=True)
+    for name in (IMAGE_CACHE_KEY, IMAGE_CACHE_LABELS):  # the old key and labels go first: never a stale pair
+      if os.path.exists(os.path.join(folder, name)):
+        os.remove(os.path.join(folder, name))
+    # Plain writes, not a writable memmap: a full disk must raise ENOSPC here, not SIGBUS on a page later.
+    with open(temporary, 'wb') as f, utils.Meter(total, f'caching {os.path.basename(path)}', unit='image') as meter:
+      f.write(_npy_header((0, *shape)))
+      count = 0
+      for images, batch_labels in data.batch(256).prefetch(2).as_numpy_iterator():
+        f.write(images.tobytes())
+        labels.append(batch_labels)
+        count += len(images)
+        meter.update(len(images))
+      f.seek(0)
+      f.write(_npy_header((count, *shape)))
+    if with_labels:
+      labels = np.concatenate(labels).astype(np.int32) if labels else np.zeros(0, np.int32)
+      utils.write_atomically(os.path.join(folder, IMAGE_CACHE_LABELS), lambda temporary_labels: _save_npy(
+          temporary_labels, labels))
+    os.replace(temporary, path)
+    utils.write_text(os.path.join(folder, IMAGE_CACHE_KEY), json.dumps(key))
+  except OSError as e:
+    if os.path.exists(path):
+      os.remove(path)
+    raise UserError(f'could not write the image cache {path}: {e.strerror or e}; free some space or train '
+                    'without --cache') from None
+  except tf.errors.OpError as e:  # a file changed after it was checked
+    raise UserError(f'could not decode an image while making {path}: {_decode_error_text(e)}; run again to '
+                    'check the entries anew') from None
+  finally:
+    if os.path.exists(temporary):  # interrupted or failed: nothing half-written stays
+      os.remove(temporary)
+
+
+def cache_images(source, config, cache_dir):
+  """Decodes an encoded source once into cache_dir/image_cache.npy and trains from that file from then on (--cache).
+
+  The file holds every image as training sees it (decoded, cropped, resized), in the source's order, and is
+  memory-mapped, so it need not fit in memory. image_cache.json beside it records the source's fingerprint and
+  the crop and output sizes: when any of them changes, the cache is made again.
+
+  Args:
+    source: a Source from load(); one already decoded (IDX, TFDS) is returned as it is.
+    config: a config.Config; reads the crop and output sizes.
+    cache_dir: the folder of the cache (the run's checkpoint folder).
+
+  Returns:
+    A PixelSource whose `images` are uint8 [count, output_height, output_width, channels], memory-mapped.
+
+  Raises:
+    UserError: the cache could not be written (a full disk); nothing partial is left behind.
+  """
+  if source.images is not None:
+    return source
+  path = os.path.join(cache_dir, IMAGE_CACHE_FILE)
+  key = {'fingerprint': source.fingerprint(), 'count': len(source), 'channels': source.channels, **_fit_key(config)}
+  cached = _open_image_cache(path, key)
+  if cached is None:
+    logging.info('decoding %d images once into %s (--cache)', len(source), path)
+    indices = tf.data.Dataset.from_tensor_slices(np.arange(len(source), dtype=np.int64))
+    _write_image_cache(_examples(source, indices, config, 256, False).unbatch(), path, key,
+                       with_labels=source.labels is not None,
+                       shape=(config.output_height, config.output_width, source.channels), total=len(source))
+    cached = _open_image_cache(path, key)
+  images, labels = cached
+  return PixelSource(source.name, images, labels, source.num_classes)
+
+
+# The input pipeline
 
 def epoch_order(seed, epoch, count):
   """The order in which an epoch visits the dataset: a function of the seed and the epoch only."""
   return np.random.default_rng([seed, epoch]).permutation(count)
 
 
-def _decode(path, channels, config):
-  """Reads one image file -> uint8 [output_height, output_width, channels]."""
-  image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-  if channels == 1:
-    image = tf.image.rgb_to_grayscale(image)
-  if config.crop:
-    shape = tf.shape(image)
-    image = tf.image.crop_to_bounding_box(image, (shape[0] - config.input_height) // 2,
-                                          (shape[1] - config.input_width) // 2,
-                                          config.input_height, config.input_width)
-  image = tf.image.resize(image, [config.output_height, config.output_width], antialias=True)
-  return tf.saturate_cast(tf.round(image), tf.uint8)
-
-
-def _decoded(paths, channels, config):
-  """A tf.data.Dataset of the images of `paths` (a list or a string tensor) decoded by _decode, in order, one
-  decode per core at a time."""
-  return tf.data.Dataset.from_tensor_slices(paths).map(lambda path: _decode(path, channels, config),
-                                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def read_images(dataset, config, indices):
-  """The images `indices` of a dataset as training sees them.
-
-  Args:
-    dataset: a Dataset.
-    config: a config.Config; reads the crop and output sizes.
-    indices: int [n].
-
-  Returns:
-    uint8 [n, output_height, output_width, channels].
-
-  Raises:
-    UserError: a file could not be decoded (it changed since it was checked).
-  """
-  if dataset.images is not None:
-    return np.asarray(dataset.images[np.asarray(indices)])
-  paths = [dataset.paths[i] for i in indices]
-  try:
-    return np.concatenate(list(_decoded(paths, dataset.channels, config).batch(256).as_numpy_iterator()))
-  except tf.errors.OpError as e:
-    raise UserError(f'could not decode an image of {dataset.name}: {_decode_error_text(e)}; run again to check '
-                    'the files anew') from None
-
-
-def make_pipeline(dataset, config):
+def make_pipeline(source, config):
   """Builds the tf.data pipeline that yields one batch per training step.
 
   An epoch starts by running `initializer` with `feed(order)`, where `order` lists the dataset indices to visit
@@ -561,33 +1102,15 @@ def make_pipeline(dataset, config):
   drop_remainder, so every batch has exactly `config.batch_size` images.
 
   Args:
-    dataset: a Dataset.
+    source: a Source.
     config: a config.Config; reads batch_size, crop sizes and output sizes.
 
   Returns:
     An InputPipeline.
   """
-  if dataset.images is not None:  # in memory, or memory-mapped from an --cache file: gather each batch by index
-    indices = tf1.placeholder(tf.int64, [None], name='epoch_indices')
-    labels = dataset.labels if dataset.labels is not None else np.zeros(len(dataset), np.int32)
-
-    def gather(batch):
-      images, batch_labels = tf.numpy_function(lambda i: (dataset.images[i], labels[i]), [batch],
-                                               (tf.uint8, tf.int32), stateful=False)
-      images.set_shape([config.batch_size] + list(dataset.images.shape[1:]))
-      batch_labels.set_shape([config.batch_size])
-      return images, batch_labels
-
-    data = tf.data.Dataset.from_tensor_slices(indices).batch(config.batch_size, drop_remainder=True)
-    data = data.map(gather)
-    feed = lambda order: {indices: order}
-  else:
-    paths = tf1.placeholder(tf.string, [None], name='epoch_files')
-    data = _decoded(paths, dataset.channels, config).map(lambda image: (image, tf.constant(0, tf.int32)))
-    data = data.batch(config.batch_size, drop_remainder=True)
-    all_paths = np.asarray(dataset.paths)
-    feed = lambda order: {paths: all_paths[order]}
-  # AUTOTUNE above picks the map's parallelism (one call per core); the autotuner itself stays off: its
+  indices = tf1.placeholder(tf.int64, [None], name='epoch_indices')
+  data = _examples(source, tf.data.Dataset.from_tensor_slices(indices), config, config.batch_size, True)
+  # AUTOTUNE above picks the decode's parallelism (one call per core); the autotuner itself stays off: its
   # background thread held up closing the session by 5.5 s after a 76 s run (0.002 s without it), and the
   # decode already runs 200x faster than the rgb64 step consumes (bench/throughput.py).
   options = tf.data.Options()
@@ -595,5 +1118,6 @@ def make_pipeline(dataset, config):
   data = data.prefetch(2).with_options(options)
   iterator = tf1.data.make_initializable_iterator(data)
   batch_images, batch_labels = iterator.get_next()
-  return InputPipeline(images=batch_images, labels=batch_labels if dataset.num_classes else None,
-                       initializer=iterator.initializer, feed=feed)
+  batch_images.set_shape([config.batch_size, config.output_height, config.output_width, source.channels])
+  return InputPipeline(images=batch_images, labels=batch_labels if source.num_classes else None,
+                       initializer=iterator.initializer, feed=lambda order: {indices: order})

@@ -3,8 +3,10 @@
 The only module that defines flags.
 
 $ python main.py --train --dataset digits                      # built-in digits, conditional, 28x28
-$ python main.py --train --dataset mnist --data_dir ../shared/data
-$ python main.py --train --dataset celebA --input_height 108 --crop
+$ python download.py mnist && python main.py --train --dataset mnist
+$ python main.py --train --dataset celebA --crop               # the largest centred square -> 64x64
+$ python main.py --train --dataset lsun_bedroom --crop         # an LMDB from python download.py lsun
+$ python main.py --train --dataset tfds:cifar10                # TensorFlow Datasets, 32x32
 $ python main.py --dataset celebA                              # no --train: a grid from the newest checkpoint
 $ python main.py --dataset celebA --check_data                 # counts, sizes, modes and bad files; no training
 $ python main.py --train --dataset celebA --checkpoint 3000    # roll back to step 3000 and train on from there
@@ -69,20 +71,27 @@ flags.DEFINE_string('export', None, 'Write a SavedModel of the generator to this
 flags.DEFINE_string('freeze', None, 'Write the generator as a frozen GraphDef .pb to this file (inputs '
                     'sample_z:0 [, sample_labels:0], output sample_images:0).')
 # Data
-flags.DEFINE_string('dataset', 'digits', 'Dataset folder name under --data_dir; also the first part of the run '
-                    f'key <dataset>_<output_height>_<output_width>. Built in: {", ".join(datasets.BUILTIN)}.')
+flags.DEFINE_string('dataset', 'digits', 'Dataset folder name under --data_dir (a folder of images, MNIST-style '
+                    'IDX files, or an LMDB such as download.py\'s lsun_bedroom), or tfds:NAME[/CONFIG] for '
+                    'TensorFlow Datasets; also the first part of the run key <dataset>_<output_height>_'
+                    f'<output_width>. Built in: {", ".join(datasets.BUILTIN)}.')
 flags.DEFINE_string('data_dir', 'data', 'Folder that holds the dataset folder <data_dir>/<dataset>.')
+flags.DEFINE_string('tfds_data_dir', None, 'Where TensorFlow Datasets keeps what it downloads and prepares '
+                    '(--dataset tfds:NAME); default its own, ~/tensorflow_datasets.')
 flags.DEFINE_string('input_fname_pattern', '*.jpg', 'Glob of the image files inside the dataset folder. '
-                    'Ignored for MNIST-style IDX folders.')
-flags.DEFINE_boolean('crop', False, 'Centre-crop --input_height x --input_width pixels, then resize to the '
-                     'output size. Without it the whole image is resized.')
-flags.DEFINE_integer('input_height', None, 'Height of the centre crop in pixels; needs --crop.')
+                    'Ignored for IDX, LMDB and TFDS datasets.')
+flags.DEFINE_boolean('crop', False, 'Cut the centre of each image before resizing it to the output size: '
+                     '--input_height x --input_width pixels, or without them the largest centred square (for a '
+                     'square output). Without --crop the whole image is resized, whatever its aspect ratio.')
+flags.DEFINE_integer('input_height', None, 'Height of the centre crop in pixels, with --crop; default the '
+                     'largest centred square.')
 flags.DEFINE_integer('input_width', None, 'Width of the centre crop in pixels; default --input_height.')
 flags.DEFINE_boolean('strict', False, 'Stop with an error on any unreadable or corrupt image file instead of '
                      'skipping it with a warning.')
-flags.DEFINE_boolean('cache', False, 'Decode a folder of images once into checkpoint/<key>/image_cache.npy (output '
-                     'size x channels bytes per image) and train from it, so later epochs and runs skip the JPEG '
-                     'decode; made again when the files or sizes change. Ignored for IDX datasets.')
+flags.DEFINE_boolean('cache', False, 'Decode a folder of images or an LMDB once into checkpoint/<key>/'
+                     'image_cache.npy (output size x channels bytes per image) and train from it, so later epochs '
+                     'and runs skip the decode; made again when the data or sizes change. IDX data is in memory '
+                     'anyway, and TFDS data is always cached.')
 flags.DEFINE_integer('train_size', None, 'Images per epoch, drawn afresh from a shuffle of the whole dataset '
                      'every epoch; default all.')
 # Model
@@ -154,8 +163,8 @@ _POSITIVE = ('num_gpus', 'input_height', 'input_width', 'train_size', 'output_he
 
 
 def _default_output_size():
-  folder = os.path.join(FLAGS.data_dir, FLAGS.dataset)
-  return 28 if FLAGS.dataset in ('mnist', *datasets.BUILTIN) or datasets.is_idx_folder(folder) else 64
+  return datasets.default_output_size(config_lib.Config(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
+                                                        tfds_data_dir=FLAGS.tfds_data_dir))
 
 
 def _devices():
@@ -228,13 +237,17 @@ def config_from_flags():
     raise UserError(f'--learning_rate must be above 0, not {FLAGS.learning_rate}')
   if not 0 <= FLAGS.beta1 < 1:
     raise UserError(f'--beta1 must be in [0, 1), not {FLAGS.beta1}')
-  if not FLAGS.dataset or os.sep in FLAGS.dataset or FLAGS.dataset in ('.', '..'):
+  if FLAGS.dataset.startswith(datasets.TfdsSource.PREFIX):
+    if not FLAGS.dataset[len(datasets.TfdsSource.PREFIX):]:
+      raise UserError('--dataset tfds:NAME needs the name of a TensorFlow Datasets dataset, e.g. tfds:cifar10')
+  elif not FLAGS.dataset or os.sep in FLAGS.dataset or FLAGS.dataset in ('.', '..'):
     raise UserError(f'--dataset must be a folder name inside --data_dir, not {FLAGS.dataset!r}')
-  if FLAGS.crop and FLAGS.input_height is None:
-    raise UserError('--crop needs --input_height (and optionally --input_width), the size of the centre crop')
+  if FLAGS.input_width is not None and FLAGS.input_height is None:
+    raise UserError('--input_width needs --input_height: together they are the size of the --crop')
   output_height = FLAGS.output_height or _default_output_size()
   return config_lib.Config(
-      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, input_fname_pattern=FLAGS.input_fname_pattern,
+      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
+      input_fname_pattern=FLAGS.input_fname_pattern,
       input_height=FLAGS.input_height, input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop,
       train_size=FLAGS.train_size, output_height=output_height, output_width=FLAGS.output_width or output_height,
       z_dim=FLAGS.z_dim, z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim,
@@ -320,7 +333,7 @@ def _warn_if_epochs_move(config):
 
 def check_data(config):
   """--check_data: reads every file of the dataset and prints what it found."""
-  report = datasets.check(config)
+  report = datasets.check(config, cache_dir=config.checkpoint_path)
   print(report.text())
   problems = report.problems + ([f'{report.bad} bad files (--strict)'] if FLAGS.strict and report.bad else [])
   if problems:
@@ -332,7 +345,7 @@ def _saved_keys(config):
   """The output sizes of the checkpoints saved for --dataset, as {(height, width): key}."""
   if not os.path.isdir(config.checkpoint_dir):
     return {}
-  pattern = re.escape(config.dataset) + r'_(\d+)_(\d+)'
+  pattern = re.escape(config_lib.key_prefix(config.dataset)) + r'_(\d+)_(\d+)'
   matches = (re.fullmatch(pattern, name) for name in sorted(os.listdir(config.checkpoint_dir)))
   return {(int(m[1]), int(m[2])): m[0] for m in matches if m}
 

@@ -105,13 +105,18 @@ def check_writable(directory):
 
 @contextlib.contextmanager
 def quiet_stderr():
-  """Sends what C++ libraries print to stderr (file descriptor 2) to /dev/null for the duration."""
+  """Sends what C++ libraries print to stderr (file descriptor 2) to /dev/null for the duration.
+
+  Yields:
+    A text stream to the real stderr, for progress that should still be seen.
+  """
   sys.stderr.flush()
   saved = os.dup(2)
   try:
     with open(os.devnull, 'w') as devnull:
       os.dup2(devnull.fileno(), 2)
-    yield
+    with os.fdopen(os.dup(saved), 'w') as real:
+      yield real
   finally:
     os.dup2(saved, 2)
     os.close(saved)
@@ -166,6 +171,73 @@ def _duration(seconds):
   minutes, seconds = divmod(int(seconds), 60)
   hours, minutes = divmod(minutes, 60)
   return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
+
+
+def format_bytes(count):
+  """1536 -> '1.5 KiB'; 45922737680 -> '42.8 GiB'."""
+  for unit in ('B', 'KiB', 'MiB', 'GiB'):
+    if abs(count) < 1024:
+      return f'{count:.0f} {unit}' if unit == 'B' else f'{count:.1f} {unit}'
+    count /= 1024
+  return f'{count:.1f} TiB'
+
+
+class Meter:
+  """Progress of long work other than training (a download, a scan, a decode check).
+
+  On a terminal a tqdm bar; otherwise (a log file, CI) a line every `every` seconds and one at the end, each
+  with the count done, the rate and the time left: logged, or printed to `stream` when one is given. Use as a
+  context manager, calling update(n) as work is done. `total` may be None (unknown).
+  """
+
+  def __init__(self, total, what, unit='image', in_bytes=False, done=0, every=30.0, stream=None):
+    self._total, self._what, self._unit, self._bytes, self._every = total, what, unit, in_bytes, every
+    self._done = self._start_done = done
+    self._start = self._last = time.monotonic()
+    self._stream = stream
+    self._bar = None
+    if (stream or sys.stderr).isatty():
+      self._bar = tqdm(total=total, initial=done, desc=what, unit='B' if in_bytes else unit, unit_scale=in_bytes,
+                       unit_divisor=1024, dynamic_ncols=True, leave=False, file=stream)
+
+  def _amount(self, count):
+    return format_bytes(count) if self._bytes else f'{count:,}'
+
+  def _line(self):
+    elapsed = max(time.monotonic() - self._start, 1e-9)
+    rate = (self._done - self._start_done) / elapsed
+    shown_rate = f'{format_bytes(rate)}/s' if self._bytes else f'{rate:,.0f} {self._unit}s/s'
+    left = f', ETA {_duration((self._total - self._done) / rate)}' if rate > 0 and self._total else ''
+    total = f' of {self._amount(self._total)}' if self._total else ''
+    return f'{self._what}: {self._amount(self._done)}{total}, {shown_rate}{left}'
+
+  @property
+  def done(self):
+    """The count done so far, `done` at the start included."""
+    return self._done
+
+  def update(self, count):
+    self._done += count
+    if self._bar is not None:
+      self._bar.update(count)
+    elif time.monotonic() - self._last >= self._every:
+      self._last = time.monotonic()
+      self._say(self._line())
+
+  def _say(self, line):
+    if self._stream is None:
+      logging.info('%s', line)
+    else:
+      print(line, file=self._stream, flush=True)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    if self._bar is not None:
+      self._bar.close()
+    if exc_info[0] is None and time.monotonic() - self._start >= 2.0:
+      self._say(self._line().split(', ETA')[0] + f' in {_duration(time.monotonic() - self._start)}')
 
 
 class Progress:

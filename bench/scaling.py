@@ -51,9 +51,8 @@ def run(devices, scratch, multi_worker=False):
                           devices=tuple(devices) if len(devices) > 1 else (), multi_worker=multi_worker)
   count = FLAGS.batch_size * (FLAGS.warmup + FLAGS.steps)
   rng = np.random.default_rng(0)
-  dataset = datasets.Dataset(FLAGS.case, channels=channels, num_classes=classes,
-                             images=rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
-                             labels=rng.integers(0, max(classes, 1), [count]).astype(np.int32))
+  dataset = datasets.PixelSource(FLAGS.case, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
+                             rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
   dcgan = DCGAN(cfg, dataset)
   times = []
   with dcgan.session() as sess:

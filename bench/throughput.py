@@ -162,9 +162,8 @@ def run_case(name, scratch):
   height, width, channels, classes = CASES[name]
   count = FLAGS.batch_size * (FLAGS.warmup + FLAGS.rounds * FLAGS.steps)
   rng = np.random.default_rng(0)
-  dataset = datasets.Dataset(name, channels=channels, num_classes=classes,
-                             images=rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
-                             labels=rng.integers(0, max(classes, 1), [count]).astype(np.int32))
+  dataset = datasets.PixelSource(name, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
+                             rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
   dcgan = DCGAN(cfg, dataset)
   ours, theirs, matmul = [], [], []  # matmul: the best float32 matmul GFLOP/s right after each of our rounds
   with dcgan.session() as sess:

@@ -1,5 +1,6 @@
 """Shared fixtures: the repository on sys.path, small generated datasets, and a runner for main.py."""
 
+import io
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ sys.path.insert(0, ROOT)
 
 import runtime  # noqa: E402,F401  (before tensorflow: the tests run the kernels main.py runs)
 
+import lmdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -37,6 +39,34 @@ def write_idx_dataset(folder, count, seed=1):
   datasets.write_idx(os.path.join(folder, 'train-images-idx3-ubyte.gz'), images)
   datasets.write_idx(os.path.join(folder, 'train-labels-idx1-ubyte.gz'), labels)
   return images, labels
+
+
+def encode(pixels, image_format, mode='RGB'):
+  """uint8 [height, width, 3] -> the bytes of an image file; WebP and PNG lossless, JPEG at quality 95."""
+  buffer = io.BytesIO()
+  options = {'WEBP': {'lossless': True}, 'JPEG': {'quality': 95}}.get(image_format, {})
+  Image.fromarray(pixels).convert(mode).save(buffer, format=image_format, **options)
+  return buffer.getvalue()
+
+
+def write_lmdb(folder, values, keys=None):
+  """Writes an LMDB (folder/data.mdb) holding `values` (bytes) under `keys` (default b'000000', b'000001', ...)."""
+  keys = keys or [f'{i:06d}'.encode() for i in range(len(values))]
+  os.makedirs(folder, exist_ok=True)
+  env = lmdb.open(str(folder), map_size=1 << 28)
+  with env.begin(write=True) as txn:
+    for key, value in zip(keys, values):
+      txn.put(key, value)
+  env.close()
+  return keys
+
+
+def lmdb_of_images(folder, count, size=(20, 16), formats=('WEBP', 'JPEG'), seed=0):
+  """An LMDB of `count` random RGB images of `size` (width, height), alternating `formats`; returns the pixels."""
+  rng = np.random.default_rng(seed)
+  pixels = rng.integers(0, 256, size=(count, size[1], size[0], 3), dtype=np.uint8)
+  write_lmdb(folder, [encode(p, formats[i % len(formats)]) for i, p in enumerate(pixels)])
+  return pixels
 
 
 def write_images(folder, count, size=(20, 24), mode='RGB', ext='png', seed=0):

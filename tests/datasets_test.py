@@ -7,6 +7,7 @@ import json
 import logging as std_logging
 import os
 import re
+import shutil
 
 import hypothesis
 import hypothesis.strategies as st
@@ -18,7 +19,7 @@ from PIL import Image
 import config as config_lib
 import datasets
 import digits
-from conftest import shared, write_idx_dataset, write_images
+from conftest import encode, lmdb_of_images, shared, write_idx_dataset, write_images, write_lmdb
 from errors import UserError
 
 tf1 = tf.compat.v1
@@ -160,10 +161,16 @@ def test_crop_larger_than_the_images_is_an_error(tmp_path):
 
 
 def test_missing_empty_and_unmatched_folders_are_errors(tmp_path):
-  with pytest.raises(UserError, match=r'no dataset folder .*celebA: put the images in it'):
+  with pytest.raises(UserError, match=r'no dataset folder .*celebA: download it with: python download.py celebA$'):
     datasets.load(_config(tmp_path, 'celebA'))
-  with pytest.raises(UserError, match=r'no dataset folder .*mnist: put the MNIST IDX files'):
+  with pytest.raises(UserError, match=r'no dataset folder .*mnist: download it with: python download.py mnist \(or '
+                                      r'put the MNIST IDX files'):
     datasets.load(_config(tmp_path, 'mnist'))
+  with pytest.raises(UserError, match=r'no dataset folder .*lsun_tower_val: download it with: python download.py lsun '
+                                      r'--lsun_category tower --lsun_split val$'):
+    datasets.load(_config(tmp_path, 'lsun_tower_val'))
+  with pytest.raises(UserError, match=r'no dataset folder .*faces: put the images in it'):
+    datasets.load(_config(tmp_path, 'faces'))
   (tmp_path / 'empty').mkdir()
   with pytest.raises(UserError, match=r'no file matches .*empty/\*.jpg; the folder is empty'):
     datasets.load(_config(tmp_path, 'empty'))
@@ -240,7 +247,7 @@ def _broken_files(folder):
   return ['corrupt.jpg', 'readme.jpg', 'truncated.jpg', 'truncated_png.jpg', 'zero.jpg']
 
 
-def test_corrupt_truncated_and_empty_files_are_counted_skipped_and_named(tmp_path, caplog):
+def test_corrupt_truncated_and_empty_files_are_counted_skipped_and_named(tmp_path, caplog, monkeypatch):
   bad = _broken_files(tmp_path / 'f')
   cfg = _config(tmp_path, 'f', output_height=16, output_width=16, batch_size=4)
   with caplog.at_level(std_logging.WARNING):
@@ -251,10 +258,15 @@ def test_corrupt_truncated_and_empty_files_are_counted_skipped_and_named(tmp_pat
   assert 'corrupt.jpg (corrupt or truncated' in warnings[0] and 'readme.jpg (not an image)' in warnings[0]
   (images,), = _batches(dataset, cfg, np.arange(4))  # what is left decodes in the training pipeline
   assert images.shape == (4, 16, 16, 3)
-  # the decode check is remembered, and redone when a file changes
-  cache = json.loads((tmp_path / 'cache' / datasets.DECODE_CHECK_FILE).read_text())
-  remembered = {os.path.basename(p) for p, _ in cache['undecodable']}  # headers fine, pixels broken
-  assert {'corrupt.jpg', 'truncated_png.jpg'} <= remembered <= set(bad)
+  # what the check found is remembered, and found again when a file changes
+  with np.load(tmp_path / 'cache' / datasets.SCAN_FILE) as saved:
+    paths = sorted(str(p) for p in (tmp_path / 'f').iterdir())
+    remembered = {os.path.basename(paths[i]): why for i, why in zip(saved['bad_index'], saved['bad_why'])}
+  assert sorted(remembered) == bad
+  assert remembered['corrupt.jpg'].startswith('corrupt or truncated') and remembered['zero.jpg'] == 'empty file'
+  monkeypatch.setattr(datasets, '_undecodable', lambda *args: pytest.fail('decoded again'))
+  assert len(datasets.load(cfg, cache_dir=str(tmp_path / 'cache'))) == 4
+  monkeypatch.undo()
   (tmp_path / 'f' / 'truncated.jpg').write_bytes(open(dataset.paths[0], 'rb').read())
   again = datasets.load(cfg, cache_dir=str(tmp_path / 'cache'))
   assert len(again) == 5
@@ -271,8 +283,9 @@ def test_check_data_reports_counts_modes_sizes_and_bad_files(tmp_path):
   assert re.search(r'modes: (RGB x2, L x2|L x2, RGB x2) -> trained as RGB \(3 channels\)', text)
   assert re.search(r'sizes \(height x width\): (30x30 x2, 20x40 x2|20x40 x2, 30x30 x2)', text)
   assert re.search(r'\n    .*zero.jpg: empty file', text) and re.search(r'\n    .*readme.jpg: not an image', text)
-  assert report.bad == 5 and report.problems == ['--crop 25x25 is larger than 2 images, e.g. '
-                                                 f'{tmp_path / "f" / "000.jpg"} (20x40)']
+  assert report.bad == 5 and report.problems == [
+      f'--crop 25x25 is larger than 2 of 4 images, e.g. {tmp_path / "f" / "000.jpg"} (20x40); lower '
+      '--input_height/--input_width, or give --crop alone for the largest centred square']
 
 
 @pytest.mark.parametrize('mutate, message', [
@@ -338,7 +351,7 @@ def test_image_cache_holds_what_the_decode_pipeline_yields_and_is_reused(tmp_pat
   cfg = _config(tmp_path, 'faces', input_fname_pattern='*.png', output_height=12, output_width=10, batch_size=5)
   files = datasets.load(cfg)
   cached = datasets.cache_images(files, cfg, str(tmp_path / 'ck'))
-  assert cached.paths is None and isinstance(cached.images, np.memmap)
+  assert isinstance(cached, datasets.PixelSource) and isinstance(cached.images, np.memmap)
   assert cached.images.shape == (10, 12, 10, 3) and cached.labels is None
   order = datasets.epoch_order(0, 0, 10)
   from_files, from_cache = _batches(files, cfg, order), _batches(cached, cfg, order)
@@ -367,3 +380,140 @@ def test_image_cache_leaves_in_memory_datasets_alone(tmp_path):
   dataset = datasets.load(cfg)
   assert datasets.cache_images(dataset, cfg, str(tmp_path / 'ck')) is dataset
   assert not os.path.exists(tmp_path / 'ck')
+
+
+def _pipeline_images(source, cfg, order):
+  return np.concatenate([batch[0] for batch in _batches(source, cfg, np.asarray(order))])
+
+
+def test_lmdb_of_webp_jpeg_and_png_values_trains_in_key_order(tmp_path):
+  pixels = lmdb_of_images(tmp_path / 'lsun', 6, size=(20, 16), formats=('WEBP', 'JPEG', 'PNG'))
+  cfg = _config(tmp_path, 'lsun', output_height=16, output_width=20, batch_size=3)
+  source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+  assert isinstance(source, datasets.LmdbSource) and (len(source), source.channels) == (6, 3)
+  order = [5, 0, 3, 1, 2, 4]
+  images = _pipeline_images(source, cfg, order)
+  lossless = [i for i, entry in enumerate(order) if entry % 3 != 1]  # WebP (lossless) and PNG: exact
+  np.testing.assert_array_equal(images[lossless], pixels[order][lossless])
+  jpeg = [i for i, entry in enumerate(order) if entry % 3 == 1]  # lossy: as Pillow decodes the same bytes
+  pillow = np.stack([np.asarray(Image.open(io.BytesIO(encode(pixels[order[i]], 'JPEG')))) for i in jpeg])
+  assert np.abs(images[jpeg].astype(int) - pillow).mean() < 2
+  np.testing.assert_array_equal(datasets.read_images(source, cfg, [0, 2]), pixels[[0, 2]])
+  # nothing is written into the data folder: the keys and the check are kept beside the checkpoints
+  assert sorted(os.listdir(tmp_path / 'lsun')) == ['data.mdb', 'lock.mdb']
+  assert sorted(os.listdir(tmp_path / 'ck')) == [datasets.SCAN_FILE, datasets.LMDB_KEYS_FILE]
+
+
+def test_lmdb_corrupt_and_non_image_entries_are_counted_skipped_and_named(tmp_path, caplog):
+  rng = np.random.default_rng(3)
+  good = [rng.integers(0, 256, (12, 10, 3), dtype=np.uint8) for _ in range(4)]
+  jpeg = encode(good[0], 'JPEG')  # its header is intact, its data is not: Pillow opens it, TensorFlow cannot
+  values = [encode(good[0], 'WEBP'), encode(good[1], 'WEBP'), jpeg[:200] + bytes(range(256)) * 4,
+            b'\x80\x04not an image', b'',
+            encode(good[2], 'PNG'), encode(good[3], 'WEBP')]
+  write_lmdb(tmp_path / 'db', values, keys=[b'a', b'b', b'c', b'__keys__', b'e', b'f', b'g'])
+  cfg = _config(tmp_path, 'db', output_height=12, output_width=10, batch_size=2)
+  with caplog.at_level(std_logging.WARNING):
+    source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+  warning, = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
+  assert f'skipping 3 of 7 LMDB entries in {tmp_path / "db"} that cannot be read as images' in warning
+  assert f'{tmp_path / "db"} key c (corrupt or truncated: ' in warning
+  assert 'key __keys__ (not an image)' in warning and 'key e (empty file)' in warning
+  assert len(source) == 4
+  np.testing.assert_array_equal(_pipeline_images(source, cfg, [0, 1, 2, 3]), np.stack(good))
+  with pytest.raises(UserError, match=r'3 of the 7 LMDB entries in .*db cannot be read as images \(--strict\): '):
+    datasets.load(cfg, strict=True, cache_dir=str(tmp_path / 'ck'))
+  report = datasets.check(cfg)
+  assert f'{tmp_path / "db"}: 7 LMDB entries, 4 readable images, 3 bad' in report.text()
+  assert re.search(r'formats: (WEBP x3, PNG x1)\n', report.text()) and 'sizes (height x width): 12x10 x4' in report.text()
+  assert report.bad == 3 and report.problems == []
+
+
+def test_lmdb_keys_and_check_are_made_once_and_again_when_the_database_changes(tmp_path, monkeypatch):
+  lmdb_of_images(tmp_path / 'db', 5, formats=('PNG',))
+  cfg = _config(tmp_path, 'db', output_height=8, output_width=8)
+  cache = str(tmp_path / 'ck')
+  assert len(datasets.load(cfg, cache_dir=cache)) == 5
+  for name in ('_list_keys',):
+    monkeypatch.setattr(datasets.LmdbSource, name, lambda *args: pytest.fail('listed again'))
+  monkeypatch.setattr(datasets, '_undecodable', lambda *args: pytest.fail('decoded again'))
+  assert len(datasets.load(cfg, cache_dir=cache)) == 5
+  monkeypatch.undo()
+  lmdb_of_images(tmp_path / 'bigger', 6, formats=('PNG',))  # written elsewhere: this process has db open
+  shutil.copy(tmp_path / 'bigger' / 'data.mdb', tmp_path / 'db' / 'data.mdb')
+  assert len(datasets.load(cfg, cache_dir=cache)) == 6
+
+
+def test_an_lmdb_that_is_not_one_is_one_line(tmp_path):
+  (tmp_path / 'db').mkdir()
+  (tmp_path / 'db' / 'data.mdb').write_bytes(b'no database here' * 300)
+  with pytest.raises(UserError, match=r'db/data.mdb is not a readable LMDB: '):
+    datasets.load(_config(tmp_path, 'db'), cache_dir=str(tmp_path / 'ck'))
+
+
+def _centred_white(width, height, out_height, out_width):
+  """Black pixels but for the largest centred block of the output's aspect ratio, which is white."""
+  crop_h = max(min(height, width * out_height // out_width), 1)
+  crop_w = max(min(width, height * out_width // out_height), 1)
+  pixels = np.zeros((height, width, 3), np.uint8)
+  top, left = (height - crop_h) // 2, (width - crop_w) // 2
+  pixels[top:top + crop_h, left:left + crop_w] = 255
+  return pixels
+
+
+@pytest.mark.parametrize('out_height, out_width', [(8, 8), (8, 4), (6, 12)])
+def test_crop_alone_cuts_the_largest_centred_block_of_images_of_any_size(tmp_path, out_height, out_width):
+  sizes = [(30, 20), (20, 40), (17, 17), (64, 9), (3, 50), (1, 1)]  # (width, height)
+  folder = tmp_path / 'mixed'
+  folder.mkdir()
+  for i, (width, height) in enumerate(sizes):
+    Image.fromarray(_centred_white(width, height, out_height, out_width)).save(folder / f'{i}.png')
+  cfg = _config(tmp_path, 'mixed', input_fname_pattern='*.png', crop=True, output_height=out_height,
+                output_width=out_width, batch_size=len(sizes))
+  images = _pipeline_images(datasets.load(cfg), cfg, np.arange(len(sizes)))
+  assert images.shape == (len(sizes), out_height, out_width, 3)
+  assert (images == 255).all(), [image.min() for image in images]
+  whole = dataclasses.replace(cfg, crop=False)  # without --crop the black margins stay in the picture
+  assert (_pipeline_images(datasets.load(whole), whole, np.arange(len(sizes)))[:2] < 128).any()
+
+
+def test_tfds_mnist_is_decoded_once_into_the_cache_with_its_labels(tmp_path, monkeypatch):
+  tfds = datasets._import_tfds()
+  cfg = _config(tmp_path, 'tfds:mnist', output_height=28, output_width=28, tfds_data_dir=str(tmp_path / 'tfds'))
+  cache = str(tmp_path / 'ck')
+  with tfds.testing.mock_data(num_examples=12):
+    expected = list(tfds.load('mnist', split='train').as_numpy_iterator())
+    assert datasets.default_output_size(cfg) == 28
+    source = datasets.load(cfg, cache_dir=cache)
+    assert isinstance(source, datasets.TfdsSource) and isinstance(source.images, np.memmap)
+    assert (len(source), source.channels, source.num_classes) == (12, 1, 10)
+    np.testing.assert_array_equal(source.images, np.stack([e['image'] for e in expected]))
+    np.testing.assert_array_equal(source.labels, [e['label'] for e in expected])
+    monkeypatch.setattr(datasets, '_write_image_cache', lambda *args, **kwargs: pytest.fail('decoded again'))
+    again = datasets.load(cfg, cache_dir=cache)
+    np.testing.assert_array_equal(again.labels, source.labels)
+    monkeypatch.undo()
+    smaller = dataclasses.replace(cfg, output_height=14, output_width=14)
+    assert datasets.load(smaller, cache_dir=str(tmp_path / 'ck14')).images.shape == (12, 14, 14, 1)
+    report = datasets.check(cfg, cache_dir=cache)
+    assert 'tfds:mnist: TensorFlow Datasets mnist/3.0.1, split train: 12 images, grayscale' in report.text()
+    assert 'labels: ' in report.text()
+  assert datasets.default_output_size(_config(tmp_path, 'tfds:cifar10')) == 32
+  assert datasets.default_output_size(_config(tmp_path, 'tfds:celeb_a')) == 64
+
+
+def test_tfds_names_it_cannot_serve_are_one_line(tmp_path):
+  with pytest.raises(UserError, match=r"TensorFlow Datasets has no dataset 'mnsit' .*did you mean mnist"):
+    datasets.load(_config(tmp_path, 'tfds:mnsit'), cache_dir=str(tmp_path))
+  with pytest.raises(UserError, match=r'lsun needs tensorflow-io.* python download.py lsun --lsun_category'):
+    datasets.load(_config(tmp_path, 'tfds:lsun/bedroom'), cache_dir=str(tmp_path))
+
+
+def test_cache_of_an_lmdb_holds_what_the_decode_pipeline_yields(tmp_path):
+  lmdb_of_images(tmp_path / 'db', 7, size=(30, 20), formats=('WEBP', 'JPEG'))
+  cfg = _config(tmp_path, 'db', crop=True, output_height=8, output_width=8, batch_size=7)
+  source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+  cached = datasets.cache_images(source, cfg, str(tmp_path / 'ck'))
+  assert isinstance(cached.images, np.memmap) and cached.images.shape == (7, 8, 8, 3)
+  order = datasets.epoch_order(0, 0, 7)
+  np.testing.assert_array_equal(_pipeline_images(cached, cfg, order), _pipeline_images(source, cfg, order))

@@ -78,8 +78,7 @@ def test_classifier_is_trained_again_when_the_data_change(tmp_path, monkeypatch)
 def digit_evaluator(tmp_path_factory):
   """An Evaluator of 600 samples on 1,500 built-in digits, and a second sample of digits to 'generate' from."""
   images, labels = digits.make_digits(2500, seed=5)
-  dataset = datasets.Dataset('digits', channels=1, num_classes=10, images=images[:1500, ..., np.newaxis],
-                             labels=labels[:1500])
+  dataset = datasets.PixelSource('digits', images[:1500, ..., np.newaxis], labels[:1500].astype(np.int32))
   cfg = config_lib.Config(dataset='digits', checkpoint_dir=str(tmp_path_factory.mktemp('ckpt')), output_height=28,
                           output_width=28, c_dim=1, y_dim=10, z_dim=8)
   with evaluation.Evaluator(dataset, cfg, 600, SESSION) as evaluator:

@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import (ROOT, TINY_MODEL, assert_same_values, assert_user_error, dir_flags, run_main, shared,
-                      write_images)
+from conftest import (ROOT, TINY_MODEL, assert_same_values, assert_user_error, dir_flags, encode, lmdb_of_images,
+                      run_main, shared, write_images, write_lmdb)
 
 tf1 = tf.compat.v1
 
@@ -124,12 +124,13 @@ def test_test_mode_without_a_checkpoint_says_where_it_looked(trained):
 
 
 @pytest.mark.parametrize('args,fragments', [
-    (['--dataset', 'celebA'], ['no dataset folder', 'celebA', 'put the images in it']),
-    (['--dataset', 'mnist'], ['no dataset folder', 'put the MNIST IDX files']),
+    (['--dataset', 'celebA'], ['no dataset folder', 'celebA', 'download it with: python download.py celebA']),
+    (['--dataset', 'mnist'], ['no dataset folder', 'download it with: python download.py mnist']),
     (['--dataset', 'pngs'], ["no file matches", "e.g. '000.png'", '--input_fname_pattern']),
     (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--crop', '--input_height', '40'],
      ['--crop 40x40 is larger than 3 of 3 images']),
-    (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--crop'], ['--crop needs --input_height']),
+    (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--crop', '--input_width', '9'],
+     ['--input_width needs --input_height']),
     (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--batch_size', '4'],
      ['--batch_size 4 is larger than the 3 images']),
     (['--batch_size', '0'], ['--batch_size must be at least 1, not 0']),
@@ -235,3 +236,24 @@ def test_cache_trains_to_the_same_weights_and_a_full_disk_is_one_line(tmp_path):
   assert 'File too large' in assert_user_error(process, 'could not write the image cache', 'without --cache')
   assert not glob.glob(str(full / 'ckpt' / key / 'image_cache*'))
   assert not glob.glob(str(full / 'ckpt' / key / 'DCGAN*'))
+
+
+def test_an_lmdb_with_a_broken_entry_trains_and_resumes_at_any_image_size(tmp_path):
+  folder = tmp_path / 'data' / 'lsun_tower_val'
+  pixels = lmdb_of_images(folder, 20, size=(40, 30), formats=('WEBP', 'JPEG'))
+  jpeg = encode(pixels[0], 'JPEG')
+  write_lmdb(folder, [jpeg[:200] + bytes(range(256)) * 4], keys=[b'000007x'])  # a JPEG with broken data
+  run = ['--train', '--dataset', 'lsun_tower_val', '--crop', '--output_height', '16', '--batch_size', '8',
+         '--sample_num', '4', *TINY_MODEL, *dir_flags(tmp_path, tmp_path / 'data')]
+  first = run_main(*run, '--epoch', '1', cwd=tmp_path)
+  assert first.returncode == 0, first.stderr
+  assert 'skipping 1 of 21 LMDB entries' in first.stderr and 'key 000007x (corrupt or truncated' in first.stderr
+  assert 'dataset lsun_tower_val: 20 images, 3 channel(s), unconditional' in first.stderr
+  key = tmp_path / 'ckpt' / 'lsun_tower_val_16_16'
+  assert sorted(os.listdir(key)) == ['DCGAN.model-2.data-00000-of-00001', 'DCGAN.model-2.index', 'checkpoint',
+                                     'config.json', 'data_check.npz', 'lmdb_keys.npz']
+  again = run_main(*run, '--epoch', '2', cwd=tmp_path)
+  assert again.returncode == 0, again.stderr
+  assert 'at step 2 (epoch 1, batch 0)' in again.stderr and 'skipping 1 of 21' in again.stderr
+  assert 'decoding 20 images of lsun_tower_val once' not in again.stderr  # the check was remembered
+  assert tf.train.latest_checkpoint(str(key)).endswith('DCGAN.model-4')

@@ -13,7 +13,7 @@ import config as config_lib
 import datasets
 import model
 import safety
-from conftest import write_idx_dataset, write_images
+from conftest import lmdb_of_images, write_idx_dataset, write_images
 from errors import Diverged
 
 tf1 = tf.compat.v1
@@ -33,15 +33,24 @@ def _initial_values(cfg, dataset):
     return {v.op.name: sess.run(v) for v in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)}
 
 
-@pytest.mark.parametrize('kind', ['idx', 'folder'])
+@pytest.mark.parametrize('kind', ['idx', 'folder', 'lmdb', 'tfds'])
 def test_one_training_step_moves_every_variable(tmp_path, kind):
   if kind == 'idx':
     write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 8)
     cfg = _small_config(tmp_path, 'tiny', output_height=28, output_width=28)
-  else:
+  elif kind == 'folder':
     write_images(str(tmp_path / 'data' / 'tiny'), 8, size=(24, 20))
     cfg = _small_config(tmp_path, 'tiny', input_fname_pattern='*.png', output_height=16, output_width=12)
-  dataset = datasets.load(cfg)
+  elif kind == 'lmdb':
+    lmdb_of_images(tmp_path / 'data' / 'tiny', 8, size=(30, 20))
+    cfg = _small_config(tmp_path, 'tiny', crop=True, output_height=16, output_width=16)
+  else:
+    cfg = _small_config(tmp_path, 'tfds:mnist', output_height=28, output_width=28)
+  with datasets._import_tfds().testing.mock_data(num_examples=8):
+    dataset = datasets.load(cfg, cache_dir=cfg.checkpoint_path)
+  # (channels, classes): 8 digits are 0-7; TFDS's mnist knows its 10 classes whatever the sample
+  assert (dataset.channels, dataset.num_classes) == {'idx': (1, 8), 'folder': (3, 0), 'lmdb': (3, 0),
+                                                     'tfds': (1, 10)}[kind]
   cfg = dataclasses.replace(cfg, c_dim=dataset.channels, y_dim=dataset.num_classes)
   before = _initial_values(cfg, dataset)
 

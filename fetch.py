@@ -1,0 +1,529 @@
+"""Getting datasets from the internet: the one table of what to fetch, and transfers that never leave a bad file.
+
+Every file is written to `<name>.part`, resumed with an HTTP Range request after an interruption, retried with
+backoff on connection errors and 5xx answers, moved on to the next mirror on 403/404, and checked against its
+size and checksum before it is renamed to its final name. Archives are unpacked into `<folder>.unpacking` and
+renamed to the dataset folder only once complete. Google Drive (CelebA) goes through gdown. Nothing here imports
+TensorFlow, so `download.py` starts at once.
+
+$ python download.py mnist celebA lsun --lsun_category bedroom
+"""
+
+import collections
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import socket
+import time
+import zipfile
+from typing import Optional
+
+import requests
+import urllib3
+from absl import logging
+
+import utils
+from errors import UserError
+
+MNIST_MIRRORS = ('https://ossci-datasets.s3.amazonaws.com/mnist/',  # torchvision's
+                 'https://storage.googleapis.com/cvdf-datasets/mnist/',  # TensorFlow Datasets'
+                 'http://yann.lecun.com/exdb/mnist/')  # the original, which answers 403 today
+LSUN_URL = 'http://dl.yf.io/lsun/scenes/'
+DRIVE_URL = 'https://drive.google.com/uc?id={id}'  # what gdown resolves; the tests point it at a loopback server
+MIRROR_ENV = 'DCGAN_MIRROR'  # the environment's --mirror
+LOCK_FILE = '.download.lock'
+
+
+@dataclasses.dataclass(frozen=True)
+class Remote:
+  """One file to fetch.
+
+  Attributes:
+    name: its file name, on the server and on disk.
+    size: bytes.
+    checksum: 'md5:<hex>' or 'sha256:<hex>'.
+    bases: base URLs that end in '/', tried in order; the URL is base + name.
+    drive_id: a Google Drive file id, fetched with gdown when there is no --mirror.
+  """
+  name: str
+  size: int
+  checksum: str
+  bases: tuple = ()
+  drive_id: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Download:
+  """A dataset as download.py fetches it.
+
+  Attributes:
+    folder: the dataset folder under --data_dir, the --dataset of main.py.
+    files: the Remote files.
+    archive: the files are zips to unpack into `folder` (their top folder stripped), then delete.
+    train: the flags of main.py that train on it, after --dataset.
+  """
+  folder: str
+  files: tuple
+  archive: bool = False
+  train: str = ''
+
+
+def _mnist(name, size, md5):
+  return Remote(name, size, 'md5:' + md5, MNIST_MIRRORS)
+
+
+# Sizes from TensorFlow Datasets' url_checksums, MD5 as torchvision lists them.
+MNIST = Download('mnist', (
+    _mnist('train-images-idx3-ubyte.gz', 9912422, 'f68b3c2dcbeaaa9fbdd348bbdeb94873'),
+    _mnist('train-labels-idx1-ubyte.gz', 28881, 'd53e105ee54ea40749a09fcbcd1e9432'),
+    _mnist('t10k-images-idx3-ubyte.gz', 1648877, '9fb629c4189551a2d022fa330f9573f3'),
+    _mnist('t10k-labels-idx1-ubyte.gz', 4542, 'ec29112dd5afa0611ce80d1b7f02629c')))
+
+# The aligned and cropped CelebA faces, 202,599 JPEGs of 178x218.
+CELEBA = Download('celebA', (Remote('img_align_celeba.zip', 1443490838, 'md5:00d2c5bc6d35e252742224ab0c1e8fcb',
+                                    drive_id='0B7EVK8r0v71pZjFTYXZWM3FlRnM'),), archive=True, train='--crop')
+
+# LSUN's ten scene categories: (bytes, SHA-256) of <category>_<split>_lmdb.zip, from TensorFlow Datasets.
+LSUN_ZIPS = {
+    'bedroom_train': (45922737680, 'a15644c2e7153106867f0adb3491fc41224102d1f01b24494fb47d9f5d1f174e'),
+    'bedroom_val': (4670661, '5d022e781b241c25ec2e1f1f769afcdb8091d7fd58362667aec03137b8114b12'),
+    'bridge_train': (16478644518, '2701b2d421bbc4d8a5e9b0652ff7c3b57cd6495da8e0e85c39533275b5a925a3'),
+    'bridge_val': (6176834, '83216a2974d6068c2e1d18086006e7380ff58540216f955ce87fe049b460cb0d'),
+    'church_outdoor_train': (2448463466, '91128ae026840ac0c5982b4445ab5fc4e092d6847cca76793b2b1a0815c2e74a'),
+    'church_outdoor_val': (5957308, '34635b7547a3e51a15f942a4a4082dd6bc9cca381a953515cb2275c0eed50584'),
+    'classroom_train': (3279497022, '73a8a3e318819e1cc602f229673c3f51a68f3ece61e3764ce22df6abea4d0873'),
+    'classroom_val': (5880261, '5e0e9a375d94091dfe1fa3be87d4a92f41c03f1c0b8e376acc7e05651de512d7'),
+    'conference_room_train': (4048461633, 'fa0a4cf72e7acfb103392eaf33640d5508a728e971f31877b01d64e1bde6068c'),
+    'conference_room_val': (5316084, '927c94df52e10b9b374748c2b83b28b5860e946b3186dfd587985e274834650f'),
+    'dining_room_train': (11592966936, 'e4ee24c7c309360c3bf019123ce5bbf17434b2ba33abec2b0b07cfae715a52cb'),
+    'dining_room_val': (5301030, 'bd604d4b91bb5a9611d4e0b85475efd20758390d1a4eb57b53973fcbb5aa8ab6'),
+    'kitchen_train': (35791384987, 'b1993cf639aece5d207a27eb9ff872bcca9dff6472d8227a052c79d40ee753c4'),
+    'kitchen_val': (4867891, '329165f35ec61c4cf49f809246de300b8baad3ffcbda1ac30c27bdd32c84369a'),
+    'living_room_train': (22792405188, 'bd2c52b812c80f73ce3062a221396d13a52b5cce2f813b4cdf61937651281d7a'),
+    'living_room_val': (5167755, '30a23d9a3db5414e9c97865f60ffb2ee973bfa658a23dbca7188ea514c97c9fc'),
+    'restaurant_train': (13489345463, '11a0a924b960cd0900e9b7477d684fb338bd99cc5f72db1caac592e4f497e09a'),
+    'restaurant_val': (6232385, 'efaa7bcb898ad6cb73b07b89fec3a9c670f4622912eea22fab3986c2cf9a1c20'),
+    'tower_train': (12010237081, '440caec74c9641cb51fd235a5970c8e4931c3af875aeb044a8bcca956e106309'),
+    'tower_val': (5223709, '7f5257847bc01f4e40d4a1b3e24dd8fcd37063f12ca8cf31e726c2ee0b1ae104'),
+}
+LSUN_CATEGORIES = tuple(sorted({name.rsplit('_', 1)[0] for name in LSUN_ZIPS}))
+LSUN_SPLITS = ('train', 'val')
+
+
+def lsun(category, split='train'):
+  """The Download of one LSUN scene category: its LMDB, unpacked into data/lsun_<category>[_val]."""
+  size, sha256 = LSUN_ZIPS[f'{category}_{split}']
+  folder = f'lsun_{category}' + ('' if split == 'train' else f'_{split}')
+  return Download(folder, (Remote(f'{category}_{split}_lmdb.zip', size, 'sha256:' + sha256, (LSUN_URL,)),),
+                  archive=True, train='--crop')
+
+
+def command_for(folder):
+  """The download.py command that makes the dataset folder `folder`, or None when it does not make it."""
+  if folder == MNIST.folder:
+    return 'python download.py mnist'
+  if folder == CELEBA.folder:
+    return 'python download.py celebA'
+  for category in LSUN_CATEGORIES:
+    for split in LSUN_SPLITS:
+      if folder == lsun(category, split).folder:
+        return f'python download.py lsun --lsun_category {category}' + ('' if split == 'train' else ' --lsun_split val')
+  return None
+
+
+# Transfers
+
+class _NextMirror(Exception):
+  """This URL cannot give the file (after any retries); the message says why. With `discard`, what it wrote
+  is not the file's beginning and must not be resumed from."""
+
+  def __init__(self, why, discard=False):
+    super().__init__(why)
+    self.discard = discard
+
+
+def _with_mirrors(remote, mirrors):
+  """`remote` fetched from `mirrors` (base URLs) instead of its own URLs and Google Drive."""
+  return dataclasses.replace(remote, bases=tuple(m if m.endswith('/') else m + '/' for m in mirrors), drive_id=None)
+
+
+def checksum_of(path, algorithm, what=None):
+  """The hex digest of a file, with progress for large files."""
+  digest = hashlib.new(algorithm)
+  size = os.path.getsize(path)
+  with open(path, 'rb') as f, utils.Meter(size, what or f'checking {os.path.basename(path)}', in_bytes=True) as meter:
+    for block in iter(lambda: f.read(1 << 22), b''):
+      digest.update(block)
+      meter.update(len(block))
+  return digest.hexdigest()
+
+
+def verify(path, remote):
+  """None when `path` has the size and checksum of `remote`, else a sentence saying how it differs."""
+  size = os.path.getsize(path)
+  if size != remote.size:
+    return f'it has {size:,} bytes, not {remote.size:,}'
+  algorithm, expected = remote.checksum.split(':')
+  actual = checksum_of(path, algorithm)
+  return None if actual == expected else f'checksum mismatch ({algorithm} {actual}, expected {expected})'
+
+
+def reason_of(error):
+  """A short reason for a requests or urllib3 exception: the innermost OS-level cause where there is one."""
+  if isinstance(error, (requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)):
+    return 'timed out connecting'
+  if isinstance(error, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError)):
+    return 'the server stopped sending'
+  if isinstance(error, (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError)):
+    return 'the connection broke off'
+  seen, cause = set(), error
+  while cause is not None and id(cause) not in seen:
+    seen.add(id(cause))
+    if isinstance(cause, socket.gaierror) or 'Failed to resolve' in str(cause):
+      return 'cannot resolve the host name'
+    if isinstance(cause, ConnectionRefusedError):
+      return 'connection refused'
+    if isinstance(cause, ConnectionResetError):
+      return 'connection reset'
+    nested = [a for a in getattr(cause, 'args', ()) if isinstance(a, BaseException)]
+    cause = cause.__cause__ or cause.__context__ or getattr(cause, 'reason', None) or (nested[0] if nested else None)
+  text = str(error).splitlines()[0] if str(error) else type(error).__name__
+  return text if len(text) < 160 else type(error).__name__
+
+
+# requests' errors before the body; urllib3's while reading it raw (a cut connection, a stalled server)
+_CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                      requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError)
+_NOT_THERE = (401, 403, 404, 410)  # this mirror will not give the file: try the next one
+
+
+@dataclasses.dataclass
+class Transfer:
+  """How to fetch: retries (per URL, counted afresh after each attempt that received bytes), seconds to wait
+  for a server, and the first backoff in seconds (doubled after each failed attempt, at most 60)."""
+  retries: int = 5
+  timeout: float = 60.0
+  backoff: float = 1.0
+
+  def _wait(self, attempt, url, why, response=None):
+    delay = min(self.backoff * 2 ** attempt, 60.0)
+    retry_after = response.headers.get('Retry-After', '') if response is not None else ''
+    if retry_after.isdigit():
+      delay = min(float(retry_after), 60.0)
+    logging.warning('%s: %s; retrying in %.0f s (%d of %d)', url, why, delay, attempt + 1, self.retries)
+    time.sleep(delay)
+
+  def http(self, url, part, remote, meter):
+    """Fetches `url` into `part`, resuming from the bytes already there, until it holds remote.size bytes.
+
+    Raises:
+      _NextMirror: this URL will not give the file: a 403/404, an HTML page, too many bytes, or the retries
+        ran out without the file growing.
+      OSError: the file could not be written (a full disk).
+    """
+    attempt, furthest = 0, _size(part)
+    with requests.Session() as session:
+      while _size(part) < remote.size:
+        offset = _size(part)
+        headers = {'Accept-Encoding': 'identity'}  # byte offsets must count the bytes on disk
+        if offset:
+          headers['Range'] = f'bytes={offset}-'
+        response = None
+        try:
+          response = session.get(url, headers=headers, stream=True, timeout=(min(self.timeout, 30.0), self.timeout))
+          with response:
+            why = self._receive(response, part, offset, remote, meter)
+        except _CONNECTION_ERRORS as e:
+          why = reason_of(e)
+        if _size(part) >= remote.size:
+          return
+        if _size(part) > furthest:  # it moved on: only attempts that bring nothing new use up the retries
+          attempt, furthest = 0, _size(part)
+        if attempt >= self.retries:
+          raise _NextMirror(why)
+        self._wait(attempt, url, why, response)
+        attempt += 1
+
+  @staticmethod
+  def _receive(response, part, offset, remote, meter):
+    """Writes the body of `response` (asked from byte `offset`) into `part`.
+
+    Returns:
+      Why the file is not complete yet: an answer worth another try (5xx, 429), or a connection that closed.
+
+    Raises:
+      _NextMirror: the answer says this URL will not give the file.
+    """
+    status = response.status_code
+    if status in (408, 429) or status >= 500:
+      return f'HTTP {status} {response.reason}'
+    if status >= 400 and status != 416:
+      raise _NextMirror(f'HTTP {status} {response.reason}')
+    if 'text/html' in response.headers.get('Content-Type', ''):
+      raise _NextMirror('it answered with an HTML page, not the file')
+    if status == 416 or status == 206 and not response.headers.get('Content-Range', '').startswith(f'bytes {offset}-'):
+      if os.path.exists(part):  # a range we did not ask for: start the file again
+        os.truncate(part, 0)
+      meter.update(-meter.done)
+      return (f'HTTP {status} with Content-Range {response.headers.get("Content-Range")!r} for a resume from byte '
+              f'{offset:,}')
+    start = offset if status == 206 else 0  # a 200 is the whole file, whatever was asked
+    with open(part, 'r+b' if os.path.exists(part) else 'wb') as f:
+      f.truncate(start)
+      f.seek(start)
+      meter.update(start - meter.done)
+      written = start
+      # read1: what has arrived, so that a stall keeps every byte received; decode_content=False: the bytes as
+      # sent, which the checksums count
+      for chunk in iter(lambda: response.raw.read1(1 << 20, decode_content=False), b''):
+        if written + len(chunk) > remote.size:
+          raise _NextMirror(f'it sent more than the {remote.size:,} bytes of {remote.name}', discard=True)
+        f.write(chunk)
+        written += len(chunk)
+        meter.update(len(chunk))
+    return f'the connection closed at byte {written:,} of {remote.size:,}'
+
+  def drive(self, remote, target, meter):
+    """Fetches a Google Drive file into `target` with gdown (which writes `target<random>.part` on the way).
+
+    Raises:
+      UserError: Drive refused (quota, permissions): the message says how to fetch the file by hand.
+      _NextMirror: the transfer failed after the retries.
+    """
+    import gdown  # pylint: disable=import-outside-toplevel; only CelebA needs it
+    url = DRIVE_URL.format(id=remote.drive_id)
+    try:
+      gdown.download(url=url, output=target, quiet=True, resume=True, retries=self.retries, timeout=self.timeout,
+                     progress=lambda done, _: meter.update(done - meter.done))
+    except gdown.exceptions.FileURLRetrievalError:
+      raise UserError(_drive_refused(remote, 'Google Drive would not give the file')) from None
+    except gdown.exceptions.DownloadError as e:
+      raise _NextMirror(str(e).splitlines()[0]) from None
+    except requests.exceptions.RequestException as e:
+      raise _NextMirror(reason_of(e)) from None
+    with open(target, 'rb') as f:
+      head = f.read(1024).lstrip().lower()
+    if head.startswith(b'<!doctype html') or b'<html' in head:
+      os.remove(target)
+      raise UserError(_drive_refused(remote, 'Google Drive answered with an HTML page instead of the zip (it does '
+                                             'this when the file\'s download quota is exceeded)'))
+
+
+def _size(path):
+  return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def _drive_refused(remote, what):
+  return (f'{what}: open https://drive.google.com/uc?id={remote.drive_id}&export=download in a browser, save '
+          f'{remote.name}, then run: python download.py celebA --from_file PATH/{remote.name}')
+
+
+def fetch_file(remote, folder, transfer):
+  """Fetches one file into `folder`, verified; a verified file already there is kept.
+
+  Returns:
+    The path of the file.
+
+  Raises:
+    UserError: every URL failed (each named with its reason), the disk is full, or Drive refused.
+  """
+  final = os.path.join(folder, remote.name)
+  if os.path.exists(final):
+    problem = verify(final, remote)
+    if problem is None:
+      logging.info('%s is already there (checksum ok)', final)
+      return final
+    os.replace(final, final + '.bad')
+    logging.warning('%s is not the right file (%s): moved it to %s and fetching it again', final, problem,
+                    final + '.bad')
+  target = final + ('.unverified' if remote.drive_id else '.part')
+  have = os.path.getsize(target) if os.path.exists(target) else 0
+  sources = [(base + remote.name, None) for base in remote.bases] or [(None, 'Google Drive')]
+  failures = []
+  for url, drive in sources:
+    try:
+      with utils.Meter(remote.size, remote.name, in_bytes=True, done=min(have, remote.size), every=10.0) as meter:
+        transfer.drive(remote, target, meter) if drive else transfer.http(url, target, remote, meter)
+    except _NextMirror as e:
+      failures.append((url or drive, str(e)))
+      if e.discard and os.path.exists(target):
+        os.remove(target)
+      have = _size(target)
+      continue
+    except OSError as e:
+      if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        kept = os.path.getsize(target) if os.path.exists(target) else 0
+        raise UserError(f'disk full: could not write {target}: {e.strerror}; the {kept:,} bytes received are kept '
+                        'there: free some space and run the same command to resume') from None
+      raise
+    problem = verify(target, remote)
+    if problem is None:
+      os.replace(target, final)
+      return final
+    os.remove(target)
+    failures.append((url or drive, f'{problem}; removed the download'))
+    have = 0
+  raise UserError(_failure_sentence(remote, failures))
+
+
+_UNREACHABLE = ('cannot resolve the host name', 'connection refused', 'timed out connecting')
+
+
+def _failure_sentence(remote, failures):
+  if all(why in _UNREACHABLE for _, why in failures) and len(failures) > 1:
+    hosts = ', '.join(f'{urllib3.util.parse_url(where).host} ({why})' for where, why in failures)
+    return (f'no network? could not reach any source of {remote.name}: {hosts}; check the connection, or use '
+            '--mirror with a mirror you can reach')
+  if len(failures) == 1:
+    (where, why), = failures
+    return f'could not download {remote.name} from {where}: {why}'
+  listed = '; '.join(f'{where}: {why}' for where, why in failures)
+  return f'every mirror failed for {remote.name}: {listed}'
+
+
+# Disk space and archives
+
+def free_bytes(folder):
+  """Free bytes on the disk of `folder` (or of its nearest existing parent)."""
+  path = os.path.abspath(folder)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  return shutil.disk_usage(path).free
+
+
+def check_space(folder, needs):
+  """Raises UserError, with the numbers, when `needs` ({what: bytes}) does not fit on the disk of `folder`."""
+  total = sum(needs.values())
+  free = free_bytes(folder)
+  if total > free:
+    parts = ' and '.join(f'{utils.format_bytes(n)} {what}' for what, n in needs.items() if n)
+    raise UserError(f'not enough disk space in {folder}: it needs {parts} ({utils.format_bytes(total)} in all), but '
+                    f'only {utils.format_bytes(free)} are free; free some space or use --data_dir on a larger disk')
+
+
+def _members(archive):
+  """The files of a zip, with their paths below its top folder, checked to stay inside it."""
+  members = []
+  for info in archive.infolist():
+    if info.is_dir():
+      continue
+    parts = info.filename.replace('\\', '/').split('/')
+    if info.filename.startswith('/') or '..' in parts:
+      raise UserError(f'{archive.filename} holds a file outside its folder ({info.filename!r}): not unpacking it')
+    inner = parts[1:] if len(parts) > 1 else parts
+    members.append((info, os.path.join(*inner)))
+  return members
+
+
+def unpack(zip_path, folder, keep_zip=True):
+  """Unpacks a zip into `folder` (its top folder stripped), which appears only once complete.
+
+  Raises:
+    UserError: the zip is damaged, or the disk is full (nothing is left half-unpacked).
+  """
+  staging = folder + '.unpacking'
+  try:
+    with zipfile.ZipFile(zip_path) as archive:
+      members = _members(archive)
+      check_space(os.path.dirname(folder) or '.', {'to unpack': sum(info.file_size for info, _ in members)})
+      shutil.rmtree(staging, ignore_errors=True)
+      with utils.Meter(sum(info.file_size for info, _ in members), f'unpacking {os.path.basename(zip_path)}',
+                       in_bytes=True) as meter:
+        for info, inner in members:
+          target = os.path.join(staging, inner)
+          os.makedirs(os.path.dirname(target), exist_ok=True)
+          with archive.open(info) as source, open(target, 'wb') as out:
+            for block in iter(lambda: source.read(1 << 22), b''):
+              out.write(block)
+              meter.update(len(block))
+    os.replace(staging, folder)
+  except zipfile.BadZipFile as e:
+    raise UserError(f'{zip_path} is not a readable zip ({e}); delete it and download it again') from None
+  except OSError as e:
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+      raise UserError(f'disk full while unpacking {zip_path} into {folder}: {e.strerror}; free some space and run '
+                      'the same command') from None
+    raise
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  if not keep_zip:
+    os.remove(zip_path)
+
+
+@contextlib.contextmanager
+def locked(data_dir):
+  """Holds an exclusive lock on data_dir/.download.lock: two download.py runs never write the same files."""
+  os.makedirs(data_dir, exist_ok=True)
+  with open(os.path.join(data_dir, LOCK_FILE), 'a+') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      raise UserError(f'another download.py is running in {data_dir} ({f.read().strip() or "pid unknown"}); wait for '
+                      'it to finish') from None
+    f.truncate(0)
+    f.write(f'pid {os.getpid()} on {socket.gethostname()}\n')
+    f.flush()
+    yield
+
+
+Result = collections.namedtuple('Result', 'folder fetched')
+"""folder: the dataset folder; fetched: False when it was there already."""
+
+
+def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads=False):
+  """Fetches, verifies and (for archives) unpacks one dataset into data_dir/<download.folder>.
+
+  Args:
+    download: a Download.
+    data_dir: the folder that holds the dataset folders.
+    transfer: a Transfer.
+    mirrors: base URLs that replace every built-in source, tried in order.
+    from_file: an archive the user downloaded, checked and unpacked instead (archives of one file only).
+    keep_downloads: keep the zip after unpacking it.
+
+  Returns:
+    A Result.
+
+  Raises:
+    UserError: see fetch_file and unpack; also a --from_file that does not match.
+  """
+  folder = os.path.join(data_dir, download.folder)
+  remotes = [_with_mirrors(r, mirrors) if mirrors else r for r in download.files]
+  if download.archive and os.path.isdir(folder):
+    logging.info('%s is there already: nothing to download (delete it to fetch it again)', folder)
+    return Result(folder, False)
+  if from_file:
+    remote, = remotes
+    problem = verify(from_file, remote)
+    if problem:
+      raise UserError(f'--from_file {from_file} is not {remote.name}: {problem}')
+    unpack(from_file, folder, keep_zip=True)
+    return Result(folder, True)
+  target_dir = data_dir if download.archive else folder
+  missing = [r for r in remotes if not os.path.exists(os.path.join(target_dir, r.name))]
+  needs = {'to download': sum(r.size - _partial(target_dir, r) for r in missing)}
+  if download.archive:
+    needs['to unpack (about the size of the zip)'] = sum(r.size for r in remotes)
+  check_space(data_dir, needs)
+  created = not os.path.isdir(target_dir)
+  os.makedirs(target_dir, exist_ok=True)
+  try:
+    for remote in remotes:
+      path = fetch_file(remote, target_dir, transfer)
+      if download.archive:
+        unpack(path, folder, keep_zip=keep_downloads)
+  except BaseException:
+    if created and not os.listdir(target_dir):  # an empty dataset folder would look like an empty dataset
+      os.rmdir(target_dir)
+    raise
+  return Result(folder, True)
+
+
+def _partial(folder, remote):
+  return min(max(_size(os.path.join(folder, remote.name + suffix)) for suffix in ('.part', '.unverified')),
+             remote.size)

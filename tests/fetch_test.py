@@ -1,0 +1,275 @@
+"""fetch.py: transfers against a loopback HTTP server that misbehaves, checksums, Drive's HTML pages, unpacking."""
+
+import collections
+import dataclasses
+import hashlib
+import io
+import logging as std_logging
+import os
+import socket
+import zipfile
+
+import numpy as np
+import pytest
+
+import config as config_lib
+import datasets
+import fetch
+from conftest import lmdb_of_images, shared
+from errors import UserError
+from http_server import HTML_PAGE, LoopbackServer
+
+FAST = fetch.Transfer(retries=2, timeout=2.0, backoff=0.01)
+
+
+def _remote(name, data, algorithm='md5'):
+  return fetch.Remote(name, len(data), f'{algorithm}:{hashlib.new(algorithm, data).hexdigest()}')
+
+
+def _bytes(count, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, count, dtype=np.uint8).tobytes()
+
+
+def _files(folder):
+  return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def test_a_file_arrives_whole_and_checked_then_is_kept(tmp_path):
+  data = _bytes(300_000)
+  with LoopbackServer({'a.bin': data}) as server:
+    remote = fetch._with_mirrors(_remote('a.bin', data), [server.url])
+    path = fetch.fetch_file(remote, str(tmp_path), FAST)
+    assert open(path, 'rb').read() == data and _files(tmp_path) == ['a.bin']
+    assert fetch.fetch_file(remote, str(tmp_path), FAST) == path  # verified again, not fetched again
+    assert server.requests == [('a.bin', None)]
+
+
+def test_a_cut_transfer_resumes_with_a_range_request(tmp_path):
+  data = _bytes(500_000)
+  with LoopbackServer({'a.bin': data}) as server:
+    server.behaviours['a.bin'] = [('cut', 123_456), 500, ('cut', 100_000)]
+    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+    assert server.requests == [('a.bin', None), ('a.bin', 'bytes=123456-'), ('a.bin', 'bytes=123456-'),
+                               ('a.bin', 'bytes=223456-')]
+  assert (tmp_path / 'a.bin').read_bytes() == data
+
+
+def test_a_part_left_by_an_earlier_run_is_resumed(tmp_path):
+  data = _bytes(200_000)
+  (tmp_path / 'a.bin.part').write_bytes(data[:150_000])
+  with LoopbackServer({'a.bin': data}) as server:
+    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+    assert server.requests == [('a.bin', 'bytes=150000-')]
+  assert (tmp_path / 'a.bin').read_bytes() == data and _files(tmp_path) == ['a.bin']
+
+
+def test_a_server_that_ignores_ranges_sends_the_whole_file_again(tmp_path):
+  data = _bytes(100_000)
+  (tmp_path / 'a.bin.part').write_bytes(data[:40_000])
+  with LoopbackServer({'a.bin': data}) as server:
+    server.behaviours['a.bin'] = ['ignore_range']
+    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+  assert (tmp_path / 'a.bin').read_bytes() == data
+
+
+def test_the_next_mirror_after_404_403_html_and_retries_that_run_out(tmp_path, caplog):
+  data = _bytes(50_000)
+  with LoopbackServer({'a.bin': data}) as good, LoopbackServer({'a.bin': data}) as bad:
+    bad.behaviours['a.bin'] = [403, 'html', 500, 500, 500]
+    mirrors = [bad.url + 'missing/', bad.url, bad.url, bad.url, good.url]
+    with caplog.at_level(std_logging.WARNING):
+      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), mirrors), str(tmp_path), FAST)
+    assert [name for name, _ in bad.requests] == ['missing/a.bin', 'a.bin', 'a.bin', 'a.bin', 'a.bin', 'a.bin']
+    assert good.requests == [('a.bin', None)]
+  assert (tmp_path / 'a.bin').read_bytes() == data
+  assert sum('HTTP 500' in r.getMessage() and 'retrying' in r.getMessage() for r in caplog.records) == 2
+
+
+def test_every_mirror_failing_is_one_sentence_naming_each(tmp_path):
+  data = _bytes(1000)
+  with socket.socket() as probe:  # a port that nothing listens on: connection refused
+    probe.bind(('127.0.0.1', 0))
+    closed_url = f'http://127.0.0.1:{probe.getsockname()[1]}/'
+  with LoopbackServer({}) as server:
+    remote = fetch._with_mirrors(_remote('a.bin', data), [server.url, closed_url])
+    with pytest.raises(UserError) as error:
+      fetch.fetch_file(remote, str(tmp_path), FAST)
+  assert str(error.value).startswith('every mirror failed for a.bin: ')
+  assert f'{server.url}a.bin: HTTP 404 Not Found' in str(error.value)
+  assert f'{closed_url}a.bin: connection refused' in str(error.value)
+  assert _files(tmp_path) == []
+
+
+def test_a_checksum_mismatch_removes_the_download(tmp_path):
+  data = _bytes(10_000)
+  wrong = data[:-1] + bytes([data[-1] ^ 1])
+  with LoopbackServer({'a.bin': wrong}) as server:
+    with pytest.raises(UserError, match=r'could not download a.bin from http://127.0.0.1:\d+/a.bin: checksum mismatch '
+                                        r'\(md5 [0-9a-f]{32}, expected [0-9a-f]{32}\); removed the download'):
+      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+  assert _files(tmp_path) == []
+
+
+def test_a_server_that_sends_too_much_is_cut_off_and_its_bytes_dropped(tmp_path):
+  data = _bytes(10_000)
+  with LoopbackServer({'a.bin': data + b'more and more'}) as server:
+    with pytest.raises(UserError, match='it sent more than the 10,000 bytes of a.bin'):
+      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+  assert _files(tmp_path) == []
+
+
+def test_a_stalled_server_gives_up_after_the_timeout_and_keeps_the_bytes(tmp_path):
+  data = _bytes(50_000)
+  transfer = fetch.Transfer(retries=1, timeout=0.5, backoff=0.01)
+  with LoopbackServer({'a.bin': data}) as server:
+    server.behaviours['a.bin'] = [('stall', 10), ('stall', 0), ('stall', 0)]
+    with pytest.raises(UserError, match='the server stopped sending'):
+      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), transfer)
+    assert server.requests == [('a.bin', None), ('a.bin', 'bytes=10-')]  # bytes that came in renew the retries
+  assert (tmp_path / 'a.bin.part').read_bytes() == data[:10]  # kept for the next run to resume
+
+
+def test_a_file_that_is_not_the_right_one_is_moved_aside_and_fetched_again(tmp_path):
+  data = _bytes(5000)
+  (tmp_path / 'a.bin').write_bytes(b'someone else wrote this')
+  with LoopbackServer({'a.bin': data}) as server:
+    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+  assert (tmp_path / 'a.bin').read_bytes() == data
+  assert (tmp_path / 'a.bin.bad').read_bytes() == b'someone else wrote this'
+
+
+def test_drive_answering_with_a_quota_page_says_how_to_fetch_by_hand(tmp_path, monkeypatch):
+  with LoopbackServer({'uc': HTML_PAGE}) as server:
+    monkeypatch.setattr(fetch, 'DRIVE_URL', server.url + 'uc?id={id}')
+    with pytest.raises(UserError) as error:
+      fetch.get(fetch.CELEBA, str(tmp_path), FAST)
+    assert server.requests[0] == ('uc', None)
+  message = str(error.value)
+  assert message.startswith('Google Drive answered with an HTML page instead of the zip')
+  assert 'https://drive.google.com/uc?id=0B7EVK8r0v71pZjFTYXZWM3FlRnM&export=download' in message
+  assert 'python download.py celebA --from_file PATH/img_align_celeba.zip' in message
+  assert _files(tmp_path) == [] and '\n' not in message
+
+
+def test_drive_refusing_the_link_says_how_to_fetch_by_hand(tmp_path, monkeypatch):
+  import gdown
+
+  def refuse(**kwargs):
+    raise gdown.exceptions.FileURLRetrievalError('Too many users have viewed or downloaded this file recently.')
+
+  monkeypatch.setattr(gdown, 'download', refuse)
+  with pytest.raises(UserError, match=r'^Google Drive would not give the file: open https://drive.google.com/uc\?id='):
+    fetch.get(fetch.CELEBA, str(tmp_path), FAST)
+
+
+def _zip(members, top):
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, 'w') as archive:
+    for name, data in members.items():
+      archive.writestr(f'{top}/{name}', data)
+  return buffer.getvalue()
+
+
+def test_celeba_through_drive_is_unpacked_into_its_folder(tmp_path, monkeypatch):
+  archive = _zip({'000001.jpg': b'one', '000002.jpg': b'two'}, 'img_align_celeba')
+  celeba = fetch.Download('celebA', (dataclasses.replace(_remote('img_align_celeba.zip', archive),
+                                                               drive_id='x'),), archive=True)
+  with LoopbackServer({'uc': archive}) as server:
+    monkeypatch.setattr(fetch, 'DRIVE_URL', server.url + 'uc?id={id}')
+    result = fetch.get(celeba, str(tmp_path), FAST)
+  assert result == fetch.Result(str(tmp_path / 'celebA'), True)
+  assert _files(tmp_path / 'celebA') == ['000001.jpg', '000002.jpg']
+  assert (tmp_path / 'celebA' / '000002.jpg').read_bytes() == b'two'
+  assert sorted(_files(tmp_path)) == ['celebA']  # the zip is gone once unpacked
+  assert fetch.get(celeba, str(tmp_path), FAST).fetched is False  # there already
+
+
+def test_from_file_is_checked_and_unpacked_and_left_where_it_was(tmp_path):
+  archive = _zip({'000001.jpg': b'one'}, 'img_align_celeba')
+  celeba = fetch.Download('celebA', (_remote('img_align_celeba.zip', archive),), archive=True)
+  mine = tmp_path / 'downloads' / 'img_align_celeba.zip'
+  mine.parent.mkdir()
+  mine.write_bytes(archive[:-1] + bytes([archive[-1] ^ 1]))
+  with pytest.raises(UserError, match=r'--from_file .*img_align_celeba.zip is not img_align_celeba.zip: checksum '
+                                      r'mismatch'):
+    fetch.get(celeba, str(tmp_path / 'data'), FAST, from_file=str(mine))
+  assert _files(tmp_path / 'data') == []
+  mine.write_bytes(archive)
+  fetch.get(celeba, str(tmp_path / 'data'), FAST, from_file=str(mine))
+  assert _files(tmp_path / 'data' / 'celebA') == ['000001.jpg'] and mine.read_bytes() == archive
+
+
+def test_not_enough_disk_space_is_refused_with_the_numbers(tmp_path, monkeypatch):
+  archive = _zip({'data.mdb': b'x' * 1000}, 'tower_val_lmdb')
+  tower = fetch.Download('lsun_tower_val', (_remote('tower_val_lmdb.zip', archive),), archive=True)
+  Usage = collections.namedtuple('Usage', 'total used free')
+  monkeypatch.setattr(fetch.shutil, 'disk_usage', lambda path: Usage(10 ** 12, 10 ** 12 - 1500, 1500))
+  with pytest.raises(UserError) as error:
+    fetch.get(tower, str(tmp_path), FAST, mirrors=['http://127.0.0.1:9/'])
+  size = fetch.utils.format_bytes(len(archive))
+  assert str(error.value) == (f'not enough disk space in {tmp_path}: it needs {size} to download and {size} to unpack '
+                              f'(about the size of the zip) ({fetch.utils.format_bytes(2 * len(archive))} in all), but '
+                              'only 1.5 KiB are free; free some space or use --data_dir on a larger disk')
+
+
+def test_a_zip_that_reaches_outside_its_folder_is_not_unpacked(tmp_path):
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, 'w') as archive:
+    archive.writestr('top/../../evil.txt', b'x')
+  (tmp_path / 'evil.zip').write_bytes(buffer.getvalue())
+  with pytest.raises(UserError, match="holds a file outside its folder"):
+    fetch.unpack(str(tmp_path / 'evil.zip'), str(tmp_path / 'out'))
+  assert not (tmp_path / 'out').exists() and not (tmp_path.parent / 'evil.txt').exists()
+
+
+def test_a_second_download_in_the_same_folder_waits_for_none(tmp_path):
+  with fetch.locked(str(tmp_path)):
+    with pytest.raises(UserError, match=rf'another download.py is running in {tmp_path} \(pid {os.getpid()} on '):
+      with fetch.locked(str(tmp_path)):
+        pass
+  with fetch.locked(str(tmp_path)):  # released
+    pass
+
+
+def test_lsun_from_a_mirror_unpacks_to_an_lmdb_that_trains(tmp_path):
+  """The road a user takes: an LSUN category's zip from a mirror, unpacked, opened by the LMDB source."""
+  pixels = lmdb_of_images(tmp_path / 'made' / 'tower_val_lmdb', 5)
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, 'w') as archive:
+    for name in ('data.mdb', 'lock.mdb'):
+      archive.write(tmp_path / 'made' / 'tower_val_lmdb' / name, f'tower_val_lmdb/{name}')
+  data = buffer.getvalue()
+  tower = fetch.Download('lsun_tower_val', (_remote('tower_val_lmdb.zip', data, 'sha256'),), archive=True)
+  with LoopbackServer({'tower_val_lmdb.zip': data}) as server:
+    server.behaviours['tower_val_lmdb.zip'] = [('cut', len(data) // 3)]
+    fetch.get(tower, str(tmp_path / 'data'), FAST, mirrors=[server.url])
+  assert _files(tmp_path / 'data') == ['lsun_tower_val']
+  cfg = config_lib.Config(dataset='lsun_tower_val', data_dir=str(tmp_path / 'data'), output_height=16,
+                          output_width=20)
+  source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+  np.testing.assert_array_equal(datasets.read_images(source, cfg, [0, 2, 4])[[0, 2]], pixels[[0, 4]])
+
+
+def test_real_mnist_files_from_a_mirror_load_as_mnist(tmp_path):
+  """The shared copy of real MNIST files, served by name, checked by their own checksums, loaded by datasets."""
+  folder = shared('mnist')
+  names = ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz']
+  files = {name: open(os.path.join(folder, name), 'rb').read() for name in names}
+  mnist = fetch.Download('mnist', tuple(_remote(name, data) for name, data in files.items()))
+  with LoopbackServer(files) as server:
+    fetch.get(mnist, str(tmp_path), FAST, mirrors=[server.url])
+  assert _files(tmp_path / 'mnist') == sorted(names)
+  source = datasets.load(config_lib.Config(dataset='mnist', data_dir=str(tmp_path), output_height=28,
+                                           output_width=28))
+  assert (len(source), source.num_classes) == (19690, 10) and source.labels[:3].tolist() == [5, 0, 4]
+
+
+def test_the_table_lists_what_the_issue_names():
+  assert [(r.name, r.size, r.checksum) for r in fetch.MNIST.files][0] == (
+      'train-images-idx3-ubyte.gz', 9912422, 'md5:f68b3c2dcbeaaa9fbdd348bbdeb94873')
+  assert fetch.MNIST.files[0].bases[0] == 'https://ossci-datasets.s3.amazonaws.com/mnist/'
+  assert len(fetch.LSUN_CATEGORIES) == 10 and fetch.lsun('bedroom').files[0].size == 45922737680
+  assert fetch.lsun('church_outdoor').files[0].checksum == (
+      'sha256:91128ae026840ac0c5982b4445ab5fc4e092d6847cca76793b2b1a0815c2e74a')
+  assert fetch.CELEBA.files[0].size == 1443490838 and fetch.CELEBA.files[0].drive_id == '0B7EVK8r0v71pZjFTYXZWM3FlRnM'
+  assert fetch.lsun('bedroom', 'val').folder == 'lsun_bedroom_val'
