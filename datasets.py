@@ -32,7 +32,6 @@ import re
 import struct
 import zipfile
 import zlib
-from typing import Optional
 
 import lmdb
 import numpy as np
@@ -41,7 +40,6 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-import config as config_lib
 import digits
 import fetch
 import utils
@@ -392,8 +390,9 @@ class TfdsSource(PixelSource):
 
       def fit(example):
         pixels = example[image]
-        pixels = pixels[..., :3] if channels == 3 else pixels
-        pixels = tf.image.grayscale_to_rgb(pixels) if channels == 3 and pixels.shape[-1] == 1 else pixels
+        if channels == 3:  # grey or grey and alpha -> RGB; RGBA -> RGB (the feature may not say which it holds)
+          pixels = tf.cond(tf.shape(pixels)[-1] < 3, lambda: tf.tile(pixels[..., :1], [1, 1, 3]),
+                           lambda: pixels[..., :3])
         return _fit(pixels, config), tf.cast(example[label], tf.int32) if label else tf.constant(0, tf.int32)
 
       logging.info('decoding tfds:%s once into %s', builder.info.full_name, path)
@@ -1016,7 +1015,7 @@ def _write_image_cache(data, path, key, with_labels, shape, total=None):
     UserError: it could not be written (a full disk) or an image could not be decoded; nothing partial is left.
   """
   folder = os.path.dirname(path) or '.'
-  temporary = path + '.tmp'
+  temporary = utils.temporary_name(path)
   labels = []
   try:
     os.makedirs(folder, exist_ok=True)

@@ -12,10 +12,10 @@ $ python download.py mnist --mirror http://10.0.0.5:8000/   # your own mirror: <
 """
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+import errors
 import fetch
 from errors import UserError
 
@@ -65,7 +65,7 @@ def main(argv):
   if len(argv) < 2:
     raise UserError(f'name the datasets to download: {" ".join(DATASETS)} (e.g. python download.py mnist)')
   downloads = _downloads(argv[1:])
-  mirrors = FLAGS.mirror or [m for m in os.environ.get(fetch.MIRROR_ENV, '').split(',') if m]
+  mirrors = [m.strip() for m in FLAGS.mirror or os.environ.get(fetch.MIRROR_ENV, '').split(',') if m.strip()]
   if FLAGS.from_file:
     if len(downloads) != 1 or len(downloads[0].files) != 1:
       raise UserError('--from_file takes the zip of one dataset: celebA, or lsun with one --lsun_category')
@@ -86,28 +86,6 @@ def main(argv):
       logging.info('%s is ready in %s; train on it with: %s', download.folder, result.folder, command)
 
 
-def _run_main(argv):
-  try:
-    main(argv)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(e.exit_code)
-  except KeyboardInterrupt:
-    print('interrupted: what was received is kept in the .part files; run the same command to resume',
-          file=sys.stderr)
-    sys.exit(130)
-  except OSError as e:
-    print(f'error: {e.strerror or e}: {e.filename}' if e.filename else f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-
-
-def _parse_flags(argv):
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    print(f'error: {e} (see --helpfull)', file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == '__main__':
-  app.run(_run_main, flags_parser=_parse_flags)
+  errors.run_program(main, interrupted='interrupted: what was received is kept in the .part files; run the same '
+                     'command to resume')

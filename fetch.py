@@ -198,7 +198,6 @@ def reason_of(error):
 # requests' errors before the body; urllib3's while reading it raw (a cut connection, a stalled server)
 _CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                       requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError)
-_NOT_THERE = (401, 403, 404, 410)  # this mirror will not give the file: try the next one
 
 
 @dataclasses.dataclass
@@ -239,6 +238,8 @@ class Transfer:
             why = self._receive(response, part, offset, remote, meter)
         except _CONNECTION_ERRORS as e:
           why = reason_of(e)
+        except requests.exceptions.RequestException as e:  # a bad URL, a redirect loop: no retry helps
+          raise _NextMirror(reason_of(e)) from None
         if _size(part) >= remote.size:
           return
         if _size(part) > furthest:  # it moved on: only attempts that bring nothing new use up the retries
@@ -261,7 +262,7 @@ class Transfer:
     status = response.status_code
     if status in (408, 429) or status >= 500:
       return f'HTTP {status} {response.reason}'
-    if status >= 400 and status != 416:
+    if status not in (200, 206, 416):  # 403, 404, a redirect that leads nowhere, ...
       raise _NextMirror(f'HTTP {status} {response.reason}')
     if 'text/html' in response.headers.get('Content-Type', ''):
       raise _NextMirror('it answered with an HTML page, not the file')

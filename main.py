@@ -20,17 +20,17 @@ import dataclasses
 import json
 import os
 import re
-import sys
 
 import runtime  # noqa: F401  (first: it sets how TensorFlow loads)
 
-from absl import app, flags, logging
+from absl import flags, logging
 import tensorflow as tf
 
 import checkpoints
 import cluster
 import config as config_lib
 import datasets
+import errors
 import evaluation
 import generate
 import model
@@ -469,27 +469,5 @@ def main(argv):
     use_trained(config)
 
 
-def _run_main(argv):
-  try:
-    main(argv)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(e.exit_code)
-  except KeyboardInterrupt:
-    print('interrupted', file=sys.stderr)
-    sys.exit(130)
-  except OSError as e:
-    print(f'error: {e.strerror or e}: {e.filename}' if e.filename else f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-
-
-def _parse_flags(argv):
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    print(f'error: {e} (see --helpfull)', file=sys.stderr)
-    sys.exit(2)
-
-
 if __name__ == '__main__':
-  app.run(_run_main, flags_parser=_parse_flags)
+  errors.run_program(main)

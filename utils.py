@@ -128,8 +128,19 @@ def write_atomically(path, write):
   A reader sees the old file or the whole new one, never half of it.
   """
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  write(path + '.tmp')
-  os.replace(path + '.tmp', path)
+  temporary = temporary_name(path)
+  try:
+    write(temporary)
+    os.replace(temporary, path)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+
+
+def temporary_name(path):
+  """Where to write `path` before renaming it: unique to this process, so that two processes (multi-worker
+  training on a shared folder) writing the same file never write into one temporary file."""
+  return f'{path}.tmp{os.getpid()}'
 
 
 def write_text(path, text):

@@ -3,7 +3,6 @@
 import dataclasses
 import gzip
 import io
-import json
 import logging as std_logging
 import os
 import re
@@ -500,6 +499,10 @@ def test_tfds_mnist_is_decoded_once_into_the_cache_with_its_labels(tmp_path, mon
     assert 'labels: ' in report.text()
   assert datasets.default_output_size(_config(tmp_path, 'tfds:cifar10')) == 32
   assert datasets.default_output_size(_config(tmp_path, 'tfds:celeb_a')) == 64
+  with tfds.testing.mock_data(num_examples=4):  # 218x178 RGB faces, cut square and resized; no class label
+    faces = datasets.load(_config(tmp_path, 'tfds:celeb_a', crop=True, output_height=16, output_width=16),
+                          cache_dir=str(tmp_path / 'faces'))
+  assert faces.images.shape == (4, 16, 16, 3) and faces.labels is None and faces.num_classes == 0
 
 
 def test_tfds_names_it_cannot_serve_are_one_line(tmp_path):

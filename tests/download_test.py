@@ -109,7 +109,7 @@ def test_a_full_disk_keeps_what_came_and_the_next_run_resumes(tmp_path):
   with LoopbackServer(files) as server:
     error = assert_user_error(_download(['mnist'], tmp_path, files, mirror=server.url, limit=100_000), 'disk full')
     part = tmp_path / 'data' / 'mnist' / 'train-images-idx3-ubyte.gz.part'
-    assert 'File too large' in error and f'the 100,000 bytes received are kept there' in error
+    assert 'File too large' in error and 'the 100,000 bytes received are kept there' in error
     assert part.read_bytes() == data[:100_000]
     result = _download(['mnist'], tmp_path, files, mirror=server.url)
     assert result.returncode == 0, result.stderr

@@ -100,6 +100,22 @@ def test_every_mirror_failing_is_one_sentence_naming_each(tmp_path):
   assert _files(tmp_path) == []
 
 
+def test_redirect_loops_dead_redirects_and_urls_that_are_not_http_move_on(tmp_path):
+  data = _bytes(2000)
+  with LoopbackServer({'a.bin': data}) as server:
+    server.behaviours['loop/a.bin'] = ['loop']
+    server.behaviours['a.bin'] = [302]  # a redirect without a Location
+    mirrors = [server.url + 'loop/', 'ftp://127.0.0.1/', 'no-scheme/', server.url]
+    with pytest.raises(UserError) as error:
+      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), mirrors), str(tmp_path), FAST)
+    message = str(error.value)
+    assert message.startswith('every mirror failed for a.bin: ') and message.count('; ') == 3
+    assert 'Exceeded 30 redirects' in message and 'HTTP 302 Found' in message
+    assert 'ftp://127.0.0.1/a.bin: No connection adapters' in message and "no-scheme/a.bin: Invalid URL" in message
+    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+  assert (tmp_path / 'a.bin').read_bytes() == data
+
+
 def test_a_checksum_mismatch_removes_the_download(tmp_path):
   data = _bytes(10_000)
   wrong = data[:-1] + bytes([data[-1] ^ 1])

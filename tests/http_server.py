@@ -7,6 +7,7 @@ Only 127.0.0.1 is ever contacted. Each file may be given a list of behaviours, u
   'ignore_range'  serve the whole file with 200 even when a range was asked
   'html'          answer 200 with an HTML page
   ('stall', n)    send the headers and n bytes, then nothing for 3 s
+  'loop'          redirect to the same URL, for ever
 When the list is used up, requests are served 'ok'.
 """
 
@@ -37,8 +38,15 @@ class LoopbackServer:
         name = self.path.lstrip('/').split('?')[0]
         asked = self.headers.get('Range')
         server.requests.append((name, asked))
-        queue = server.behaviours.get(name, [])
+        queue = server.behaviours.setdefault(name, [])
         behaviour = queue.pop(0) if queue else 'ok'
+        if behaviour == 'loop':
+          queue.insert(0, 'loop')
+          self.send_response(302)
+          self.send_header('Location', self.path)
+          self.send_header('Content-Length', '0')
+          self.end_headers()
+          return
         if name not in server.files:
           behaviour = 404
         if isinstance(behaviour, int):
