@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import fcntl
 import hashlib
+import http.client
 import os
 import shutil
 import socket
@@ -187,6 +188,10 @@ def reason_of(error):
       return 'cannot resolve the host name'
     if isinstance(cause, ConnectionRefusedError):
       return 'connection refused'
+    if isinstance(cause, http.client.RemoteDisconnected):
+      return 'the server closed the connection without answering'
+    if isinstance(cause, http.client.BadStatusLine):
+      return 'the server did not answer in HTTP'
     if isinstance(cause, ConnectionResetError):
       return 'connection reset'
     nested = [a for a in getattr(cause, 'args', ()) if isinstance(a, BaseException)]
@@ -368,6 +373,8 @@ def fetch_file(remote, folder, transfer):
     os.remove(target)
     failures.append((url or drive, f'{problem}; removed the download'))
     have = 0
+  if os.path.exists(target) and not _size(target):
+    os.remove(target)  # nothing came: no .part to resume from
   raise UserError(_failure_sentence(remote, failures))
 
 
