@@ -347,13 +347,16 @@ def fetch_file(remote, folder, transfer):
     logging.warning('%s is not the right file (%s): moved it to %s and fetching it again', final, problem,
                     final + '.bad')
   target = final + ('.unverified' if remote.drive_id else '.part')
-  have = os.path.getsize(target) if os.path.exists(target) else 0
+  have = _size(target)
   sources = [(base + remote.name, None) for base in remote.bases] or [(None, 'Google Drive')]
   failures = []
   for url, drive in sources:
     try:
       with utils.Meter(remote.size, remote.name, in_bytes=True, done=min(have, remote.size), every=10.0) as meter:
-        transfer.drive(remote, target, meter) if drive else transfer.http(url, target, remote, meter)
+        if drive:
+          transfer.drive(remote, target, meter)
+        else:
+          transfer.http(url, target, remote, meter)
     except _NextMirror as e:
       failures.append((url or drive, str(e)))
       if e.discard and os.path.exists(target):
@@ -362,9 +365,8 @@ def fetch_file(remote, folder, transfer):
       continue
     except OSError as e:
       if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        kept = os.path.getsize(target) if os.path.exists(target) else 0
-        raise UserError(f'disk full: could not write {target}: {e.strerror}; the {kept:,} bytes received are kept '
-                        'there: free some space and run the same command to resume') from None
+        raise UserError(f'disk full: could not write {target}: {e.strerror}; the {_size(target):,} bytes received '
+                        'are kept there: free some space and run the same command to resume') from None
       raise
     problem = verify(target, remote)
     if problem is None:
@@ -404,11 +406,16 @@ def free_bytes(folder):
 
 
 def check_space(folder, needs):
-  """Raises UserError, with the numbers, when `needs` ({what: bytes}) does not fit on the disk of `folder`."""
-  total = sum(needs.values())
+  """Raises UserError, with the numbers, when `needs` does not fit on the disk of `folder`.
+
+  Args:
+    folder: where the bytes go.
+    needs: [(bytes, what)], `what` a phrase with {} for the size, e.g. (10**9, '{} to download').
+  """
+  total = sum(n for n, _ in needs)
   free = free_bytes(folder)
   if total > free:
-    parts = ' and '.join(f'{utils.format_bytes(n)} {what}' for what, n in needs.items() if n)
+    parts = ' and '.join(what.format(utils.format_bytes(n)) for n, what in needs if n)
     raise UserError(f'not enough disk space in {folder}: it needs {parts} ({utils.format_bytes(total)} in all), but '
                     f'only {utils.format_bytes(free)} are free; free some space or use --data_dir on a larger disk')
 
@@ -437,7 +444,7 @@ def unpack(zip_path, folder, keep_zip=True):
   try:
     with zipfile.ZipFile(zip_path) as archive:
       members = _members(archive)
-      check_space(os.path.dirname(folder) or '.', {'to unpack': sum(info.file_size for info, _ in members)})
+      check_space(os.path.dirname(folder) or '.', [(sum(info.file_size for info, _ in members), '{} to unpack')])
       shutil.rmtree(staging, ignore_errors=True)
       with utils.Meter(sum(info.file_size for info, _ in members), f'unpacking {os.path.basename(zip_path)}',
                        in_bytes=True) as meter:
@@ -514,9 +521,9 @@ def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads
     return Result(folder, True)
   target_dir = data_dir if download.archive else folder
   missing = [r for r in remotes if not os.path.exists(os.path.join(target_dir, r.name))]
-  needs = {'to download': sum(r.size - _partial(target_dir, r) for r in missing)}
-  if download.archive:
-    needs['to unpack (about the size of the zip)'] = sum(r.size for r in remotes)
+  needs = [(sum(r.size - _partial(target_dir, r) for r in missing), '{} to download')]
+  if download.archive:  # the images are compressed already: about as many bytes unpacked as zipped
+    needs.append((sum(r.size for r in remotes), 'about {} to unpack'))
   check_space(data_dir, needs)
   created = not os.path.isdir(target_dir)
   os.makedirs(target_dir, exist_ok=True)

@@ -223,9 +223,9 @@ def test_not_enough_disk_space_is_refused_with_the_numbers(tmp_path, monkeypatch
   with pytest.raises(UserError) as error:
     fetch.get(tower, str(tmp_path), FAST, mirrors=['http://127.0.0.1:9/'])
   size = fetch.utils.format_bytes(len(archive))
-  assert str(error.value) == (f'not enough disk space in {tmp_path}: it needs {size} to download and {size} to unpack '
-                              f'(about the size of the zip) ({fetch.utils.format_bytes(2 * len(archive))} in all), but '
-                              'only 1.5 KiB are free; free some space or use --data_dir on a larger disk')
+  assert str(error.value) == (f'not enough disk space in {tmp_path}: it needs {size} to download and about {size} to '
+                              f'unpack ({fetch.utils.format_bytes(2 * len(archive))} in all), but only 1.5 KiB are '
+                              'free; free some space or use --data_dir on a larger disk')
 
 
 def test_a_zip_that_reaches_outside_its_folder_is_not_unpacked(tmp_path):
