@@ -1,11 +1,12 @@
 # make demo: train on the built-in digits and write samples/ and logs/.  make test: the whole test suite.
-# Both create .venv and install into it first. GPU: make demo REQUIREMENTS=requirements-gpu.txt
+# make lint: ruff, with the rules of pyproject.toml. All create .venv and install into it first.
+# GPU: make demo REQUIREMENTS=requirements-gpu.txt
 PYTHON ?= python3
 VENV ?= .venv
 REQUIREMENTS ?= requirements.txt
 PY := $(VENV)/bin/python
 
-.PHONY: demo test clean
+.PHONY: demo test lint clean
 
 $(VENV)/.installed: $(REQUIREMENTS) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +20,10 @@ demo: $(VENV)/.installed
 	@echo "Samples: samples/digits_28_28/   TensorBoard: $(VENV)/bin/tensorboard --logdir logs"
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2 tests  # two workers: most tests wait on a TensorFlow subprocess starting up
+	$(PY) -m pytest -q -n 2 --dist worksteal tests  # two workers, each taking on the other's queue when idle
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,9 +1,10 @@
 """Checkpoint files that survive anything: find the newest complete one, write without ever breaking the last.
 
 TensorFlow's Saver writes `DCGAN.model-<step>.data-*` through `*.tempstate*` files (or a `<prefix>_temp/` folder)
-and the `.index` file last, then names the step in the `checkpoint` state file. A process killed on the way can leave a temp folder, a data
-file without its index, or an index whose data is cut short. So a checkpoint counts only once every tensor in it
-reads back with a good checksum; anything less is set aside (moved, never deleted) and the next older one is used.
+and the `.index` file last, then names the step in the `checkpoint` state file. A process killed on the way can
+leave a temp folder, a data file without its index, or an index whose data is cut short. So a checkpoint counts
+only once every tensor in it reads back with a good checksum; anything less is set aside (moved, never deleted)
+and the next older one is used.
 
 $ python main.py --train --dataset digits    # 'resumed from .../DCGAN.model-1500 (step 1500)'
 """

@@ -1,7 +1,9 @@
 """The run's configuration: one frozen dataclass that `main.py` makes from the flags.
 
-It is written as JSON beside the checkpoints, so test mode rebuilds the generator without the dataset and a
-resumed run can say exactly which flag no longer fits the saved variables.
+What only the data knows (channels, label classes, the default --best_metric) is None until modes.complete()
+fills it in, once, when the data is loaded; a graph is built only from a complete config. It is written as JSON
+beside the checkpoints, so test mode rebuilds the generator without the dataset and a resumed run can say
+exactly which flag no longer fits the saved variables.
 
 $ python main.py --train --dataset digits    # writes checkpoint/digits_28_28/config.json
 """
@@ -36,22 +38,29 @@ class Config:
   input_width: Optional[int] = None
   crop: bool = False
   train_size: Optional[int] = None
+  conditional: bool = True  # condition on the data's labels when it has them
+  strict: bool = False  # any bad image is an error
+  cache: bool = False  # decode the images once into a memory-mapped file
   # Model
   output_height: int = 64
   output_width: int = 64
-  c_dim: int = 3  # image channels, found in the data
-  y_dim: int = 0  # label classes, found in the data; 0 is an unconditional model
+  c_dim: Optional[int] = None  # image channels: from the data
+  y_dim: Optional[int] = None  # label classes, from the data; 0 is an unconditional model
   z_dim: int = 100
   z_dist: str = 'uniform_signed'
   gf_dim: int = 64
   df_dim: int = 64
   gfc_dim: int = 1024
   dfc_dim: int = 1024
-  # Optimizer
+  # Losses and optimizer
+  loss: str = 'non_saturating'  # a name in losses.LOSSES
+  gradient_penalty: float = 0.0  # weight of WGAN-GP's penalty in D's loss
+  ema: float = 0.999  # decay of the moving average of G's weights that samples use; 0: none
   learning_rate: float = 2e-4
   beta1: float = 0.5
   batch_size: int = 64
   epoch: int = 25
+  d_steps: int = 1
   g_steps: int = 2
   # Output
   checkpoint_dir: str = 'checkpoint'
@@ -66,7 +75,7 @@ class Config:
   # Evaluation
   eval_freq: Optional[int] = None  # None: no evaluation during training
   eval_samples: int = 2000
-  best_metric: str = 'swd'
+  best_metric: Optional[str] = None  # default: from the data (fd for labelled grayscale data, else swd)
   # Runtime
   device: str = '/cpu:0'
   devices: tuple = ()  # two or more: one replica on each (MirroredStrategy); else the model is on `device`

@@ -14,16 +14,14 @@ $ python main.py --dataset mnist --generate 1000 --labels all  # 1000 PNGs and m
 $ python main.py --dataset mnist --export exported/mnist        # a SavedModel of the generator
 $ python main.py --dataset mnist --evaluate --checkpoint best   # SWD, FD, label accuracy: a table and JSON
 $ python main.py --train --dataset mnist --eval_freq 500        # evaluate while training; keep the best in best/
+$ python main.py --train --dataset celebA --crop --loss hinge   # another GAN loss; G sampled from its --ema average
 """
 
-import dataclasses
-import json
 import os
-import re
 
 import runtime  # noqa: F401  (first: it sets how TensorFlow loads)
 
-from absl import flags, logging
+from absl import flags
 import tensorflow as tf
 
 import checkpoints
@@ -33,10 +31,9 @@ import datasets
 import errors
 import evaluation
 import generate
-import model
-import utils
-from errors import UserError, op_error_text
-from model import DCGAN
+import losses
+import modes
+from errors import UserError
 
 # Mode
 flags.DEFINE_boolean('train', False, 'Train (resuming from the newest checkpoint). Without it, load the newest '
@@ -112,7 +109,14 @@ flags.DEFINE_float('learning_rate', 2e-4, 'Adam learning rate of both networks.'
 flags.DEFINE_float('beta1', 0.5, 'Adam beta1 (momentum), in [0, 1).')
 flags.DEFINE_integer('batch_size', 64, 'Images per training step.')
 flags.DEFINE_integer('epoch', 25, 'Epochs to train in all, counting those of a resumed checkpoint.')
-flags.DEFINE_integer('g_steps', 2, 'Generator updates after each discriminator update.')
+flags.DEFINE_integer('d_steps', 1, 'Discriminator updates per step, each on a batch of its own (WGAN-GP uses 5).')
+flags.DEFINE_integer('g_steps', 2, 'Generator updates per step, after the discriminator\'s, on the step\'s z.')
+flags.DEFINE_enum('loss', 'non_saturating', list(losses.LOSSES), 'The GAN loss: non_saturating (the DCGAN '
+                  'paper\'s), minimax, wasserstein (use with --gradient_penalty), hinge or least_squares.')
+flags.DEFINE_float('gradient_penalty', 0.0, 'Weight of the WGAN-GP gradient penalty added to D\'s loss (10 in the '
+                   'paper), with any --loss; 0 for none.')
+flags.DEFINE_float('ema', 0.999, 'Decay of the exponential moving average of G\'s weights, which sample grids, '
+                   '--generate, --evaluate and export use, in [0, 1); 0 samples from G\'s own weights.')
 # Output
 flags.DEFINE_string('checkpoint_dir', 'checkpoint', 'Checkpoints go to <checkpoint_dir>/<key>/.')
 flags.DEFINE_string('sample_dir', 'samples', 'Sample grids go to <sample_dir>/<key>/.')
@@ -157,9 +161,9 @@ flags.DEFINE_boolean('xla', False, 'Compile the training step with XLA JIT. Off 
 FLAGS = flags.FLAGS
 tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program logs itself
 
-_POSITIVE = ('num_gpus', 'input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim', 'gf_dim',
-             'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'g_steps', 'sample_num', 'sample_freq',
-             'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims', 'eval_freq')
+_POSITIVE = ('num_gpus', 'input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim',
+             'gf_dim', 'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'd_steps', 'g_steps', 'sample_num',
+             'sample_freq', 'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims', 'eval_freq')
 
 
 def _default_output_size():
@@ -220,7 +224,7 @@ def _device():
 
 
 def config_from_flags():
-  """Checks the flags and turns them into a Config; c_dim and y_dim are filled in from the data later.
+  """Checks the flags and turns them into a Config; modes.complete() fills in what only the data knows.
 
   Raises:
     UserError: a flag has a value that cannot work.
@@ -237,6 +241,10 @@ def config_from_flags():
     raise UserError(f'--learning_rate must be above 0, not {FLAGS.learning_rate}')
   if not 0 <= FLAGS.beta1 < 1:
     raise UserError(f'--beta1 must be in [0, 1), not {FLAGS.beta1}')
+  if not 0 <= FLAGS.ema < 1:
+    raise UserError(f'--ema must be in [0, 1) (0: no moving average), not {FLAGS.ema}')
+  if not FLAGS.gradient_penalty >= 0:
+    raise UserError(f'--gradient_penalty must be 0 or more, not {FLAGS.gradient_penalty}')
   if FLAGS.dataset.startswith(datasets.TfdsSource.PREFIX):
     if not FLAGS.dataset[len(datasets.TfdsSource.PREFIX):]:
       raise UserError('--dataset tfds:NAME needs the name of a TensorFlow Datasets dataset, e.g. tfds:cifar10')
@@ -247,18 +255,19 @@ def config_from_flags():
   output_height = FLAGS.output_height or _default_output_size()
   return config_lib.Config(
       dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
-      input_fname_pattern=FLAGS.input_fname_pattern,
-      input_height=FLAGS.input_height, input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop,
-      train_size=FLAGS.train_size, output_height=output_height, output_width=FLAGS.output_width or output_height,
-      z_dim=FLAGS.z_dim, z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim,
-      dfc_dim=FLAGS.dfc_dim, learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1, batch_size=FLAGS.batch_size,
-      epoch=FLAGS.epoch, g_steps=FLAGS.g_steps, checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir,
-      log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq,
-      ckpt_freq=FLAGS.ckpt_freq, log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep,
-      keep_every_hours=FLAGS.keep_every_hours, eval_freq=FLAGS.eval_freq,
-      eval_samples=FLAGS.num_samples or evaluation.TRAINING_SAMPLES, best_metric=FLAGS.best_metric or 'swd',
-      device=_device(), devices=_devices(), multi_worker=_multi_worker(), worker_timeout=FLAGS.worker_timeout,
-      seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla)
+      input_fname_pattern=FLAGS.input_fname_pattern, input_height=FLAGS.input_height,
+      input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop, train_size=FLAGS.train_size,
+      conditional=FLAGS.conditional, strict=FLAGS.strict, cache=FLAGS.cache, output_height=output_height,
+      output_width=FLAGS.output_width or output_height, z_dim=FLAGS.z_dim, z_dist=FLAGS.z_dist,
+      gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim, loss=FLAGS.loss,
+      gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1,
+      batch_size=FLAGS.batch_size, epoch=FLAGS.epoch, d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
+      checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir, log_dir=FLAGS.log_dir,
+      sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,
+      log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, keep_every_hours=FLAGS.keep_every_hours,
+      eval_freq=FLAGS.eval_freq, eval_samples=FLAGS.num_samples or evaluation.TRAINING_SAMPLES,
+      best_metric=FLAGS.best_metric, device=_device(), devices=_devices(), multi_worker=_multi_worker(),
+      worker_timeout=FLAGS.worker_timeout, seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla)
 
 
 def _checkpoint_step():
@@ -272,170 +281,6 @@ def _checkpoint_step():
   return int(FLAGS.checkpoint)
 
 
-def train(config):
-  for directory in (config.checkpoint_path, config.sample_path, config.log_path):
-    utils.check_writable(directory)
-  if config.deterministic:
-    tf.config.experimental.enable_op_determinism()
-  dataset = datasets.load(config, strict=FLAGS.strict, cache_dir=config.checkpoint_path)
-  if FLAGS.cache:
-    dataset = datasets.cache_images(dataset, config, config.checkpoint_path)
-  config = dataclasses.replace(config, c_dim=dataset.channels,
-                               y_dim=dataset.num_classes if FLAGS.conditional else 0,
-                               best_metric=_best_metric(dataset))
-  used = min(len(dataset), config.train_size or len(dataset))
-  if config.batch_size > used:
-    raise UserError(f'--batch_size {config.batch_size} is larger than the {used} images an epoch uses '
-                    f'({len(dataset)} in {os.path.join(config.data_dir, config.dataset)}); lower --batch_size')
-  logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, len(dataset), config.c_dim,
-               f'{config.y_dim} label classes' if config.y_dim else 'unconditional')
-  logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
-  _warn_if_epochs_move(config)
-  worker = cluster.from_environment().index if config.multi_worker else 0  # worker 0 (the chief) evaluates
-  evaluator = None
-  if config.eval_freq and worker == 0:
-    evaluator = evaluation.Evaluator(dataset, config, config.eval_samples, model.session_config(config.device))
-  try:
-    step, stopped_by = DCGAN(config, dataset).train(_checkpoint_step(), evaluator)
-  except tf.errors.OpError as e:
-    if not config.multi_worker:
-      raise
-    raise UserError(f'worker {worker} lost the other workers (none of them answered '
-                    f'within --worker_timeout {config.worker_timeout:g} s, or one failed): {op_error_text(e)}; the '
-                    'chief\'s last checkpoint is intact: start every worker again to go on') from None
-  finally:
-    if evaluator is not None:
-      evaluator.close()
-  if not stopped_by and worker:
-    logging.info('trained to step %d; the chief (worker 0) wrote the checkpoints, samples and logs', step)
-  elif not stopped_by:
-    logging.info('trained to step %d: checkpoints in %s, samples in %s, TensorBoard logs in %s', step,
-                 config.checkpoint_path, config.sample_path, config.log_path)
-
-
-def _best_metric(dataset):
-  """--best_metric, or its default for the dataset: fd where the digit classifier applies, else swd."""
-  if FLAGS.best_metric == 'fd' and not evaluation.uses_classifier(dataset):
-    raise UserError(f'--best_metric fd needs labelled grayscale data (MNIST-style IDX files) for its digit '
-                    f'classifier; {dataset.name} is not: use --best_metric swd')
-  return FLAGS.best_metric or ('fd' if evaluation.uses_classifier(dataset) else 'swd')
-
-
-def _warn_if_epochs_move(config):
-  """The epoch and batch to resume at follow from the step and the steps per epoch, which these flags change."""
-  saved = config_lib.load(config.checkpoint_path)
-  for name in ('batch_size', 'train_size'):
-    if saved is not None and getattr(saved, name) != getattr(config, name):
-      logging.warning('--%s is %s, the checkpoint was trained with %s: the step count goes on, but the epoch and '
-                      'batch to resume at are counted with the new value', name, getattr(config, name),
-                      getattr(saved, name))
-
-
-def check_data(config):
-  """--check_data: reads every file of the dataset and prints what it found."""
-  report = datasets.check(config, cache_dir=config.checkpoint_path)
-  print(report.text())
-  problems = report.problems + ([f'{report.bad} bad files (--strict)'] if FLAGS.strict and report.bad else [])
-  if problems:
-    raise UserError(f'{os.path.join(config.data_dir, config.dataset)} cannot be trained on as it is: '
-                    f'{"; ".join(problems)}')
-
-
-def _saved_keys(config):
-  """The output sizes of the checkpoints saved for --dataset, as {(height, width): key}."""
-  if not os.path.isdir(config.checkpoint_dir):
-    return {}
-  pattern = re.escape(config_lib.key_prefix(config.dataset)) + r'_(\d+)_(\d+)'
-  matches = (re.fullmatch(pattern, name) for name in sorted(os.listdir(config.checkpoint_dir)))
-  return {(int(m[1]), int(m[2])): m[0] for m in matches if m}
-
-
-def _trained_config(config):
-  """The config saved beside the newest checkpoint of the key, with this run's output and runtime flags.
-
-  Raises:
-    UserError: there is no checkpoint for the key; the message names the flags that make the key.
-  """
-  saved_keys = _saved_keys(config)
-  if FLAGS.output_height is None and FLAGS.output_width is None and len(saved_keys) == 1:
-    (height, width), = saved_keys  # the only size trained for this dataset
-    config = dataclasses.replace(config, output_height=height, output_width=width)
-  saved = config_lib.load(config.checkpoint_path)
-  if saved is None or not checkpoints.steps(config.checkpoint_path):
-    others = [key for key in saved_keys.values() if key != config.key]
-    hint = f'; found instead: {", ".join(others)} (set --output_height/--output_width)' if others else ''
-    raise UserError(f'no checkpoint in {config.checkpoint_path} (the key comes from --dataset {config.dataset} '
-                    f'--output_height {config.output_height} --output_width {config.output_width}){hint}; '
-                    'train first with --train')
-  data_dir = config.data_dir if FLAGS['data_dir'].present else saved.data_dir  # the data may have moved
-  return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
-                             log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
-                             device=config.device, devices=config.devices, multi_worker=False, seed=config.seed,
-                             data_dir=data_dir)
-
-
-def use_trained(config):
-  """No --train: a test grid, or --generate, --visualize, --export, --freeze, from the newest checkpoint."""
-  config = _trained_config(config)
-  labels = generate.parse_labels(FLAGS.labels, config.y_dim)
-  if FLAGS.visualize and FLAGS.num_dims > config.z_dim:
-    raise UserError(f'--num_dims {FLAGS.num_dims} is more than the {config.z_dim} dimensions of z')
-  seeds = _seeds()
-  out_dir = FLAGS.out_dir or os.path.join(config.sample_path, 'generated' if FLAGS.generate else 'visualize')
-  if FLAGS.generate or FLAGS.visualize:
-    utils.ensure_writable(out_dir)
-  dcgan = DCGAN(config)
-  with dcgan.session() as sess:
-    if dcgan.restore(sess, _checkpoint_step()) is None:  # every checkpoint there was incomplete and set aside
-      raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
-    step = sess.run(dcgan.global_step)
-    gen = generate.Generator(dcgan, sess)
-    if FLAGS.generate:
-      generate.generate(gen, FLAGS.generate, labels, config.seed, out_dir)
-      logging.info('wrote %d images, grid.png and manifest.json to %s (step %d)', FLAGS.generate, out_dir, step)
-    elif FLAGS.visualize:
-      files = generate.visualize(gen, FLAGS.option, out_dir, labels=labels, seed=config.seed, frames=FLAGS.frames,
-                                 num_dims=FLAGS.num_dims, seeds=seeds)
-      logging.info('--option %s: wrote %d file(s) to %s (step %d)', FLAGS.option, len(files), out_dir, step)
-    elif not (FLAGS.export or FLAGS.freeze):
-      path = os.path.join(config.sample_path, f'test_{step:06d}.png')
-      utils.save_png(path, dcgan.sample_grid(sess))
-      logging.info('wrote %s', path)
-    if FLAGS.export:
-      generate.export_saved_model(dcgan, sess, FLAGS.export)
-      logging.info('exported the generator of step %d as a SavedModel to %s', step, FLAGS.export)
-    if FLAGS.freeze:
-      generate.freeze(dcgan, sess, FLAGS.freeze)
-      logging.info('froze the generator of step %d to %s', step, FLAGS.freeze)
-
-
-def evaluate(config):
-  """--evaluate: scores the generator of --checkpoint; prints a table, writes JSON and TensorBoard scalars."""
-  config = _trained_config(config)
-  dataset = datasets.load(config, strict=FLAGS.strict, cache_dir=config.checkpoint_path)
-  if dataset.channels != config.c_dim or (config.y_dim and dataset.num_classes != config.y_dim):
-    raise UserError(f'{os.path.join(config.data_dir, config.dataset)} holds images with {dataset.channels} '
-                    f'channel(s) and {dataset.num_classes} label classes, but the model was trained on '
-                    f'{config.c_dim} and {config.y_dim}: point --data_dir at the data it was trained on')
-  if checkpoints.find(config.checkpoint_path, _checkpoint_step()) is None:  # before a classifier is trained
-    raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
-  dcgan = DCGAN(config)
-  with evaluation.Evaluator(dataset, config, FLAGS.num_samples or evaluation.DEFAULT_SAMPLES,
-                            model.session_config(config.device)) as evaluator, dcgan.session() as sess:
-    path = dcgan.restore(sess, _checkpoint_step())
-    step = int(sess.run(dcgan.global_step))
-    writer = tf.compat.v1.summary.FileWriter(os.path.join(config.log_path, 'evaluate'))
-    try:
-      results, json_path = evaluator.evaluate(generate.Generator(dcgan, sess), step, checkpoint=path,
-                                              writer=writer)
-    finally:
-      writer.close()
-  print(f'{path} (step {step}): {evaluator.num_samples} generated against {evaluator.num_samples} real images '
-        f'of {os.path.join(config.data_dir, config.dataset)}')
-  print(evaluation.table(results))
-  logging.info('wrote %s and TensorBoard scalars to %s', json_path, os.path.join(config.log_path, 'evaluate'))
-
-
 def _seeds():
   try:
     seeds = [int(seed) for seed in FLAGS.seeds]
@@ -444,6 +289,25 @@ def _seeds():
   if len(seeds) < 2:
     raise UserError('--seeds needs two or more seeds to interpolate between')
   return seeds
+
+
+def use_trained(config):
+  """No --train: a test grid, or --generate, --visualize, --export, --freeze, from a checkpoint."""
+  config = modes.trained_config(config, size_given=FLAGS.output_height is not None or
+                                FLAGS.output_width is not None, data_dir_given=FLAGS['data_dir'].present)
+  checkpoint, seeds = _checkpoint_step(), _seeds()
+  if FLAGS.evaluate:
+    return modes.evaluate(config, FLAGS.num_samples or evaluation.DEFAULT_SAMPLES, checkpoint)
+  generate.parse_labels(FLAGS.labels, config.y_dim)  # checks --labels before anything is written
+  if FLAGS.generate:
+    modes.generate(config, FLAGS.generate, FLAGS.labels, FLAGS.out_dir, checkpoint)
+  elif FLAGS.visualize:
+    modes.visualize(config, FLAGS.option, FLAGS.labels, FLAGS.out_dir, checkpoint, frames=FLAGS.frames,
+                    num_dims=FLAGS.num_dims, seeds=seeds)
+  elif not (FLAGS.export or FLAGS.freeze):
+    modes.sample(config, checkpoint)
+  if FLAGS.export or FLAGS.freeze:
+    modes.export(config, FLAGS.export, FLAGS.freeze, checkpoint)
 
 
 def main(argv):
@@ -460,11 +324,9 @@ def main(argv):
     raise UserError('--check_data only checks the dataset: run it on its own')
   config = config_from_flags()
   if FLAGS.check_data:
-    check_data(config)
+    modes.check_data(config)
   elif FLAGS.train:
-    train(config)
-  elif FLAGS.evaluate:
-    evaluate(config)
+    modes.train(config, _checkpoint_step())
   else:
     use_trained(config)
 

@@ -116,19 +116,23 @@ def sliced_wasserstein(a, b, seed):
     for chunk in np.split(directions, DIRECTIONS // _DIRECTIONS_AT_ONCE, axis=1):
       # [directions, count]: each direction's projections contiguous, which numpy sorts 3x faster than columns
       projected_a, projected_b = chunk.T @ a.T, chunk.T @ b.T
-      _sort_rows(projected_a)
-      _sort_rows(projected_b)
+      _sort_rows(projected_a, projected_b)
       projected_a -= projected_b
       total += float(np.abs(projected_a, out=projected_a).sum(dtype=np.float64))
   return total / (REPEATS * DIRECTIONS * len(a)) * SWD_SCALE
 
 
-def _sort_rows(array):
-  """Sorts each row of a 2-D array in place, on every core (numpy's sort releases the GIL)."""
+_SORTERS = []  # one thread pool for the process: starting threads for every sort cost a third of the time
+
+
+def _sort_rows(*arrays):
+  """Sorts each row of 2-D arrays in place, on every core (numpy's sort releases the GIL)."""
   workers = os.cpu_count() or 1
-  chunks = [rows for rows in np.array_split(np.arange(len(array)), workers) if len(rows)]
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    list(pool.map(lambda rows: array[rows[0]:rows[-1] + 1].sort(axis=1), chunks))
+  if not _SORTERS:
+    _SORTERS.append(concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='swd_sort'))
+  chunks = [array[rows[0]:rows[-1] + 1] for array in arrays
+            for rows in np.array_split(np.arange(len(array)), workers) if len(rows)]
+  list(_SORTERS[0].map(lambda rows: rows.sort(axis=1), chunks))
 
 
 def swd(images_a, images_b, seed=0):

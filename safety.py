@@ -10,9 +10,9 @@ import sys
 
 from errors import Diverged
 
-# D has won when, for this many steps in a row, it calls real images real and fakes fake with this confidence.
+# D has won when, for this many steps in a row, its loss stays this close to the least it can be.
 D_WON_STEPS = 200
-D_WON_MARGIN = 0.01
+D_WON_MARGIN = 0.02  # for the classic loss: about D(x) > 0.99 and D(G(z)) < 0.01
 
 
 class GracefulStop:
@@ -62,20 +62,25 @@ def resume_hint(last_good):
 
 
 class DiscriminatorWinWatch:
-  """Counts the steps in a row with D(x) > 1 - margin and D(G(z)) < margin: D has won, G learns nothing."""
+  """Counts the steps in a row in which D's loss (without a gradient penalty) stays within `margin` of its least
+  value, the loss's `floor`: D tells real from fake almost perfectly, and G learns little from it.
 
-  def __init__(self, steps=D_WON_STEPS, margin=D_WON_MARGIN):
-    self.steps, self.margin = steps, margin
+  For the classic losses that is D(x) > 0.99 and D(G(z)) < 0.01; for hinge, nearly every real score above 1 and
+  every fake one below -1; for least squares, scores near their targets 1 and 0. A loss with no floor
+  (Wasserstein) has no such point: the watch is off.
+  """
+
+  def __init__(self, floor, steps=D_WON_STEPS, margin=D_WON_MARGIN):
+    self.floor, self.steps, self.margin = floor, steps, margin
     self.streak = 0
 
-  def update(self, stats):
+  def update(self, d_loss):
     """Returns a warning sentence on the step the streak reaches `steps` (and every `steps` after), else None."""
-    if stats['D(x)'] > 1 - self.margin and stats['D(G(z))'] < self.margin:
-      self.streak += 1
-    else:
-      self.streak = 0
+    if self.floor is None:
+      return None
+    self.streak = self.streak + 1 if d_loss < self.floor + self.margin else 0
     if self.streak and self.streak % self.steps == 0:
-      return (f'D has won for {self.streak} steps (D(x) > {1 - self.margin:g}, D(G(z)) < {self.margin:g}): G is '
-              'not learning; consider rolling back to an earlier checkpoint with --checkpoint STEP, a lower '
-              '--learning_rate or more --g_steps')
+      return (f'D has won for {self.streak} steps (its loss below {self.floor + self.margin:g}): G is not '
+              'learning much; consider rolling back to an earlier checkpoint with --checkpoint STEP, a lower '
+              '--learning_rate, more --g_steps or another --loss')
     return None

@@ -30,7 +30,7 @@ from scipy import ndimage  # noqa: E402
 import classifier  # noqa: E402
 import datasets  # noqa: E402
 import metrics  # noqa: E402
-import model  # noqa: E402
+import trainer  # noqa: E402
 
 flags.DEFINE_string('mnist', os.path.join(ROOT, '..', 'shared', 'data'), 'Folder that holds mnist/ (IDX files).')
 flags.DEFINE_integer('num_samples', 5000, 'Images per set in part 1 (two disjoint real sets are needed).')
@@ -55,7 +55,7 @@ def rank_damaged_digits(classifier_dir):
   n = FLAGS.num_samples
   a, b, b_labels = images[order[:n]], images[order[n:2 * n]], labels[order[n:2 * n]]
   digit_classifier, accuracy = classifier.load_or_train(images, labels, 10, classifier_dir,
-                                                        model.session_config('/cpu:0'))
+                                                        trainer.session_config('/cpu:0'))
   print(json.dumps({'classifier_held_out_accuracy': accuracy}))
   _, reference_features = digit_classifier.predict(a)
   sets = {'real digits': b, 'blurred, sigma 0.7': _blur(b, 0.7), 'blurred, sigma 2': _blur(b, 2.0),

@@ -29,7 +29,8 @@ from absl import app, flags  # noqa: E402
 
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-from model import DCGAN  # noqa: E402
+import modes  # noqa: E402
+import trainer  # noqa: E402
 
 flags.DEFINE_enum('case', 'mnist28-cond', ['mnist28-cond', 'rgb64'], 'The model: the conditional MNIST one or the '
                   '64x64 RGB (CelebA) one.')
@@ -46,21 +47,23 @@ CASES = {'mnist28-cond': (28, 28, 1, 10), 'rgb64': (64, 64, 3, 0)}
 
 def run(devices, scratch, multi_worker=False):
   height, width, channels, classes = CASES[FLAGS.case]
-  cfg = config_lib.Config(dataset=FLAGS.case, output_height=height, output_width=width, c_dim=channels,
-                          y_dim=classes, batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
-                          devices=tuple(devices) if len(devices) > 1 else (), multi_worker=multi_worker)
   count = FLAGS.batch_size * (FLAGS.warmup + FLAGS.steps)
   rng = np.random.default_rng(0)
   dataset = datasets.PixelSource(FLAGS.case, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
-                             rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
-  dcgan = DCGAN(cfg, dataset)
+                                 rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
+  cfg = modes.complete(config_lib.Config(dataset=FLAGS.case, output_height=height, output_width=width,
+                                         batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
+                                         devices=tuple(devices) if len(devices) > 1 else (),
+                                         multi_worker=multi_worker), dataset)
+  run_ = trainer.Trainer(cfg, dataset)
+  dcgan = run_.dcgan
   times = []
-  with dcgan.session() as sess:
+  with run_.session() as sess:
     sess.run(dcgan.init)
-    dcgan.start_epoch(sess, 0, 0)
+    run_.start_epoch(sess, 0, 0)
     for step in range(FLAGS.warmup + FLAGS.steps):
       start = time.perf_counter()
-      dcgan.train_step(sess, step)
+      run_.train_step(sess, step)
       if step >= FLAGS.warmup:
         times.append(time.perf_counter() - start)
   step_time = statistics.median(times)

@@ -38,7 +38,8 @@ import tensorflow as tf  # noqa: E402
 
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-from model import DCGAN  # noqa: E402
+import modes  # noqa: E402
+import trainer  # noqa: E402
 
 tf1 = tf.compat.v1
 
@@ -67,11 +68,21 @@ def _emit(record):
   return record
 
 
-def case_config(name, scratch):
+def case_data(name):
+  """The case's random in-memory dataset: enough images for every timed and warm-up step, with labels."""
   height, width, channels, classes = CASES[name]
-  return dataclasses.replace(config_lib.Config(), dataset=name, output_height=height, output_width=width,
-                             c_dim=channels, y_dim=classes, batch_size=FLAGS.batch_size, checkpoint_dir=scratch,
-                             xla=FLAGS.xla)
+  count = FLAGS.batch_size * (FLAGS.warmup + FLAGS.rounds * FLAGS.steps)
+  rng = np.random.default_rng(0)
+  return datasets.PixelSource(name, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
+                              rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
+
+
+def case_config(name, scratch):
+  """The case's complete config, as main.py would make it for this data."""
+  height, width, _, _ = CASES[name]
+  return modes.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
+                                          batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla),
+                        case_data(name))
 
 
 def layer_flops(cfg):
@@ -159,22 +170,17 @@ def torch_round(name):
 
 def run_case(name, scratch):
   cfg = case_config(name, scratch)
-  height, width, channels, classes = CASES[name]
-  count = FLAGS.batch_size * (FLAGS.warmup + FLAGS.rounds * FLAGS.steps)
-  rng = np.random.default_rng(0)
-  dataset = datasets.PixelSource(name, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
-                             rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
-  dcgan = DCGAN(cfg, dataset)
+  run = trainer.Trainer(cfg, case_data(name))
   ours, theirs, matmul = [], [], []  # matmul: the best float32 matmul GFLOP/s right after each of our rounds
-  with dcgan.session() as sess:
-    sess.run(dcgan.init)
-    dcgan.start_epoch(sess, 0, 0)
+  with run.session() as sess:
+    sess.run(run.dcgan.init)
+    run.start_epoch(sess, 0, 0)
     for step in range(FLAGS.warmup):
-      dcgan.train_step(sess, step)
+      run.train_step(sess, step)
     for round_ in range(FLAGS.rounds):
       for step in range(FLAGS.steps):
         start = time.perf_counter()
-        dcgan.train_step(sess, FLAGS.warmup + round_ * FLAGS.steps + step)
+        run.train_step(sess, FLAGS.warmup + round_ * FLAGS.steps + step)
         ours.append(time.perf_counter() - start)
       matmul.append(max(matmul_gflops().values()))
       if FLAGS.compare_torch:

@@ -1,5 +1,13 @@
-"""Shared fixtures: the repository on sys.path, small generated datasets, and a runner for main.py."""
+"""Shared fixtures: the repository on sys.path, small generated datasets, and runners for main.py.
 
+main_in_process runs main.py's main() with its flags in the test's own process: the run modes and every flag
+check are tested that way. run_main starts main.py in a subprocess, for the tests whose subject is the process
+itself (exit codes and the one-line error, signals, kill -9, resource limits, several workers) and for a few
+end-to-end runs as a user would start them.
+"""
+
+import collections
+import fcntl
 import io
 import os
 import subprocess
@@ -19,9 +27,22 @@ from PIL import Image  # noqa: E402
 
 import datasets  # noqa: E402
 import digits  # noqa: E402
+import main  # noqa: E402  (defines main.py's flags in this process)
+from absl import flags  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
+from errors import UserError  # noqa: E402
 
 # A model small enough to train a few steps in seconds.
 TINY_MODEL = ['--gf_dim', '8', '--df_dim', '8', '--gfc_dim', '32', '--dfc_dim', '32']
+
+
+@pytest.fixture(autouse=True)
+def _op_determinism_off_after_each_test():
+  """An in-process --deterministic run turns TensorFlow's op determinism on for the whole process: turn it off."""
+  yield
+  from tensorflow.python.framework import config as tf_config  # pylint: disable=import-outside-toplevel
+  if tf_config.is_op_determinism_enabled():
+    tf_config.disable_op_determinism()
 
 
 def shared(name):
@@ -83,6 +104,24 @@ def write_images(folder, count, size=(20, 24), mode='RGB', ext='png', seed=0):
   return paths
 
 
+def once_per_run(tmp_path_factory, name, make):
+  """Calls make(folder) once for the whole test run, even across xdist's workers, and returns the folder.
+
+  Workers share the parent of their temporary folders; the first to take the lock makes the folder, the others
+  wait for it and then only read it (pytest-xdist's recipe for session fixtures that must run once).
+  """
+  base = tmp_path_factory.getbasetemp()
+  root = base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+  folder = root / name
+  with open(root / f'{name}.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (root / f'{name}.done').exists():
+      folder.mkdir()
+      make(folder)
+      (root / f'{name}.done').touch()
+  return folder
+
+
 @pytest.fixture(scope='session')
 def tiny_idx_root(tmp_path_factory):
   """A data_dir holding `tiny/`: 96 labelled 28x28 digits as gzipped IDX files."""
@@ -95,6 +134,40 @@ def run_main(*args, cwd):
   """Runs main.py as a user would; returns the CompletedProcess with text stdout and stderr."""
   return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=cwd, capture_output=True,
                         text=True, stdin=subprocess.DEVNULL, timeout=600)
+
+
+InProcess = collections.namedtuple('InProcess', 'returncode error')
+"""What main_in_process saw: the exit code main.py would have had, and the sentence of its 'error: ' line (None)."""
+
+
+def main_in_process(*args):
+  """Runs main.py's main() with these flags in this process (relative paths are the current folder's).
+
+  Returns:
+    An InProcess: exit code 0 and no error, or the UserError's (or the flag parser's) code and sentence.
+  """
+  level = absl_logging.get_absl_logger().level
+  flags.FLAGS.unparse_flags()
+  try:
+    argv = flags.FLAGS(['main.py', *map(str, args)])
+    absl_logging.set_verbosity(absl_logging.INFO)  # as main.py logs under app.run (the flag's default is WARNING)
+    main.main(argv)
+  except flags.Error as e:
+    return InProcess(2, f'{e} (see --helpfull)')
+  except UserError as e:
+    return InProcess(e.exit_code, str(e))
+  finally:
+    flags.FLAGS.unparse_flags()  # (which sets absl's logger back to the flag's default level: undone below)
+    absl_logging.get_absl_logger().setLevel(level)
+  return InProcess(0, None)
+
+
+def assert_error(result, *fragments, code=2):
+  """main_in_process ended with exit `code` and an error sentence holding every fragment; returns the sentence."""
+  assert result.returncode == code, result
+  for fragment in fragments:
+    assert fragment in result.error, result.error
+  return result.error
 
 
 def assert_user_error(result, *fragments, code=2):
@@ -129,24 +202,23 @@ def dir_flags(run_dir, data_dir):
 
 
 @pytest.fixture(scope='session')
-def trained_models(tmp_path_factory, tiny_idx_root):
-  """Two tiny trained models: 'cond' on 28x28 labelled digits, 'uncond' on 16x12 RGB images.
+def trained_models(tmp_path_factory):
+  """Two tiny trained models, made once a test run: 'cond' on 28x28 labelled digits, 'uncond' on 16x12 RGB images.
 
   Returns:
     {name: (run_dir, dataset)}; pass dir_flags(run_dir, ...) and --dataset to use one.
   """
-  models = {}
-  run_dir = tmp_path_factory.mktemp('cond')
-  result = run_main('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '32', '--epoch', '2',
-                    '--sample_freq', '1', '--sample_num', '10', *TINY_MODEL, *dir_flags(run_dir, tiny_idx_root),
-                    cwd=run_dir)
-  assert result.returncode == 0, result.stderr
-  models['cond'] = (run_dir, 'tiny')
-  run_dir = tmp_path_factory.mktemp('uncond')
-  write_images(str(run_dir / 'data' / 'rgb'), 8)
-  result = run_main('--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16',
-                    '--output_width', '12', '--batch_size', '4', '--epoch', '1', *TINY_MODEL,
-                    *dir_flags(run_dir, run_dir / 'data'), cwd=run_dir)
-  assert result.returncode == 0, result.stderr
-  models['uncond'] = (run_dir, 'rgb')
-  return models
+  def train(folder):
+    write_idx_dataset(str(folder / 'data' / 'tiny'), 96)
+    result = main_in_process('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '32', '--epoch',
+                             '2', '--sample_freq', '1', '--sample_num', '10', *TINY_MODEL,
+                             *dir_flags(folder / 'cond', folder / 'data'))
+    assert result.returncode == 0, result
+    write_images(str(folder / 'uncond' / 'data' / 'rgb'), 8)
+    result = main_in_process('--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16',
+                             '--output_width', '12', '--batch_size', '4', '--epoch', '1', *TINY_MODEL,
+                             *dir_flags(folder / 'uncond', folder / 'uncond' / 'data'))
+    assert result.returncode == 0, result
+
+  folder = once_per_run(tmp_path_factory, 'trained_models', train)
+  return {'cond': (folder / 'cond', 'tiny'), 'uncond': (folder / 'uncond', 'rgb')}

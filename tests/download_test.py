@@ -6,6 +6,7 @@ with them (names, sizes, checksums) and then runs download.py as __main__, uncha
 
 import hashlib
 import json
+import logging
 import os
 import resource
 import signal
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, TINY_MODEL, assert_user_error, run_main, shared
+from conftest import ROOT, TINY_MODEL, assert_user_error, main_in_process, shared
 from http_server import LoopbackServer
 
 WRAPPER = '''
@@ -59,7 +60,7 @@ def _real_mnist():
           for name in ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz')}
 
 
-def test_download_mnist_then_train_on_it_as_the_readme_says(tmp_path):
+def test_download_mnist_then_train_on_it_as_the_readme_says(tmp_path, monkeypatch, caplog):
   files = _real_mnist()
   with LoopbackServer(files) as server:
     result = _download(['mnist'], tmp_path, files, mirror=server.url)
@@ -71,10 +72,12 @@ def test_download_mnist_then_train_on_it_as_the_readme_says(tmp_path):
     again = _download(['mnist'], tmp_path, files, mirror=server.url)
     assert again.returncode == 0, again.stderr
     assert again.stderr.count('(checksum ok)') == 2 and len(server.requests) == served
-  train = run_main('--train', '--dataset', 'mnist', '--epoch', '1', '--train_size', '64', '--batch_size', '32',
-                   *TINY_MODEL, cwd=tmp_path)
-  assert train.returncode == 0, train.stderr
-  assert 'dataset mnist: 19690 images, 1 channel(s), 10 label classes' in train.stderr
+  monkeypatch.chdir(tmp_path)  # main.py's folders are relative, as in the README: data/, checkpoint/, ...
+  with caplog.at_level(logging.INFO):
+    train = main_in_process('--train', '--dataset', 'mnist', '--epoch', '1', '--train_size', '64', '--batch_size',
+                            '32', *TINY_MODEL)
+  assert train.returncode == 0, train
+  assert 'dataset mnist: 19690 images, 1 channel(s), 10 label classes' in caplog.text
   assert os.path.exists(tmp_path / 'checkpoint' / 'mnist_28_28' / 'DCGAN.model-2.index')
 
 
@@ -85,6 +88,8 @@ def test_download_mnist_then_train_on_it_as_the_readme_says(tmp_path):
     (['mnist', '--from_file', 'x.zip'], ['--from_file takes the zip of one dataset']),
     (['celebA', '--from_file', 'nowhere.zip'], ['--from_file nowhere.zip is not a file']),
     (['mnist', '--retries', '-1'], ['--retries must be at least 0']),
+    (['mnist', '--no_such_flag'], ['Unknown command line flag', 'no_such_flag', '(see --helpfull)']),
+    (['mnist', '--timeout', 'soon'], ["flag --timeout=soon: could not convert string to float: 'soon'"]),
 ])
 def test_mistakes_are_one_line_and_exit_2(tmp_path, args, fragments):
   assert_user_error(_download(args, tmp_path), *fragments)

@@ -1,5 +1,7 @@
-"""model.py: the graph builds for many sizes, G and D own disjoint variables, update ops are split."""
+"""model.py and networks.py: the graph builds for many sizes and every loss, G and D own disjoint variables,
+update ops are split, the graph's stages are a dozen top-level names, checkpoint names stay those of old runs."""
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -7,70 +9,85 @@ import pytest
 import tensorflow as tf
 
 import config as config_lib
+import datasets
+import losses
 import model
+import networks
+import trainer
 
 tf1 = tf.compat.v1
 
-SMALL = config_lib.Config(gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8)
+SMALL = config_lib.Config(gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, c_dim=1, y_dim=0)
 
 
-def _inputs(cfg, batch=None):
+def _inputs(cfg, batch=None, mix=False):
   images = tf1.placeholder(tf.float32, [batch, cfg.output_height, cfg.output_width, cfg.c_dim])
   z = tf1.placeholder(tf.float32, [batch, cfg.z_dim])
   labels = tf1.placeholder(tf.float32, [batch, cfg.y_dim]) if cfg.y_dim else None
   z_labels = tf1.placeholder(tf.float32, [batch, cfg.y_dim]) if cfg.y_dim else None
-  return model.GANInputs(images=images, labels=labels, z=z, z_labels=z_labels)
+  return model.GANInputs(images=images, labels=labels, z=z, z_labels=z_labels,
+                         mix=tf1.placeholder(tf.float32, [batch]) if mix else None)
 
 
-@pytest.mark.parametrize('height,width,c_dim,y_dim', [
-    (28, 28, 1, 10), (28, 28, 1, 0), (48, 48, 3, 0), (64, 64, 3, 0), (96, 96, 3, 0), (128, 128, 3, 0),
-    (40, 56, 3, 0), (33, 21, 1, 4)])
-def test_graph_builds_for_any_size(height, width, c_dim, y_dim):
-  cfg = dataclasses.replace(SMALL, output_height=height, output_width=width, c_dim=c_dim, y_dim=y_dim)
+@pytest.mark.parametrize('height,width,c_dim,y_dim,loss,penalty', [
+    (28, 28, 1, 10, 'non_saturating', 0), (28, 28, 1, 0, 'minimax', 0), (48, 48, 3, 0, 'hinge', 0),
+    (64, 64, 3, 0, 'wasserstein', 10), (128, 128, 3, 0, 'least_squares', 1),
+    (40, 56, 3, 0, 'hinge', 0), (33, 21, 1, 4, 'wasserstein', 10)])
+def test_graph_builds_for_any_size_and_loss(height, width, c_dim, y_dim, loss, penalty):
+  cfg = dataclasses.replace(SMALL, output_height=height, output_width=width, c_dim=c_dim, y_dim=y_dim, loss=loss,
+                            gradient_penalty=penalty)
   with tf.Graph().as_default():
-    gan = model.gan_model(_inputs(cfg), cfg)
-    loss = model.gan_loss(gan)
+    gan = model.gan_model(_inputs(cfg, mix=bool(penalty)), cfg)
+    loss = model.gan_loss(gan, cfg)
     model.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step())
     assert gan.generated.shape.as_list() == [None, height, width, c_dim]
     assert gan.real_logits.shape.as_list() == [None, 1]
     assert gan.fake_logits.shape.as_list() == [None, 1]
+    assert (gan.mixed_logits is not None) == bool(penalty)
+    assert all(t.shape.rank == 0 for t in loss)
 
 
 @pytest.mark.parametrize('y_dim', [0, 10])
 def test_variables_and_update_ops_split_by_scope(y_dim):
-  cfg = dataclasses.replace(SMALL, output_height=28, output_width=28, c_dim=1, y_dim=y_dim)
+  cfg = dataclasses.replace(SMALL, output_height=28, output_width=28, c_dim=1, y_dim=y_dim, gradient_penalty=10)
   with tf.Graph().as_default():
-    gan = model.gan_model(_inputs(cfg), cfg)
-    g_vars = model.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, model.GENERATOR)
-    d_vars = model.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, model.DISCRIMINATOR)
+    gan = model.gan_model(_inputs(cfg, mix=True), cfg)
+    g_vars = model.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, networks.GENERATOR)
+    d_vars = model.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, networks.DISCRIMINATOR)
     assert g_vars and d_vars
     assert not set(g_vars) & set(d_vars)
     assert set(g_vars) | set(d_vars) == set(tf1.trainable_variables())
-    g_updates = model.scope_collection(tf1.GraphKeys.UPDATE_OPS, model.GENERATOR)
-    d_updates = model.scope_collection(tf1.GraphKeys.UPDATE_OPS, model.DISCRIMINATOR)
+    g_updates = model.scope_collection(tf1.GraphKeys.UPDATE_OPS, networks.GENERATOR)
+    d_updates = model.scope_collection(tf1.GraphKeys.UPDATE_OPS, networks.DISCRIMINATOR)
     assert g_updates and d_updates and not set(g_updates) & set(d_updates)
     assert set(g_updates) | set(d_updates) == set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
-    # D's second call (on G's output) adds its own updates under discriminator_1/.
-    assert any(op.name.startswith('discriminator_1/') for op in d_updates)
+    # D's three calls (real, generated, the penalty's mix) move each of its averages three times, under one scope
+    moves = collections.Counter(update.op.inputs[0].op.name for update in d_updates)  # the average it moves
+    assert set(moves.values()) == {3} and all(update.op.name.startswith('discriminator/') for update in d_updates)
     before = len(tf1.trainable_variables())
-    model.generator(gan.inputs.z, gan.inputs.z_labels, cfg, is_training=False, reuse=True)
+    networks.generator(gan.inputs.z, gan.inputs.z_labels, cfg, is_training=False, reuse=True)
     assert len(tf1.trainable_variables()) == before  # the sampler shares G's variables
 
 
 def test_a_variable_outside_both_scopes_is_an_error():
   cfg = dataclasses.replace(SMALL, output_height=16, output_width=16, c_dim=1)
   with tf.Graph().as_default():
-    loss = model.gan_loss(model.gan_model(_inputs(cfg), cfg))
+    loss = model.gan_loss(model.gan_model(_inputs(cfg), cfg), cfg)
     tf1.get_variable('stray', [1])
     with pytest.raises(ValueError, match='stray'):
       model.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step())
+
+
+def test_an_incomplete_config_builds_no_graph():
+  with pytest.raises(ValueError, match='the config is not complete: modes.complete'):
+    model.DCGAN(config_lib.Config())
 
 
 @pytest.mark.parametrize('y_dim', [0, 10])
 def test_sampler_only_graph_generates_any_batch_size(y_dim):
   cfg = dataclasses.replace(SMALL, output_height=20, output_width=12, c_dim=3, y_dim=y_dim)
   dcgan = model.DCGAN(cfg)
-  with dcgan.session() as sess:
+  with trainer.session(dcgan) as sess:
     sess.run(dcgan.init)
     for batch in (1, 7):
       feed = {dcgan.sampler.z: np.zeros([batch, cfg.z_dim], np.float32)}
@@ -79,7 +96,42 @@ def test_sampler_only_graph_generates_any_batch_size(y_dim):
       images = sess.run(dcgan.sampler.images, feed)
       assert images.shape == (batch, 20, 12, 3) and images.dtype == np.uint8
   names = {v.op.name for v in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)}
-  assert all(n.startswith(model.GENERATOR + '/') or n == 'global_step' for n in names)
+  assert all(n.startswith(networks.GENERATOR + '/') or n == 'global_step' for n in names)
+
+
+def _training_graph(y_dim=10, **kwargs):
+  rng = np.random.default_rng(0)
+  source = datasets.PixelSource('x', rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8),
+                                rng.integers(0, 10, 16).astype(np.int32), y_dim)
+  cfg = dataclasses.replace(SMALL, output_height=28, output_width=28, y_dim=y_dim, batch_size=8, **kwargs)
+  return model.DCGAN(cfg, source)
+
+
+@pytest.mark.parametrize('y_dim, kwargs, expected', [
+    (10, {}, ['checks', 'discriminator', 'generator', 'global_step', 'inputs', 'losses', 'sample_images',
+              'sample_labels', 'sample_z', 'sampler', 'save', 'train']),
+    (0, {'ema': 0}, ['checks', 'discriminator', 'generator', 'global_step', 'inputs', 'losses', 'sample_images',
+                     'sample_z', 'sampler', 'save', 'train']),
+    # TensorFlow names the second derivatives of batch norm for the penalty gradient_tape/ itself
+    (0, {'loss': 'wasserstein', 'gradient_penalty': 10}, ['checks', 'discriminator', 'generator', 'global_step',
+                                                           'gradient_tape', 'inputs', 'losses', 'sample_images',
+                                                           'sample_z', 'sampler', 'save', 'train']),
+])
+def test_the_graph_shows_its_stages_as_a_dozen_top_level_names(y_dim, kwargs, expected):
+  graph = _training_graph(y_dim, **kwargs).graph.as_graph_def()
+  assert sorted({node.name.split('/')[0] for node in graph.node}) == expected
+
+
+def test_checkpoint_names_keep_the_names_of_older_checkpoints():
+  dcgan = _training_graph()
+  names = dcgan.checkpoint_names()
+  assert {'beta1_power', 'beta2_power', 'beta1_power_1', 'beta2_power_1', 'global_step'} <= set(names)
+  assert names['beta1_power'].op.name == 'train/beta1_power'  # D's optimizer, made first
+  assert names['beta2_power_1'].op.name == 'train/beta2_power_1'  # G's
+  averaged = {n.removesuffix('/ExponentialMovingAverage') for n in names if n.endswith('/ExponentialMovingAverage')}
+  g_weights = {v.op.name for v in dcgan.graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES)
+               if v.op.name.startswith('generator/')}
+  assert averaged == g_weights  # one moving average for each of G's weights, and for nothing else
 
 
 @pytest.mark.parametrize('count,classes,cols', [(64, 10, 7), (100, 10, 10), (5, 10, 1)])
@@ -89,3 +141,9 @@ def test_sample_labels_give_one_row_per_class(count, classes, cols):
   rows = [labels[i:i + cols] for i in range(0, count, cols)]
   assert all(len(set(row)) == 1 for row in rows)
   assert [row[0] for row in rows] == [r % classes for r in range(len(rows))]
+
+
+def test_every_loss_is_in_the_table_with_how_to_read_d():
+  assert list(losses.LOSSES) == ['non_saturating', 'minimax', 'wasserstein', 'hinge', 'least_squares']
+  assert [fn.probability for fn in losses.LOSSES.values()] == [True, True, False, False, False]
+  assert [fn.floor for fn in losses.LOSSES.values()] == [0.0, 0.0, None, 0.0, 0.0]

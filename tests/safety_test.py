@@ -33,7 +33,8 @@ def test_check_finite_passes_finite_losses():
 
 @pytest.mark.parametrize('bad', [{'d_loss': math.nan}, {'g_loss': math.inf}, {'d_loss': -math.inf}])
 def test_check_finite_names_the_step_the_loss_and_the_last_good_checkpoint(bad):
-  with pytest.raises(Diverged, match=r'diverged at step 12: .*(nan|inf).* last good checkpoint is ckpt/x/DCGAN.model-10'):
+  with pytest.raises(Diverged, match=r'diverged at step 12: .*(nan|inf).* last good checkpoint is ckpt/x/DCGAN.model-'
+                                     r'10'):
     safety.check_finite(_stats(**bad), 12, 'ckpt/x/DCGAN.model-10')
   with pytest.raises(Diverged, match='No checkpoint was written yet'):
     safety.check_finite(_stats(**bad), 1, None)
@@ -41,15 +42,16 @@ def test_check_finite_names_the_step_the_loss_and_the_last_good_checkpoint(bad):
 
 
 def test_the_watch_warns_when_d_has_won_for_many_steps_in_a_row():
-  watch = safety.DiscriminatorWinWatch(steps=5)
-  won = _stats(d_real=0.999, d_fake=0.001)
-  warnings = [watch.update(won) for _ in range(4)]
+  watch = safety.DiscriminatorWinWatch(0.0, steps=5)
+  warnings = [watch.update(0.01) for _ in range(4)]
   assert warnings == [None] * 4
-  warnings = [watch.update(_stats())] + [watch.update(won) for _ in range(5)]  # the streak starts again
-  assert warnings[:5] == [None] * 5 and 'D has won for 5 steps' in warnings[5]
-  assert [watch.update(won) for _ in range(5)][-1].startswith('D has won for 10 steps')
+  warnings = [watch.update(0.5)] + [watch.update(0.01) for _ in range(5)]  # the streak starts again
+  assert warnings[:5] == [None] * 5 and 'D has won for 5 steps (its loss below 0.02)' in warnings[5]
+  assert [watch.update(0.01) for _ in range(5)][-1].startswith('D has won for 10 steps')
 
 
-def test_the_watch_ignores_a_close_game():
-  watch = safety.DiscriminatorWinWatch(steps=3)
-  assert all(watch.update(_stats(d_real=0.95, d_fake=0.05)) is None for _ in range(10))
+def test_the_watch_ignores_a_close_game_and_losses_without_a_floor():
+  watch = safety.DiscriminatorWinWatch(0.0, steps=3)
+  assert all(watch.update(0.1) is None for _ in range(10))  # D(x) 0.95, D(G(z)) 0.05 give about 0.1
+  wasserstein = safety.DiscriminatorWinWatch(None, steps=3)
+  assert all(wasserstein.update(-100.0) is None for _ in range(10))

@@ -1,4 +1,5 @@
-"""One real training step, in process, on tiny data in a temp dir."""
+"""trainer.py: real training steps, in process, on tiny data in a temp dir: every source, the guards, XLA, the
+moving average of G's weights, old checkpoints, and what TensorBoard gets."""
 
 import dataclasses
 import glob
@@ -11,8 +12,9 @@ import tensorflow as tf
 import checkpoints
 import config as config_lib
 import datasets
-import model
+import modes
 import safety
+import trainer
 from conftest import lmdb_of_images, write_idx_dataset, write_images
 from errors import Diverged
 
@@ -26,11 +28,9 @@ def _small_config(tmp_path, name, **kwargs):
   return config_lib.Config(**dict(fields, **kwargs))
 
 
-def _initial_values(cfg, dataset):
-  dcgan = model.DCGAN(cfg, dataset)
-  with dcgan.session() as sess:
-    sess.run(dcgan.init)
-    return {v.op.name: sess.run(v) for v in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)}
+def _values(run, sess):
+  """{name in the checkpoint: value} of every variable, read in one run."""
+  return sess.run(run.dcgan.checkpoint_names())
 
 
 @pytest.mark.parametrize('kind', ['idx', 'folder', 'lmdb', 'tfds'])
@@ -47,20 +47,21 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
   else:
     cfg = _small_config(tmp_path, 'tfds:mnist', output_height=28, output_width=28)
   with datasets._import_tfds().testing.mock_data(num_examples=8):
-    dataset = datasets.load(cfg, cache_dir=cfg.checkpoint_path)
+    cfg, dataset = modes.prepare(cfg)
   # (channels, classes): 8 digits are 0-7; TFDS's mnist knows its 10 classes whatever the sample
-  assert (dataset.channels, dataset.num_classes) == {'idx': (1, 8), 'folder': (3, 0), 'lmdb': (3, 0),
-                                                     'tfds': (1, 10)}[kind]
-  cfg = dataclasses.replace(cfg, c_dim=dataset.channels, y_dim=dataset.num_classes)
-  before = _initial_values(cfg, dataset)
+  assert (cfg.c_dim, cfg.y_dim) == {'idx': (1, 8), 'folder': (3, 0), 'lmdb': (3, 0), 'tfds': (1, 10)}[kind]
+  run = trainer.Trainer(cfg, dataset)
+  with run.session() as sess:
+    sess.run(run.dcgan.init)  # the seeded initial values, which train() starts from as well
+    before = _values(run, sess)
 
-  assert model.DCGAN(cfg, dataset).train() == (1, None)  # (step reached, no signal stopped it)
+  assert run.train() == (1, None)  # (step reached, no signal stopped it)
 
   checkpoint = tf.train.latest_checkpoint(cfg.checkpoint_path)
   assert checkpoint.endswith('DCGAN.model-1')
   reader = tf.train.load_checkpoint(checkpoint)
   assert reader.get_tensor('global_step') == 1
-  trainable = [n for n in before if 'adam' not in n.lower() and 'moving' not in n and n != 'global_step'
+  trainable = [n for n in before if 'adam' not in n.lower() and 'moving' not in n.lower() and n != 'global_step'
                and not n.endswith('_power')]
   assert any(n.startswith('generator/') for n in trainable) and any(n.startswith('discriminator/') for n in trainable)
   for name in trainable + [n for n in before if 'moving_mean' in n]:
@@ -73,73 +74,163 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
 
 def _digits_setup(tmp_path, **kwargs):
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 32)
-  cfg = _small_config(tmp_path, 'tiny', output_height=28, output_width=28, **kwargs)
-  dataset = datasets.load(cfg)
-  return dataclasses.replace(cfg, c_dim=dataset.channels, y_dim=dataset.num_classes), dataset
+  return modes.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28, **kwargs))
 
 
 def test_a_nan_loss_stops_training_before_anything_of_it_is_saved(tmp_path, monkeypatch):
   cfg, dataset = _digits_setup(tmp_path, epoch=2, ckpt_freq=1)  # 4 steps per epoch
-  real_step = model.DCGAN.train_step
+  real_step = trainer.Trainer.train_step
 
-  def step_that_diverges(self, sess, step, log=False):
-    stats = real_step(self, sess, step, log)
+  def step_that_diverges(self, sess, step):
+    stats = real_step(self, sess, step)
     if step + 1 == 3:
       stats['d_loss'] = np.float32('nan')
     return stats
 
-  monkeypatch.setattr(model.DCGAN, 'train_step', step_that_diverges)
+  monkeypatch.setattr(trainer.Trainer, 'train_step', step_that_diverges)
   with pytest.raises(Diverged, match=r'diverged at step 3: d_loss nan; .*The last good checkpoint is '
                                      r'.*DCGAN.model-2'):
-    model.DCGAN(cfg, dataset).train()
+    trainer.Trainer(cfg, dataset).train()
   assert checkpoints.steps(cfg.checkpoint_path) == [2, 1]
 
 
 def test_nan_weights_are_never_saved(tmp_path):
   cfg, dataset = _digits_setup(tmp_path)
-  dcgan = model.DCGAN(cfg, dataset)
-  with dcgan.session() as sess:
-    sess.run(dcgan.init)
-    assert dcgan.save(sess, 1).endswith('DCGAN.model-1')
-    weights = [v for v in dcgan.graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES) if 'h0' in v.op.name][0]
+  run = trainer.Trainer(cfg, dataset)
+  with run.session() as sess:
+    sess.run(run.dcgan.init)
+    assert run.save(sess, 1).endswith('DCGAN.model-1')
+    weights = [v for v in run.dcgan.graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES) if 'h0' in v.op.name][0]
     weights.load(np.full(weights.shape, np.inf, np.float32), sess)
     with pytest.raises(Diverged, match=r'by step 2: a weight is NaN or Inf, so it was not saved. .*DCGAN.model-1'):
-      dcgan.save(sess, 2, checkpoints.path_of(cfg.checkpoint_path, 1))
+      run.save(sess, 2, checkpoints.path_of(cfg.checkpoint_path, 1))
   assert checkpoints.steps(cfg.checkpoint_path) == [1]
+
+
+def _events(log_path):
+  """{tag: {step: value}} of the scalars, {tag: steps} of the histograms, and {step: text} of the warnings."""
+  scalars, histograms, texts = {}, {}, {}
+  for path in glob.glob(os.path.join(log_path, 'events.out.tfevents.*')):
+    for event in tf1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.HasField('simple_value'):
+          scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+        elif value.HasField('histo'):
+          histograms.setdefault(value.tag, []).append(event.step)
+        elif value.tag == 'warnings':
+          assert value.metadata.plugin_data.plugin_name == 'text'
+          texts[event.step] = tf.make_ndarray(value.tensor).item().decode()
+  return scalars, histograms, texts
 
 
 def test_d_winning_is_warned_in_the_log_and_in_tensorboard(tmp_path, monkeypatch):
   cfg, dataset = _digits_setup(tmp_path, epoch=1)
-  real_step = model.DCGAN.train_step
+  real_step = trainer.Trainer.train_step
 
-  def d_wins(self, sess, step, log=False):
-    return dict(real_step(self, sess, step, log), **{'D(x)': 0.9999, 'D(G(z))': 0.0001})
+  def d_wins(self, sess, step):
+    return dict(real_step(self, sess, step), d_loss=0.001)
 
-  monkeypatch.setattr(model.DCGAN, 'train_step', d_wins)
+  monkeypatch.setattr(trainer.Trainer, 'train_step', d_wins)
   watch = safety.DiscriminatorWinWatch
-  monkeypatch.setattr(safety, 'DiscriminatorWinWatch', lambda: watch(steps=3))
-  model.DCGAN(cfg, dataset).train()
-  texts = {}
-  for path in glob.glob(os.path.join(cfg.log_path, 'events.out.tfevents.*')):
-    for event in tf1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == 'warnings':
-          assert value.metadata.plugin_data.plugin_name == 'text'
-          texts[event.step] = tf.make_ndarray(value.tensor).item().decode()
+  monkeypatch.setattr(safety, 'DiscriminatorWinWatch', lambda floor: watch(floor, steps=3))
+  trainer.Trainer(cfg, dataset).train()
+  _, _, texts = _events(cfg.log_path)
   assert list(texts) == [3] and texts[3].startswith('D has won for 3 steps')
+
+
+def test_a_short_run_writes_the_numbers_of_its_first_and_last_steps(tmp_path):
+  cfg, dataset = _digits_setup(tmp_path, epoch=3, log_freq=50, loss='wasserstein', gradient_penalty=10)  # 12 steps
+  trainer.Trainer(cfg, dataset).train()
+  scalars, histograms, _ = _events(cfg.log_path)
+  for tag in ('d_loss', 'g_loss', 'D(x)', 'D(G(z))', 'gradient_penalty', 'images_per_second'):
+    assert sorted(scalars[tag]) == [1, 12], tag
+  assert scalars['images_per_second'][12] > 0
+  assert histograms == {'z': [1, 12], 'D_logits_real': [1, 12], 'D_logits_fake': [1, 12]}
+  # a resumed run's first step is written too, then every --log_freq steps and the last
+  cfg = dataclasses.replace(cfg, epoch=5, log_freq=3)
+  trainer.Trainer(cfg, dataset).train()
+  scalars, _, _ = _events(cfg.log_path)
+  assert sorted(scalars['g_loss']) == [1, 12, 13, 15, 18, 20]
+
+
+def test_the_moving_average_of_g_is_a_hand_rolled_average_after_three_steps(tmp_path):
+  decay = 0.9
+  cfg, dataset = _digits_setup(tmp_path, ema=decay, g_steps=1)
+  run = trainer.Trainer(cfg, dataset)
+  averages = run.dcgan.averages()
+  assert averages and all(v.op.name.startswith('generator/') for v, _ in averages)
+  with run.session() as sess:
+    sess.run(run.dcgan.init)
+    run.start_epoch(sess, 0, 0)
+    weights, moving = [v for v, _ in averages], [a for _, a in averages]
+    expected = sess.run(weights)  # the averages start at G's initial weights
+    for step in range(3):
+      run.train_step(sess, step)
+      # TensorFlow's warm-up: the decay is min(--ema, (1 + t) / (10 + t)), t the step count when G updates
+      t = step + 1
+      rate = min(decay, (1.0 + t) / (10.0 + t))
+      expected = [rate * value + (1 - rate) * now for value, now in zip(expected, sess.run(weights))]
+    for value, got in zip(expected, sess.run(moving)):
+      np.testing.assert_allclose(got, value, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(sess.run(moving[0]), sess.run(weights[0]))  # an average, not G itself
+    # The sampler draws with the averages: G's own weights do not reach it, the averages do.
+    z = np.random.default_rng(0).uniform(-1, 1, [4, cfg.z_dim]).astype(np.float32)
+    feed = {run.dcgan.sampler.z: z, run.dcgan.sampler.labels: np.arange(4) % cfg.y_dim}
+    images = sess.run(run.dcgan.sampler.images, feed)
+    for variable, _ in averages:
+      variable.load(np.zeros(variable.shape, np.float32), sess)
+    np.testing.assert_array_equal(sess.run(run.dcgan.sampler.images, feed), images)
+    for variable, average in averages:
+      average.load(np.zeros(variable.shape, np.float32), sess)
+    assert not np.array_equal(sess.run(run.dcgan.sampler.images, feed), images)
+
+
+def test_a_checkpoint_without_averages_loads_and_test_mode_samples_the_averages(tmp_path):
+  cfg, dataset = _digits_setup(tmp_path, ema=0.0, epoch=1)
+  trainer.Trainer(cfg, dataset).train()  # a checkpoint as runs before --ema existed wrote them
+  assert not [n for n, _ in tf.train.list_variables(cfg.checkpoint_path) if 'ExponentialMovingAverage' in n]
+  cfg = dataclasses.replace(cfg, ema=0.99, epoch=2)
+  run = trainer.Trainer(cfg, dataset)
+  with run.session() as sess:
+    sess.run(run.dcgan.init)
+    assert run.restore(sess).endswith('DCGAN.model-4')
+    for weight, average in sess.run(run.dcgan.averages()):  # the averages start at G's weights
+      np.testing.assert_array_equal(average, weight)
+  assert trainer.Trainer(cfg, dataset).train() == (8, None)
+  saved = dict(tf.train.list_variables(cfg.checkpoint_path))
+  assert 'generator/h0_lin/w/ExponentialMovingAverage' in saved
+
+  # Test mode loads the averages into G: its grid is the grid the training graph's sampler draws
+  with run.session() as sess:
+    run.restore(sess)
+    training_grid = run.dcgan.sample_grid(sess)
+  with modes.trained_generator(cfg) as (gen, step, _):
+    assert step == 8
+    np.testing.assert_array_equal(gen.dcgan.sample_grid(gen.sess), training_grid)
+  with modes.trained_generator(dataclasses.replace(cfg, ema=0.0)) as (gen, _, _):  # G's own weights differ
+    assert not np.array_equal(gen.dcgan.sample_grid(gen.sess), training_grid)
+
+
+def test_d_steps_take_a_batch_each_and_resume_counts_them(tmp_path):
+  cfg, dataset = _digits_setup(tmp_path, d_steps=2, epoch=2)  # 32 digits, batch 8: 4 batches, 2 steps an epoch
+  run = trainer.Trainer(cfg, dataset)
+  assert run.steps_per_epoch == 2
+  assert run.train() == (4, None)
+  assert checkpoints.steps(cfg.checkpoint_path) == [4]
 
 
 def test_xla_compiles_the_step_and_trains_like_the_plain_graph(tmp_path):
   cfg, dataset = _digits_setup(tmp_path)
   results = {}
   for xla in (False, True):
-    dcgan = model.DCGAN(dataclasses.replace(cfg, xla=xla), dataset)
-    with dcgan.session() as sess:
-      sess.run(dcgan.init)
-      dcgan.start_epoch(sess, 0, 0)
+    run = trainer.Trainer(dataclasses.replace(cfg, xla=xla), dataset)
+    with run.session() as sess:
+      sess.run(run.dcgan.init)
+      run.start_epoch(sess, 0, 0)
       metadata = tf1.RunMetadata()
-      stats = sess.run(dcgan._d_fetches(False), dcgan._generator_feed(0),
-                       options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE), run_metadata=metadata)
+      fetches = {'train': run.dcgan.train_ops.d_train, 'd_loss': run.dcgan.loss.d_loss}
+      stats = sess.run(fetches, run.dcgan.step_feed(0), run_metadata=metadata,
+                       options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE))
       ops = {node.timeline_label.split(' = ')[-1].split('(')[0] for device in metadata.step_stats.dev_stats
              for node in device.node_stats}
       results[xla] = stats['d_loss'], any(op.startswith('_Xla') for op in ops)

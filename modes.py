@@ -1,0 +1,278 @@
+"""The run modes of main.py, each a plain function of a Config that a test can call in-process.
+
+- train(config): loads the data, completes the config with what only the data knows (complete()), trains.
+- check_data(config): reads every entry of the dataset and prints what it found.
+- The modes that use a trained generator take the config saved beside the checkpoint (trained_config()):
+  sample() writes a grid, generate() N images, visualize() the pictures of an option, export() a SavedModel
+  and a frozen graph, evaluate() scores the generator against the real data.
+
+$ python main.py --train --dataset mnist                   # modes.train
+$ python main.py --dataset mnist --generate 100            # modes.generate
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+
+import tensorflow as tf
+from absl import logging
+
+import checkpoints
+import cluster
+import config as config_lib
+import datasets
+import evaluation
+import generate as generate_lib
+import losses
+import model
+import trainer
+import utils
+from errors import UserError, op_error_text
+
+
+def complete(config, dataset):
+  """The config with what only the data knows: its channels, its label classes (none with --noconditional),
+  and the default --best_metric: fd where the digit classifier applies (labelled grayscale data), else swd.
+
+  Raises:
+    UserError: --best_metric fd for data the digit classifier cannot score.
+  """
+  classifier = evaluation.uses_classifier(dataset)
+  if config.best_metric == 'fd' and not classifier:
+    raise UserError(f'--best_metric fd needs labelled grayscale data (MNIST-style IDX files) for its digit '
+                    f'classifier; {dataset.name} is not: use --best_metric swd')
+  return dataclasses.replace(config, c_dim=dataset.channels,
+                             y_dim=dataset.num_classes if config.conditional else 0,
+                             best_metric=config.best_metric or ('fd' if classifier else 'swd'))
+
+
+def prepare(config):
+  """Loads the dataset of `config` (decoding it into the --cache file when asked) and completes the config.
+
+  Returns:
+    (the complete config, the datasets.Source).
+
+  Raises:
+    UserError: see datasets.load and complete.
+  """
+  dataset = datasets.load(config, strict=config.strict, cache_dir=config.checkpoint_path)
+  if config.cache:
+    dataset = datasets.cache_images(dataset, config, config.checkpoint_path)
+  return complete(config, dataset), dataset
+
+
+def train(config, from_step=None):
+  """Trains (resuming from the newest checkpoint, or from `from_step`: a step or checkpoints.BEST).
+
+  Returns:
+    (the step reached, the signal that stopped training early or None).
+
+  Raises:
+    UserError: bad data or flags, a checkpoint that does not fit or cannot be written, lost workers.
+    Diverged: a loss or a weight became NaN or Inf.
+  """
+  for directory in (config.checkpoint_path, config.sample_path, config.log_path):
+    utils.check_writable(directory)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  config, dataset = prepare(config)
+  used = min(len(dataset), config.train_size or len(dataset))
+  if config.batch_size * config.d_steps > used:
+    raise UserError(f'--batch_size {config.batch_size} is larger than the {used // config.d_steps} images an epoch '
+                    f'uses per D update ({len(dataset)} in {os.path.join(config.data_dir, config.dataset)}'
+                    f'{f", {config.d_steps} D updates a step" if config.d_steps > 1 else ""}); lower --batch_size')
+  logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, len(dataset), config.c_dim,
+               f'{config.y_dim} label classes' if config.y_dim else 'unconditional')
+  logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
+  if losses.LOSSES[config.loss].floor is None:
+    logging.info('--loss %s has no least value for D\'s loss: the D-has-won watch is off', config.loss)
+  _warn_if_epochs_move(config)
+  worker = cluster.from_environment().index if config.multi_worker else 0  # worker 0 (the chief) evaluates
+  evaluator = None
+  if config.eval_freq and worker == 0:
+    evaluator = evaluation.Evaluator(dataset, config, config.eval_samples,
+                                     trainer.session_config(config.device))
+  try:
+    step, stopped_by = trainer.Trainer(config, dataset).train(from_step, evaluator)
+  except tf.errors.OpError as e:
+    if not config.multi_worker:
+      raise
+    raise UserError(f'worker {worker} lost the other workers (none of them answered '
+                    f'within --worker_timeout {config.worker_timeout:g} s, or one failed): {op_error_text(e)}; the '
+                    'chief\'s last checkpoint is intact: start every worker again to go on') from None
+  finally:
+    if evaluator is not None:
+      evaluator.close()
+  if not stopped_by and worker:
+    logging.info('trained to step %d; the chief (worker 0) wrote the checkpoints, samples and logs', step)
+  elif not stopped_by:
+    logging.info('trained to step %d: checkpoints in %s, samples in %s, TensorBoard logs in %s', step,
+                 config.checkpoint_path, config.sample_path, config.log_path)
+  return step, stopped_by
+
+
+def _warn_if_epochs_move(config):
+  """The epoch and batch to resume at follow from the step and the steps per epoch, which these flags change."""
+  saved = config_lib.load(config.checkpoint_path)
+  for name in ('batch_size', 'train_size', 'd_steps'):
+    if saved is not None and getattr(saved, name) != getattr(config, name):
+      logging.warning('--%s is %s, the checkpoint was trained with %s: the step count goes on, but the epoch and '
+                      'batch to resume at are counted with the new value', name, getattr(config, name),
+                      getattr(saved, name))
+
+
+def check_data(config):
+  """--check_data: reads every entry of the dataset and prints what it found.
+
+  Returns:
+    The datasets.Report.
+
+  Raises:
+    UserError: the data cannot be trained on as it is (with --strict: because of bad entries).
+  """
+  report = datasets.check(config, cache_dir=config.checkpoint_path)
+  print(report.text())
+  problems = report.problems + ([f'{report.bad} bad files (--strict)'] if config.strict and report.bad else [])
+  if problems:
+    raise UserError(f'{os.path.join(config.data_dir, config.dataset)} cannot be trained on as it is: '
+                    f'{"; ".join(problems)}')
+  return report
+
+
+# Using a trained generator
+
+def _saved_keys(config):
+  """The output sizes of the checkpoints saved for --dataset, as {(height, width): key}."""
+  if not os.path.isdir(config.checkpoint_dir):
+    return {}
+  pattern = re.escape(config_lib.key_prefix(config.dataset)) + r'_(\d+)_(\d+)'
+  matches = (re.fullmatch(pattern, name) for name in sorted(os.listdir(config.checkpoint_dir)))
+  return {(int(m[1]), int(m[2])): m[0] for m in matches if m}
+
+
+def trained_config(config, size_given=True, data_dir_given=True):
+  """The config saved beside the newest checkpoint of the key, with this run's folders and runtime fields.
+
+  Args:
+    config: this run's config (its dataset, output size, folders, batch size, device, seed are used).
+    size_given: the output size was asked for; if not, and only one size was trained for the dataset, that one.
+    data_dir_given: the data folder was asked for; if not, the one the model was trained on.
+
+  Raises:
+    UserError: there is no checkpoint for the key; the message names the flags that make the key.
+  """
+  saved_keys = _saved_keys(config)
+  if not size_given and len(saved_keys) == 1:
+    (height, width), = saved_keys  # the only size trained for this dataset
+    config = dataclasses.replace(config, output_height=height, output_width=width)
+  saved = config_lib.load(config.checkpoint_path)
+  if saved is None or not checkpoints.steps(config.checkpoint_path):
+    others = [key for key in saved_keys.values() if key != config.key]
+    hint = f'; found instead: {", ".join(others)} (set --output_height/--output_width)' if others else ''
+    raise UserError(f'no checkpoint in {config.checkpoint_path} (the key comes from --dataset {config.dataset} '
+                    f'--output_height {config.output_height} --output_width {config.output_width}){hint}; '
+                    'train first with --train')
+  return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
+                             log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
+                             device=config.device, devices=config.devices, multi_worker=False, seed=config.seed,
+                             data_dir=config.data_dir if data_dir_given else saved.data_dir, strict=config.strict)
+
+
+@contextlib.contextmanager
+def trained_generator(config, checkpoint=None):
+  """The sampler of a checkpoint in a session.
+
+  Args:
+    config: the config of the checkpoint (trained_config()).
+    checkpoint: None for the newest checkpoint, a step, or checkpoints.BEST.
+
+  Yields:
+    (a generate.Generator, the checkpoint's step, the checkpoint's path).
+
+  Raises:
+    UserError: no complete checkpoint, or one that does not fit the config.
+  """
+  dcgan = model.DCGAN(config)
+  with trainer.session(dcgan) as sess:
+    path = trainer.restore(dcgan, sess, checkpoint)
+    if path is None:  # every checkpoint there was incomplete and set aside
+      raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
+    yield generate_lib.Generator(dcgan, sess), int(sess.run(dcgan.global_step)), path
+
+
+def sample(config, checkpoint=None):
+  """Test mode: a grid of the fixed sample z to <sample_dir>/<key>/test_<step>.png; returns its path."""
+  with trained_generator(config, checkpoint) as (gen, step, _):
+    path = os.path.join(config.sample_path, f'test_{step:06d}.png')
+    utils.save_png(path, gen.dcgan.sample_grid(gen.sess))
+  logging.info('wrote %s', path)
+  return path
+
+
+def generate(config, count, labels=None, out_dir=None, checkpoint=None):
+  """--generate: `count` PNG files, grid.png and manifest.json in `out_dir`; returns the manifest.
+
+  Args:
+    labels: --labels as given ('all', '3,3,7' or None).
+  """
+  label_ids = generate_lib.parse_labels(labels, config.y_dim)
+  out_dir = out_dir or os.path.join(config.sample_path, 'generated')
+  utils.ensure_writable(out_dir)
+  with trained_generator(config, checkpoint) as (gen, step, _):
+    manifest = generate_lib.generate(gen, count, label_ids, config.seed, out_dir)
+  logging.info('wrote %d images, grid.png and manifest.json to %s (step %d)', count, out_dir, step)
+  return manifest
+
+
+def visualize(config, option, labels=None, out_dir=None, checkpoint=None, frames=16, num_dims=10, seeds=(0, 1)):
+  """--visualize: the pictures of --option (see generate.visualize) in `out_dir`; returns their paths."""
+  label_ids = generate_lib.parse_labels(labels, config.y_dim)
+  if num_dims > config.z_dim:
+    raise UserError(f'--num_dims {num_dims} is more than the {config.z_dim} dimensions of z')
+  out_dir = out_dir or os.path.join(config.sample_path, 'visualize')
+  utils.ensure_writable(out_dir)
+  with trained_generator(config, checkpoint) as (gen, step, _):
+    files = generate_lib.visualize(gen, option, out_dir, labels=label_ids, seed=config.seed, frames=frames,
+                                   num_dims=num_dims, seeds=seeds)
+  logging.info('--option %s: wrote %d file(s) to %s (step %d)', option, len(files), out_dir, step)
+  return files
+
+
+def export(config, export_dir=None, freeze=None, checkpoint=None):
+  """--export DIR: a SavedModel of G; --freeze FILE: a frozen GraphDef of G; either or both."""
+  with trained_generator(config, checkpoint) as (gen, step, _):
+    if export_dir:
+      generate_lib.export_saved_model(gen.dcgan, gen.sess, export_dir)
+      logging.info('exported the generator of step %d as a SavedModel to %s', step, export_dir)
+    if freeze:
+      generate_lib.freeze(gen.dcgan, gen.sess, freeze)
+      logging.info('froze the generator of step %d to %s', step, freeze)
+
+
+def evaluate(config, num_samples=evaluation.DEFAULT_SAMPLES, checkpoint=None):
+  """--evaluate: scores the generator of `checkpoint`; prints a table, writes JSON and TensorBoard scalars.
+
+  Returns:
+    {metric: value}.
+  """
+  dataset = datasets.load(config, strict=config.strict, cache_dir=config.checkpoint_path)
+  if dataset.channels != config.c_dim or (config.y_dim and dataset.num_classes != config.y_dim):
+    raise UserError(f'{os.path.join(config.data_dir, config.dataset)} holds images with {dataset.channels} '
+                    f'channel(s) and {dataset.num_classes} label classes, but the model was trained on '
+                    f'{config.c_dim} and {config.y_dim}: point --data_dir at the data it was trained on')
+  if checkpoints.find(config.checkpoint_path, checkpoint) is None:  # before a classifier is trained
+    raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
+  with evaluation.Evaluator(dataset, config, num_samples, trainer.session_config(config.device)) as evaluator, \
+      trained_generator(config, checkpoint) as (gen, step, path):
+    writer = tf.compat.v1.summary.FileWriter(os.path.join(config.log_path, 'evaluate'))
+    try:
+      results, json_path = evaluator.evaluate(gen, step, checkpoint=path, writer=writer)
+    finally:
+      writer.close()
+  print(f'{path} (step {step}): {evaluator.num_samples} generated against {evaluator.num_samples} real images '
+        f'of {os.path.join(config.data_dir, config.dataset)}')
+  print(evaluation.table(results))
+  logging.info('wrote %s and TensorBoard scalars to %s', json_path, os.path.join(config.log_path, 'evaluate'))
+  return results

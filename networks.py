@@ -1,0 +1,156 @@
+"""The two networks: the DCGAN generator and discriminator, and the conditional variants of the classic MNIST model.
+
+Each is one function. Its variables live in one variable scope (`generator/`, `discriminator/`), and every call
+puts its ops under that same name scope, so that TensorBoard's Graph tab shows one `generator` and one
+`discriminator` however often they are called (D on real images, on G's output, on the gradient penalty's
+interpolates; G in training and as the sampler).
+
+$ python main.py --train --dataset celebA --crop    # builds G and D at 64x64 from these functions
+"""
+
+import contextlib
+import math
+
+import tensorflow as tf
+
+from ops import batch_norm, conv2d, conv_cond_concat, deconv2d, linear, lrelu
+
+tf1 = tf.compat.v1
+
+GENERATOR = 'generator'
+DISCRIMINATOR = 'discriminator'
+
+
+@contextlib.contextmanager
+def _scope(name, reuse, custom_getter=None):
+  """The variable scope `name` whose ops go into the name scope `name/` of the current one, the same one call
+  after call (not `name_1/`, `name_2/`): at the top level `generator/`, inside the sampler `sampler/generator/`."""
+  current = tf1.get_default_graph().get_name_scope()
+  with tf1.variable_scope(name, reuse=reuse, custom_getter=custom_getter, auxiliary_name_scope=False) as scope:
+    with tf.name_scope(f'{current}/{name}/' if current else f'{name}/'):
+      yield scope
+
+
+def _halvings(size, times):
+  """[size, ceil(size / 2), ceil(size / 4), ...], the spatial sizes of the layers."""
+  sizes = [size]
+  for _ in range(times):
+    sizes.append(-(-sizes[-1] // 2))
+  return sizes
+
+
+def generator(z, y, config, is_training, reuse=False, custom_getter=None):
+  """G: noise (and a one-hot label) -> an image.
+
+  Args:
+    z: float [batch, z_dim].
+    y: one-hot float [batch, y_dim], or None for an unconditional model.
+    config: a config.Config; reads output sizes, c_dim, y_dim, gf_dim, gfc_dim.
+    is_training: batch norm by batch statistics (True) or by moving averages (False, the sampler).
+    reuse: share the variables made by an earlier call.
+    custom_getter: a variable getter, e.g. one that reads the exponential moving averages of the weights.
+
+  Returns:
+    float [batch, output_height, output_width, c_dim] in [-1, 1].
+  """
+  with _scope(GENERATOR, reuse, custom_getter):
+    if config.y_dim:
+      return _conditional_generator(z, y, config, is_training)
+    h, w, gf = config.output_height, config.output_width, config.gf_dim
+    (h, h2, h4, h8, h16), (w, w2, w4, w8, w16) = _halvings(h, 4), _halvings(w, 4)
+
+    net = linear(z, gf * 8 * h16 * w16, name='h0_lin')
+    net = tf.reshape(net, [-1, h16, w16, gf * 8])
+    net = tf.nn.relu(batch_norm(net, is_training, name='bn0'))
+    # [batch, h/16, w/16, gf_dim * 8]
+
+    net = tf.nn.relu(batch_norm(deconv2d(net, (h8, w8), gf * 4, name='h1'), is_training, name='bn1'))
+    # [batch, h/8, w/8, gf_dim * 4]
+
+    net = tf.nn.relu(batch_norm(deconv2d(net, (h4, w4), gf * 2, name='h2'), is_training, name='bn2'))
+    # [batch, h/4, w/4, gf_dim * 2]
+
+    net = tf.nn.relu(batch_norm(deconv2d(net, (h2, w2), gf, name='h3'), is_training, name='bn3'))
+    # [batch, h/2, w/2, gf_dim]
+
+    return tf.nn.tanh(deconv2d(net, (h, w), config.c_dim, name='h4'))
+    # [batch, h, w, c_dim]
+
+
+def _conditional_generator(z, y, config, is_training):
+  """The conditional G of the original DCGAN code's MNIST model: y joins z and every hidden layer."""
+  h, w, gf = config.output_height, config.output_width, config.gf_dim
+  (h, h2, h4), (w, w2, w4) = _halvings(h, 2), _halvings(w, 2)
+
+  net = tf.concat([z, y], axis=1)
+  net = tf.nn.relu(batch_norm(linear(net, config.gfc_dim, name='h0_lin'), is_training, name='bn0'))
+  # [batch, gfc_dim]
+
+  net = tf.concat([net, y], axis=1)
+  net = tf.nn.relu(batch_norm(linear(net, gf * 2 * h4 * w4, name='h1_lin'), is_training, name='bn1'))
+  net = tf.reshape(net, [-1, h4, w4, gf * 2])
+  # [batch, h/4, w/4, gf_dim * 2]
+
+  net = conv_cond_concat(net, y)
+  net = tf.nn.relu(batch_norm(deconv2d(net, (h2, w2), gf * 2, name='h2'), is_training, name='bn2'))
+  # [batch, h/2, w/2, gf_dim * 2]
+
+  net = conv_cond_concat(net, y)
+  return tf.nn.tanh(deconv2d(net, (h, w), config.c_dim, name='h3'))
+  # [batch, h, w, c_dim]
+
+
+def discriminator(images, y, config, reuse=False):
+  """D: an image (and a one-hot label) -> its logit, the raw score the loss reads (see losses.py).
+
+  Always in training mode: batch norm uses the statistics of the batch it is given, so real and fake
+  batches are normalized apart, as in the original DCGAN code.
+
+  Args:
+    images: float [batch, output_height, output_width, c_dim] in [-1, 1].
+    y: one-hot float [batch, y_dim], or None for an unconditional model.
+    config: a config.Config; reads c_dim, y_dim, df_dim, dfc_dim.
+    reuse: share the variables made by an earlier call.
+
+  Returns:
+    float logits [batch, 1].
+  """
+  with _scope(DISCRIMINATOR, reuse):
+    if config.y_dim:
+      return _conditional_discriminator(images, y, config)
+    df = config.df_dim
+
+    net = lrelu(conv2d(images, df, name='h0_conv'))
+    # [batch, h/2, w/2, df_dim]
+
+    net = lrelu(batch_norm(conv2d(net, df * 2, name='h1_conv'), True, name='bn1'))
+    # [batch, h/4, w/4, df_dim * 2]
+
+    net = lrelu(batch_norm(conv2d(net, df * 4, name='h2_conv'), True, name='bn2'))
+    # [batch, h/8, w/8, df_dim * 4]
+
+    net = lrelu(batch_norm(conv2d(net, df * 8, name='h3_conv'), True, name='bn3'))
+    # [batch, h/16, w/16, df_dim * 8]
+
+    net = tf.reshape(net, [-1, math.prod(net.shape[1:])])
+    return linear(net, 1, name='h4_lin')
+    # [batch, 1]
+
+
+def _conditional_discriminator(images, y, config):
+  """The conditional D of the original DCGAN code's MNIST model: y joins the image and every hidden layer."""
+  net = conv_cond_concat(images, y)
+  net = lrelu(conv2d(net, config.c_dim + config.y_dim, name='h0_conv'))
+  # [batch, h/2, w/2, c_dim + y_dim]
+
+  net = conv_cond_concat(net, y)
+  net = lrelu(batch_norm(conv2d(net, config.df_dim + config.y_dim, name='h1_conv'), True, name='bn1'))
+  # [batch, h/4, w/4, df_dim + y_dim]
+
+  net = tf.concat([tf.reshape(net, [-1, math.prod(net.shape[1:])]), y], axis=1)
+  net = lrelu(batch_norm(linear(net, config.dfc_dim, name='h2_lin'), True, name='bn2'))
+  # [batch, dfc_dim]
+
+  net = tf.concat([net, y], axis=1)
+  return linear(net, 1, name='h3_lin')
+  # [batch, 1]
