@@ -17,6 +17,7 @@ $ python main.py --train --dataset mnist --eval_freq 500        # evaluate while
 $ python main.py --train --dataset celebA --crop --loss hinge   # another GAN loss; G sampled from its --ema average
 """
 
+import dataclasses
 import os
 
 import runtime  # noqa: F401  (first: it sets how TensorFlow loads)
@@ -116,7 +117,8 @@ flags.DEFINE_enum('loss', 'non_saturating', list(losses.LOSSES), 'The GAN loss: 
 flags.DEFINE_float('gradient_penalty', 0.0, 'Weight of the WGAN-GP gradient penalty added to D\'s loss (10 in the '
                    'paper), with any --loss; 0 for none.')
 flags.DEFINE_float('ema', 0.999, 'Decay of the exponential moving average of G\'s weights, which sample grids, '
-                   '--generate, --evaluate and export use, in [0, 1); 0 samples from G\'s own weights.')
+                   '--generate, --evaluate and export use, in [0, 1); 0 samples from G\'s own weights. With a '
+                   'trained model (no --train), --ema 0 uses G\'s own weights instead of their average.')
 # Output
 flags.DEFINE_string('checkpoint_dir', 'checkpoint', 'Checkpoints go to <checkpoint_dir>/<key>/.')
 flags.DEFINE_string('sample_dir', 'samples', 'Sample grids go to <sample_dir>/<key>/.')
@@ -295,6 +297,8 @@ def use_trained(config):
   """No --train: a test grid, or --generate, --visualize, --export, --freeze, from a checkpoint."""
   config = modes.trained_config(config, size_given=FLAGS.output_height is not None or
                                 FLAGS.output_width is not None, data_dir_given=FLAGS['data_dir'].present)
+  if FLAGS['ema'].present:  # the checkpoint holds G's weights and their average: --ema 0 asks for the weights
+    config = dataclasses.replace(config, ema=FLAGS.ema)
   checkpoint, seeds = _checkpoint_step(), _seeds()
   if FLAGS.evaluate:
     return modes.evaluate(config, FLAGS.num_samples or evaluation.DEFAULT_SAMPLES, checkpoint)

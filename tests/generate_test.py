@@ -72,6 +72,16 @@ def test_generate_is_deterministic_per_seed_and_independent_of_n(trained_models,
   assert labels == [0, 1, 2, 3, 4, 5, 6]
 
 
+def test_generate_samples_the_average_unless_ema_is_0(trained_models, tmp_path):
+  for out, extra in (('default', ()), ('average', ('--ema', '0.5')), ('weights', ('--ema', '0'))):
+    result, _ = _use(trained_models, 'cond', '--generate', '3', '--seed', '4', '--out_dir', str(tmp_path / out),
+                     *extra)
+    assert result.returncode == 0, result
+  read = lambda out, i: (tmp_path / out / f'{i:05d}.png').read_bytes()
+  assert all(read('default', i) == read('average', i) for i in range(3))  # the decay only matters in training
+  assert all(read('default', i) != read('weights', i) for i in range(3))
+
+
 @pytest.mark.parametrize('option,expected', [
     ('0', {'grid.png': None}),
     ('1', {'sweep_z000.png': None, 'sweep_z001.png': None, 'sweep_z002.png': None}),
