@@ -289,6 +289,7 @@ class Transfer:
         if written + len(chunk) > remote.size:
           raise _NextMirror(f'it sent more than the {remote.size:,} bytes of {remote.name}', discard=True)
         f.write(chunk)
+        f.flush()  # on disk at once: a stall, Ctrl-C or kill -9 leaves every byte received in the .part
         written += len(chunk)
         meter.update(len(chunk))
     return f'the connection closed at byte {written:,} of {remote.size:,}'

@@ -79,12 +79,12 @@ def test_classifier_is_trained_again_when_the_data_change(tmp_path, monkeypatch)
 
 @pytest.fixture(scope='module')
 def digit_evaluator(tmp_path_factory):
-  """An Evaluator of 600 samples on 1,500 built-in digits, and a second sample of digits to 'generate' from."""
+  """An Evaluator of 300 samples on 1,500 built-in digits, and a second sample of digits to 'generate' from."""
   images, labels = digits.make_digits(2500, seed=5)
   dataset = datasets.PixelSource('digits', images[:1500, ..., np.newaxis], labels[:1500].astype(np.int32))
   cfg = config_lib.Config(dataset='digits', checkpoint_dir=str(tmp_path_factory.mktemp('ckpt')), output_height=28,
                           output_width=28, c_dim=1, y_dim=10, z_dim=8)
-  with evaluation.Evaluator(dataset, cfg, 600, SESSION) as evaluator:
+  with evaluation.Evaluator(dataset, cfg, 300, SESSION) as evaluator:
     yield evaluator, images[1500:, ..., np.newaxis], labels[1500:]
 
 
@@ -120,9 +120,9 @@ def test_evaluation_is_written_as_json_and_a_table(digit_evaluator, tmp_path):
     results, path = evaluator.evaluate(_drawing(images, labels), 700, checkpoint='some/DCGAN.model-700',
                                        writer=writer)
     writer.close()
-  assert path == os.path.join(evaluator.config.checkpoint_path, 'eval_000700_600.json')
+  assert path == os.path.join(evaluator.config.checkpoint_path, 'eval_000700_300.json')
   record = json.loads(open(path).read())
-  assert record['step'] == 700 and record['num_samples'] == 600 and record['metrics'] == results
+  assert record['step'] == 700 and record['num_samples'] == 300 and record['metrics'] == results
   tags = {value.tag for event in _events(tmp_path) for value in event.summary.value}
   assert {'eval/swd', 'eval/fd', 'eval/label_accuracy', 'eval/swd_28x28'} <= tags
   table = evaluation.table(results)

@@ -171,12 +171,15 @@ def test_the_process_prints_one_error_line_and_exits_2(tmp_path):
 
 
 def test_real_jpegs_train_a_step_at_64x64(tmp_path, caplog):
-  folder = shared('anime-faces')
+  folder = tmp_path / 'data' / 'anime-faces'  # 16 of the real faces (the whole folder scans in datasets_test)
+  folder.mkdir(parents=True)
+  for name in sorted(os.listdir(shared('anime-faces')))[:16]:
+    os.symlink(os.path.join(shared('anime-faces'), name), folder / name)
   with caplog.at_level(std_logging.INFO):
-    assert main_in_process('--train', '--dataset', os.path.basename(folder), '--batch_size', '8', '--train_size',
-                           '8', '--epoch', '1', '--sample_num', '8', *TINY_MODEL,
-                           *dir_flags(tmp_path, os.path.dirname(folder))).returncode == 0
-  assert 'anime-faces: 5000 images, 3 channel(s), unconditional' in caplog.text
+    assert main_in_process('--train', '--dataset', 'anime-faces', '--batch_size', '8', '--train_size', '8',
+                           '--epoch', '1', '--sample_num', '8', *TINY_MODEL,
+                           *dir_flags(tmp_path, folder.parent)).returncode == 0
+  assert 'anime-faces: 16 images, 3 channel(s), unconditional' in caplog.text
   key = 'anime-faces_64_64'
   assert tf.train.latest_checkpoint(str(tmp_path / 'ckpt' / key)).endswith('DCGAN.model-1')
   with Image.open(tmp_path / 'samples' / key / 'train_00_000001.png') as grid:
