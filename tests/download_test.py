@@ -47,9 +47,11 @@ def _download(args, cwd, files=None, mirror=None, limit=None, background=False):
     env['TEST_MNIST_FILES'] = json.dumps(_table(files))
     command = [sys.executable, '-c', WRAPPER.format(root=ROOT)]
   preexec = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))) if limit else None
-  if background:
+  if background:  # Ctrl-C reaches it as it reaches a program in a terminal, even when the tests run in the
+    # background of a script, whose shell starts them with SIGINT ignored (Python then never raises
+    # KeyboardInterrupt)
     return subprocess.Popen(command + list(args), cwd=cwd, env=env, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   return subprocess.run(command + list(args), cwd=cwd, env=env, capture_output=True, text=True,
                         stdin=subprocess.DEVNULL, preexec_fn=preexec, timeout=300)
 
