@@ -44,8 +44,9 @@ GANLoss = collections.namedtuple('GANLoss', 'd_loss g_loss penalty d_real d_fake
 """Scalars: D's loss (with the weighted gradient penalty), G's loss, the penalty before its weight (0 without
 one), and D(x) and D(G(z)) as the loss reads D: mean probabilities, or mean raw scores (see losses.py)."""
 
-GANTrainOps = collections.namedtuple('GANTrainOps', 'd_train g_train')
-"""d_train: one Adam step on D (and moves global_step); g_train: one Adam step on G, then its moving average."""
+GANTrainOps = collections.namedtuple('GANTrainOps', 'd_train g_train step_inc')
+"""d_train: one Adam step on D; g_train: one Adam step on G, then its moving average; step_inc: adds 1 to
+global_step, once a step however many updates of D and G it makes (TF-GAN's global_step_inc_op)."""
 
 Sampler = collections.namedtuple('Sampler', 'z labels images')
 """z: placeholder [None, z_dim]; labels: int32 placeholder [None] or None; images: uint8 [None, h, w, c]."""
@@ -85,7 +86,8 @@ def scope_collection(key, scope):
 
 
 def gan_train_ops(loss, config, global_step):
-  """One Adam optimizer for D and one for G, each on its own variables and batch-norm updates.
+  """One Adam optimizer for D and one for G, each on its own variables and batch-norm updates, and the op that
+  counts steps.
 
   Raises:
     ValueError: a trainable variable or an update op belongs to neither network.
@@ -101,11 +103,11 @@ def gan_train_ops(loss, config, global_step):
 
   d_optimizer = tf1.train.AdamOptimizer(config.learning_rate, beta1=config.beta1, name='d_adam')
   with tf.control_dependencies(updates[DISCRIMINATOR]):
-    d_train = d_optimizer.minimize(loss.d_loss, var_list=variables[DISCRIMINATOR], global_step=global_step)
+    d_train = d_optimizer.minimize(loss.d_loss, var_list=variables[DISCRIMINATOR])
   g_optimizer = tf1.train.AdamOptimizer(config.learning_rate, beta1=config.beta1, name='g_adam')
   with tf.control_dependencies(updates[GENERATOR]):
     g_train = g_optimizer.minimize(loss.g_loss, var_list=variables[GENERATOR])
-  return GANTrainOps(d_train=d_train, g_train=g_train)
+  return GANTrainOps(d_train=d_train, g_train=g_train, step_inc=global_step.assign_add(1))
 
 
 def _to_uint8(images):

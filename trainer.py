@@ -283,9 +283,11 @@ class Trainer:
     d_fetches = {'train': dcgan.train_ops.d_train, 'd_loss': loss.d_loss, 'D(x)': loss.d_real,
                  'D(G(z))': loss.d_fake, 'gradient_penalty': loss.penalty, 'real_logits': model_.real_logits,
                  'fake_logits': model_.fake_logits}
-    # (1) update D
+    # (1) update D; the last update also counts the step (before G's, whose moving average reads the count)
     for update in range(self.config.d_steps):
-      stats = sess.run(d_fetches, dcgan.step_feed(step, update))
+      last = update == self.config.d_steps - 1
+      stats = sess.run(dict(d_fetches, step=dcgan.train_ops.step_inc) if last else d_fetches,
+                       dcgan.step_feed(step, update))
     # (2) update G --g_steps times, so that D does not win too early
     feed = dcgan.step_feed(step)
     for _ in range(self.config.g_steps):

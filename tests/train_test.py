@@ -217,6 +217,10 @@ def test_d_steps_take_a_batch_each_and_resume_counts_them(tmp_path):
   assert run.steps_per_epoch == 2
   assert run.train() == (4, None)
   assert checkpoints.steps(cfg.checkpoint_path) == [4]
+  # the step counter moved once a step, not once per D update: a resumed run goes on from step 4
+  assert tf.train.load_checkpoint(checkpoints.path_of(cfg.checkpoint_path, 4)).get_tensor('global_step') == 4
+  assert trainer.Trainer(dataclasses.replace(cfg, epoch=3), dataset).train() == (6, None)
+  assert checkpoints.steps(cfg.checkpoint_path)[0] == 6
 
 
 def test_xla_compiles_the_step_and_trains_like_the_plain_graph(tmp_path):
