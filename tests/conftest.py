@@ -8,6 +8,7 @@ end-to-end runs as a user would start them.
 
 import collections
 import fcntl
+import glob
 import io
 import os
 import subprocess
@@ -193,6 +194,33 @@ def assert_same_values(a, b):
   assert sorted(a) == sorted(b)
   different = [name for name in a if not np.array_equal(a[name], b[name])]
   assert not different, f'{len(different)} of {len(a)} variables differ, e.g. {different[:3]}'
+
+
+Events = collections.namedtuple('Events', 'scalars values images histograms texts graph')
+"""What a TensorBoard folder holds: scalars {tag: [steps, in order written]}, values {tag: {step: value}}, images
+{tags}, histograms {tag: [steps]}, texts {step: text} (the warnings), graph (the GraphDef written, or None)."""
+
+
+def read_events(log_dir):
+  """The Events of the event files in `log_dir` (not its subfolders)."""
+  events = Events({}, {}, set(), {}, {}, None)
+  graph = None
+  for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      if event.graph_def:
+        graph = tf.compat.v1.GraphDef.FromString(event.graph_def)
+      for value in event.summary.value:
+        if value.HasField('simple_value'):
+          events.scalars.setdefault(value.tag, []).append(event.step)
+          events.values.setdefault(value.tag, {})[event.step] = value.simple_value
+        elif value.HasField('image'):
+          events.images.add(value.tag)
+        elif value.HasField('histo'):
+          events.histograms.setdefault(value.tag, []).append(event.step)
+        elif value.tag == 'warnings':
+          assert value.metadata.plugin_data.plugin_name == 'text'
+          events.texts[event.step] = tf.make_ndarray(value.tensor).item().decode()
+  return events._replace(graph=graph)
 
 
 def dir_flags(run_dir, data_dir):

@@ -16,30 +16,12 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, dir_flags, encode,
-                      lmdb_of_images, main_in_process, once_per_run, run_main, shared, write_images, write_lmdb)
-
-tf1 = tf.compat.v1
+                      lmdb_of_images, main_in_process, once_per_run, read_events, run_main, shared, write_images,
+                      write_lmdb)
 
 # 96 digits, batch 16, 64 per epoch: 4 steps an epoch.
 TRAIN = ['--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '64', '--sample_num', '10',
          '--sample_freq', '2', '--ckpt_freq', '2', '--log_freq', '3', *TINY_MODEL]
-
-
-def _events(log_dir):
-  """(scalar tags with their steps, image tags, histogram tags with their steps, the graph written or None)."""
-  scalars, images, histograms, graph = {}, set(), {}, None
-  for path in glob.glob(os.path.join(log_dir, 'events.out.tfevents.*')):
-    for event in tf1.train.summary_iterator(path):
-      if event.graph_def:
-        graph = tf1.GraphDef.FromString(event.graph_def)
-      for value in event.summary.value:
-        if value.HasField('simple_value'):
-          scalars.setdefault(value.tag, []).append(event.step)
-        elif value.HasField('image'):
-          images.add(value.tag)
-        elif value.HasField('histo'):
-          histograms.setdefault(value.tag, []).append(event.step)
-  return scalars, images, histograms, graph
 
 
 @pytest.fixture(scope='session')
@@ -69,12 +51,12 @@ def test_training_writes_checkpoint_samples_events_and_a_graph_of_a_dozen_stages
   with Image.open(tmp_path / 'samples' / 'tiny_28_28' / samples[-1]) as grid:
     # 10 samples, one row per label: 10 rows of 1.
     assert grid.size == (28 + 4, 10 * 30 + 2) and grid.mode == 'L'
-  scalars, images, histograms, graph = _events(str(tmp_path / 'logs' / 'tiny_28_28'))
+  events = read_events(str(tmp_path / 'logs' / 'tiny_28_28'))
   for tag in ('d_loss', 'g_loss', 'D(x)', 'D(G(z))', 'images_per_second'):
-    assert scalars[tag] == [1, 3, 4], tag  # the first step, every --log_freq 3, and the last
-  assert images == {'samples'}
-  assert histograms == {'z': [1, 3, 4], 'D_logits_real': [1, 3, 4], 'D_logits_fake': [1, 3, 4]}
-  top_level = {node.name.split('/')[0] for node in graph.node}
+    assert events.scalars[tag] == [1, 3, 4], tag  # the first step, every --log_freq 3, and the last
+  assert events.images == {'samples'}
+  assert events.histograms == {'z': [1, 3, 4], 'D_logits_real': [1, 3, 4], 'D_logits_fake': [1, 3, 4]}
+  top_level = {node.name.split('/')[0] for node in events.graph.node}
   assert len(top_level) <= 15 and {'inputs', 'generator', 'discriminator', 'losses', 'train', 'sampler'} <= top_level
 
 
@@ -87,8 +69,7 @@ def test_training_again_resumes_the_step_counter(trained, tiny_idx_root, caplog,
   assert 'at step 4 (epoch 1, batch 0)' in caplog.text and 'resumed from' in caplog.text
   assert tf.train.latest_checkpoint(str(run_dir / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-8')
   assert sorted(os.listdir(run_dir / 'samples' / 'tiny_28_28')) == ['train_01_000006.png', 'train_01_000008.png']
-  scalars, _, _, _ = _events(str(run_dir / 'logs' / 'tiny_28_28'))
-  assert scalars['g_loss'] == [5, 6, 8]
+  assert read_events(str(run_dir / 'logs' / 'tiny_28_28')).scalars['g_loss'] == [5, 6, 8]
 
 
 def test_resume_continues_inside_an_epoch(trained, tiny_idx_root, caplog, tmp_path):

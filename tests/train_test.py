@@ -2,7 +2,6 @@
 moving average of G's weights, old checkpoints, and what TensorBoard gets."""
 
 import dataclasses
-import glob
 import os
 
 import numpy as np
@@ -15,7 +14,7 @@ import datasets
 import modes
 import safety
 import trainer
-from conftest import lmdb_of_images, write_idx_dataset, write_images
+from conftest import lmdb_of_images, read_events, write_idx_dataset, write_images
 from errors import Diverged
 
 tf1 = tf.compat.v1
@@ -107,22 +106,6 @@ def test_nan_weights_are_never_saved(tmp_path):
   assert checkpoints.steps(cfg.checkpoint_path) == [1]
 
 
-def _events(log_path):
-  """{tag: {step: value}} of the scalars, {tag: steps} of the histograms, and {step: text} of the warnings."""
-  scalars, histograms, texts = {}, {}, {}
-  for path in glob.glob(os.path.join(log_path, 'events.out.tfevents.*')):
-    for event in tf1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.HasField('simple_value'):
-          scalars.setdefault(value.tag, {})[event.step] = value.simple_value
-        elif value.HasField('histo'):
-          histograms.setdefault(value.tag, []).append(event.step)
-        elif value.tag == 'warnings':
-          assert value.metadata.plugin_data.plugin_name == 'text'
-          texts[event.step] = tf.make_ndarray(value.tensor).item().decode()
-  return scalars, histograms, texts
-
-
 def test_d_winning_is_warned_in_the_log_and_in_tensorboard(tmp_path, monkeypatch):
   cfg, dataset = _digits_setup(tmp_path, epoch=1)
   real_step = trainer.Trainer.train_step
@@ -134,23 +117,22 @@ def test_d_winning_is_warned_in_the_log_and_in_tensorboard(tmp_path, monkeypatch
   watch = safety.DiscriminatorWinWatch
   monkeypatch.setattr(safety, 'DiscriminatorWinWatch', lambda floor: watch(floor, steps=3))
   trainer.Trainer(cfg, dataset).train()
-  _, _, texts = _events(cfg.log_path)
+  texts = read_events(cfg.log_path).texts
   assert list(texts) == [3] and texts[3].startswith('D has won for 3 steps')
 
 
 def test_a_short_run_writes_the_numbers_of_its_first_and_last_steps(tmp_path):
   cfg, dataset = _digits_setup(tmp_path, epoch=3, log_freq=50, loss='wasserstein', gradient_penalty=10)  # 12 steps
   trainer.Trainer(cfg, dataset).train()
-  scalars, histograms, _ = _events(cfg.log_path)
+  events = read_events(cfg.log_path)
   for tag in ('d_loss', 'g_loss', 'D(x)', 'D(G(z))', 'gradient_penalty', 'images_per_second'):
-    assert sorted(scalars[tag]) == [1, 12], tag
-  assert scalars['images_per_second'][12] > 0
-  assert histograms == {'z': [1, 12], 'D_logits_real': [1, 12], 'D_logits_fake': [1, 12]}
+    assert sorted(events.scalars[tag]) == [1, 12], tag
+  assert events.values['images_per_second'][12] > 0
+  assert events.histograms == {'z': [1, 12], 'D_logits_real': [1, 12], 'D_logits_fake': [1, 12]}
   # a resumed run's first step is written too, then every --log_freq steps and the last
   cfg = dataclasses.replace(cfg, epoch=5, log_freq=3)
   trainer.Trainer(cfg, dataset).train()
-  scalars, _, _ = _events(cfg.log_path)
-  assert sorted(scalars['g_loss']) == [1, 12, 13, 15, 18, 20]
+  assert sorted(read_events(cfg.log_path).scalars['g_loss']) == [1, 12, 13, 15, 18, 20]
 
 
 def test_the_moving_average_of_g_is_a_hand_rolled_average_after_three_steps(tmp_path):
