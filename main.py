@@ -17,7 +17,6 @@ $ python main.py --train --dataset mnist --eval_freq 500        # evaluate while
 $ python main.py --train --dataset celebA --crop --loss hinge   # another GAN loss; G sampled from its --ema average
 """
 
-import dataclasses
 import os
 
 import runtime  # noqa: F401  (first: it sets how TensorFlow loads)
@@ -296,9 +295,8 @@ def _seeds():
 def use_trained(config):
   """No --train: a test grid, or --generate, --visualize, --export, --freeze, from a checkpoint."""
   config = modes.trained_config(config, size_given=FLAGS.output_height is not None or
-                                FLAGS.output_width is not None, data_dir_given=FLAGS['data_dir'].present)
-  if FLAGS['ema'].present:  # the checkpoint holds G's weights and their average: --ema 0 asks for the weights
-    config = dataclasses.replace(config, ema=FLAGS.ema)
+                                FLAGS.output_width is not None, data_dir_given=FLAGS['data_dir'].present,
+                                ema_given=FLAGS['ema'].present)
   checkpoint, seeds = _checkpoint_step(), _seeds()
   if FLAGS.evaluate:
     return modes.evaluate(config, FLAGS.num_samples or evaluation.DEFAULT_SAMPLES, checkpoint)

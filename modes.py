@@ -152,13 +152,14 @@ def _saved_keys(config):
   return {(int(m[1]), int(m[2])): m[0] for m in matches if m}
 
 
-def trained_config(config, size_given=True, data_dir_given=True):
+def trained_config(config, size_given=True, data_dir_given=True, ema_given=False):
   """The config saved beside the newest checkpoint of the key, with this run's folders and runtime fields.
 
   Args:
     config: this run's config (its dataset, output size, folders, batch size, device, seed are used).
     size_given: the output size was asked for; if not, and only one size was trained for the dataset, that one.
     data_dir_given: the data folder was asked for; if not, the one the model was trained on.
+    ema_given: --ema was given: 0 samples G's own weights instead of their average (the checkpoint has both).
 
   Raises:
     UserError: there is no checkpoint for the key; the message names the flags that make the key.
@@ -177,7 +178,8 @@ def trained_config(config, size_given=True, data_dir_given=True):
   return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
                              log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
                              device=config.device, devices=config.devices, multi_worker=False, seed=config.seed,
-                             data_dir=config.data_dir if data_dir_given else saved.data_dir, strict=config.strict)
+                             data_dir=config.data_dir if data_dir_given else saved.data_dir, strict=config.strict,
+                             ema=config.ema if ema_given else saved.ema)
 
 
 @contextlib.contextmanager
