@@ -9,11 +9,17 @@ and the next older one is used.
 $ python main.py --train --dataset digits    # 'resumed from .../DCGAN.model-1500 (step 1500)'
 """
 
+import contextlib
+import datetime
+import fcntl
 import glob
 import json
 import os
 import re
 import shutil
+import socket
+import sys
+import time
 
 import tensorflow as tf
 from absl import logging
@@ -27,6 +33,8 @@ ROLLED_BACK_DIR = 'rolled_back'
 BEST = 'best'  # --checkpoint best
 BEST_DIR = 'best'
 BEST_FILE = 'best.json'
+STATE_FILE = 'checkpoint'  # the Saver's state file: the newest checkpoint and those kept
+LOCK_FILE = 'run.lock'
 _INDEX = re.compile(re.escape(PREFIX) + r'-(\d+)\.index')
 
 
@@ -141,7 +149,20 @@ def save(saver, sess, directory, step, last_good):
   prefix = path_of(directory, step)
   try:
     os.makedirs(directory, exist_ok=True)
-    return saver.save(sess, os.path.join(directory, PREFIX), global_step=step, write_meta_graph=False)
+    path = saver.save(sess, os.path.join(directory, PREFIX), global_step=step, write_meta_graph=False,
+                      write_state=False)
+    # What Saver.save does after writing with write_state=True, with fsyncs in between: the state file names
+    # the new checkpoint only once its bytes and names are on the disk, so that after a power cut it never
+    # names files the page cache had not written yet; older checkpoints go only once the state file is durable.
+    for file in _files_of(path):
+      utils.fsync(file)
+    utils.fsync(directory)
+    saver._RecordLastCheckpoint(path)  # (the Saver's own bookkeeping of --max_to_keep)
+    tf.compat.v1.train.update_checkpoint_state(directory, path, saver.last_checkpoints)
+    utils.fsync(os.path.join(directory, STATE_FILE))
+    utils.fsync(directory)
+    saver._MaybeDeleteOldCheckpoints()
+    return path
   except (tf.errors.OpError, OSError, ValueError) as e:
     shutil.rmtree(prefix + '_temp', ignore_errors=True)
     for file in _files_of(prefix):
@@ -199,10 +220,61 @@ def save_best(saver, sess, directory, step, info):
   path = save(saver, sess, folder, step, path_of(folder, older[0]) if older else None)
   text = json.dumps({'step': step, **info}, indent=1, sort_keys=True) + '\n'
   try:
-    utils.write_text(os.path.join(folder, BEST_FILE), text)
+    utils.write_text(os.path.join(folder, BEST_FILE), text, durable=True)
   except OSError as e:
     raise UserError(f'could not write {os.path.join(folder, BEST_FILE)}: {first_line(e)}') from None
   for old in older:
     for file in _files_of(path_of(folder, old)):
       os.remove(file)
   return path
+
+
+# One writer per key: an advisory lock on <directory>/run.lock, held for the whole run.
+
+def _holder(lock_path, tries=10):
+  """What the lock file says of the process that holds it: 'pid P on host H since T (command)'. A holder that
+  took the lock a moment ago may not have written it yet: read again for up to a second."""
+  for _ in range(tries):
+    try:
+      with open(lock_path) as f:
+        info = json.load(f)
+      return f'pid {info["pid"]} on {info["host"]} since {info["started"]} ({info["command"]})'
+    except (OSError, ValueError, KeyError, TypeError):
+      time.sleep(0.1)
+  return 'another process (it has not said which)'
+
+
+@contextlib.contextmanager
+def writer_lock(directory, what):
+  """Holds the key's lock while the block runs: one run at a time writes checkpoints, config.json, best/ and
+  the caches of `directory`. fcntl.flock: the kernel drops it when the process ends, even by kill -9, so there
+  is never a stale lock to clear on a local disk (README: "One run per key" for NFS).
+
+  Args:
+    directory: the key's checkpoint folder (made if missing).
+    what: what this run does, for the other run's error ('training', '--evaluate').
+
+  Raises:
+    UserError: another process holds the lock; the sentence names it.
+  """
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, LOCK_FILE)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise UserError(f'{directory} is in use: {_holder(path)} holds its lock. Two runs on one key would delete '
+                      f'each other\'s checkpoints, so {what} does not start: wait for that run to end (or stop it); '
+                      'test mode, --generate and --export only read and work meanwhile') from None
+    started = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+    info = {'pid': os.getpid(), 'host': socket.gethostname(), 'started': started,
+            'command': ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) or what}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)
+    try:
+      yield
+    finally:
+      os.ftruncate(fd, 0)  # so that the next holder's rival never reads this one
+  finally:
+    os.close(fd)  # (closing the last descriptor releases the lock)

@@ -112,7 +112,7 @@ def save(config, directory):
   """Writes `config` as `directory/config.json`, replacing any older one in a single rename."""
   text = json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + '\n'
   path = os.path.join(directory, CONFIG_FILE)
-  utils.write_text(path, text)
+  utils.write_text(path, text, durable=True)
 
 
 def load(directory):

@@ -22,7 +22,7 @@ class Diverged(UserError):
 
 
 _NOISE = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[', 'Original stack trace',
-          'Additional GRPC error', 'The error could be from a previous operation', ':UNKNOWN:')
+          'Additional GRPC error', 'The error could be from a previous operation', ':UNKNOWN:', 'From /job:')
 
 
 def _message_lines(error):

@@ -186,6 +186,17 @@ class DCGAN:
           if self.strategy:
             with self.strategy.scope():
               self.sync_replicas = tf.group([v.assign(v.read_value()) for v in names.values()], name='sync_replicas')
+          # Workers that restored different steps would train apart: the spread of the replicas' steps (their
+          # variance, through the all-reduce every worker takes part in) must be 0 before the first step.
+          self.step_spread = tf.constant(0.0, tf.float64)
+          if config.multi_worker:
+            with self.strategy.scope():
+              def step_and_square():
+                step = tf.cast(self.global_step.read_value(), tf.float64)
+                return step, step * step
+              steps, squares = self.strategy.extended.call_for_each_replica(step_and_square)
+              mean = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+              self.step_spread = mean(squares) - tf.square(mean(steps))
         self.graph.finalize()  # the training loop must not add ops (export adds some to the sampler graph)
 
   def _build_step(self):

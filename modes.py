@@ -75,6 +75,12 @@ def train(config, from_step=None):
   """
   for directory in (config.checkpoint_path, config.sample_path, config.log_path):
     utils.check_writable(directory)
+  worker = cluster.from_environment().index if config.multi_worker else 0  # worker 0, the chief, writes
+  with checkpoints.writer_lock(config.checkpoint_path, 'training') if worker == 0 else contextlib.nullcontext():
+    return _train(config, from_step, worker)
+
+
+def _train(config, from_step, worker):
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   config, dataset = prepare(config)
@@ -89,7 +95,6 @@ def train(config, from_step=None):
   if losses.LOSSES[config.loss].floor is None:
     logging.info('--loss %s has no least value for D\'s loss: the D-has-won watch is off', config.loss)
   _warn_if_epochs_move(config)
-  worker = cluster.from_environment().index if config.multi_worker else 0  # worker 0 (the chief) evaluates
   evaluator = None
   if config.eval_freq and worker == 0:
     evaluator = evaluation.Evaluator(dataset, config, config.eval_samples,
@@ -259,6 +264,12 @@ def evaluate(config, num_samples=evaluation.DEFAULT_SAMPLES, checkpoint=None):
   Returns:
     {metric: value}.
   """
+  # it writes eval_*.json, the classifier and the data's scan cache beside the checkpoints: one writer at a time
+  with checkpoints.writer_lock(config.checkpoint_path, '--evaluate'):
+    return _evaluate(config, num_samples, checkpoint)
+
+
+def _evaluate(config, num_samples, checkpoint):
   dataset = datasets.load(config, strict=config.strict, cache_dir=config.checkpoint_path)
   if dataset.channels != config.c_dim or (config.y_dim and dataset.num_classes != config.y_dim):
     raise UserError(f'{os.path.join(config.data_dir, config.dataset)} holds images with {dataset.channels} '

@@ -1,12 +1,14 @@
-"""Guards of a training run: stop cleanly on a signal, stop before saving a NaN, warn when D has won.
+"""Guards of a training run: stop cleanly on a signal, stop before saving a NaN, warn when D has won, and stop a
+worker that waits for others who will not come.
 
 $ python main.py --train --dataset digits    # Ctrl-C: finishes the step, saves, exits 0; Ctrl-C again: aborts
 """
 
 import math
+import os
 import signal
 import sys
-
+import threading
 
 from errors import Diverged
 
@@ -44,6 +46,45 @@ class GracefulStop:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     print(f'{self.requested}: finishing this step and saving a checkpoint; press Ctrl-C again to stop at once '
           '(losing the steps since the last checkpoint)', file=sys.stderr, flush=True)
+
+
+class Watchdog:
+  """Within `with Watchdog(seconds, message) as watch:`, unless `watch.done()` is called within `seconds`, prints
+  'error: <message>' and ends the process with exit code 2.
+
+  For a wait that no timeout of TensorFlow's covers: a worker of --strategy multi_worker restarted alone, while
+  the others have already stopped, waits in gRPC's retries for a peer that never comes, inside a Session.run
+  that no Python exception can interrupt; ending the process is the only way out. Nothing is lost: the watch
+  ends before the first step, so there is nothing to save yet, and the kernel releases the checkpoint lock.
+
+  Args:
+    seconds: how long to wait, or None for no watch at all.
+    message: the sentence to print.
+    end_process: what ends the process, given the exit code (tests pass their own).
+  """
+
+  def __init__(self, seconds, message, end_process=os._exit):
+    self.message, self._end_process = message, end_process
+    self._timer = None if seconds is None else threading.Timer(seconds, self._fire)
+    if self._timer is not None:
+      self._timer.daemon = True
+
+  def __enter__(self):
+    if self._timer is not None:
+      self._timer.start()
+    return self
+
+  def __exit__(self, *exc_info):
+    self.done()
+    return False
+
+  def done(self):
+    if self._timer is not None:
+      self._timer.cancel()
+
+  def _fire(self):
+    print(f'error: {self.message}', file=sys.stderr, flush=True)
+    self._end_process(2)
 
 
 def check_finite(stats, step, last_good):

@@ -216,10 +216,20 @@ class Trainer:
     """
     cfg, dcgan, steps_per_epoch = self.config, self.dcgan, self.steps_per_epoch
     total_steps = cfg.epoch * steps_per_epoch
-    with self.session() as sess, safety.GracefulStop() as stop:
+    # A worker restarted alone cannot join the others' run: it stops within --worker_timeout instead of waiting
+    startup = safety.Watchdog(
+        cfg.worker_timeout if cfg.multi_worker else None,
+        f'worker {self.worker} waited --worker_timeout {cfg.worker_timeout:g} s for the other workers to start '
+        'training with it, and they did not (a worker restarted alone cannot join a run that the others left); '
+        'the chief\'s last checkpoint is intact: start every worker again to go on')
+    with startup, self.session() as sess, safety.GracefulStop() as stop:
       sess.run(dcgan.init)
       last_good = self.restore(sess, from_step)
       step = start = saved = int(sess.run(dcgan.global_step))
+      if cfg.multi_worker and sess.run(dcgan.step_spread) != 0:
+        raise UserError(f'worker {self.worker} restored step {step} ({last_good or "no checkpoint"}), but the workers '
+                        'did not all restore the same step: they would train apart. Give every worker the same '
+                        'checkpoint folder (a shared one, or copies of the chief\'s) and start them all again')
       if from_step is not None and self.is_chief:
         checkpoints.roll_back(cfg.checkpoint_path, step)
       logging.info('%s at step %d (epoch %d, batch %d)', f'resumed from {last_good}' if last_good else 'started',
@@ -239,6 +249,7 @@ class Trainer:
           # (1) update D --d_steps times, (2) update G --g_steps times
           stats = self.train_step(sess, step)
           step += 1
+          startup.done()  # every worker took part in a step
           safety.check_finite(stats, step, last_good)
           # log
           progress.update(step, stats)

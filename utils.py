@@ -122,16 +122,31 @@ def quiet_stderr():
     os.close(saved)
 
 
-def write_atomically(path, write):
+def fsync(path):
+  """Makes the bytes of a file, or the names in a folder, durable: from the page cache to the disk, so that a
+  power cut or a kernel crash (unlike a killed process) cannot take them back."""
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def write_atomically(path, write, durable=False):
   """Creates the parent folder, calls write(temporary_path), then renames the result to `path`.
 
-  A reader sees the old file or the whole new one, never half of it.
+  A reader sees the old file or the whole new one, never half of it. With `durable`, a power cut does not
+  either: the new file's bytes reach the disk before the rename, and the rename before this returns.
   """
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   temporary = temporary_name(path)
   try:
     write(temporary)
+    if durable:
+      fsync(temporary)
     os.replace(temporary, path)
+    if durable:
+      fsync(os.path.dirname(path) or '.')
   finally:
     if os.path.exists(temporary):
       os.remove(temporary)
@@ -143,12 +158,12 @@ def temporary_name(path):
   return f'{path}.tmp{os.getpid()}'
 
 
-def write_text(path, text):
+def write_text(path, text, durable=False):
   """Writes `text` to `path` atomically (see write_atomically)."""
   def write(temporary):
     with open(temporary, 'w') as f:
       f.write(text)
-  write_atomically(path, write)
+  write_atomically(path, write, durable)
 
 
 def save_png(path, image):

@@ -127,3 +127,35 @@ def test_a_failed_save_removes_its_files_and_names_the_intact_checkpoint(tmp_pat
                                           r'checkpoint, .*DCGAN.model-1, is intact'):
         checkpoints.save(saver, sess, directory, 2, checkpoints.path_of(directory, 1))
   assert np.isclose(_value(checkpoints.path_of(directory + '.moved', 1)), 1.0)
+
+
+def test_a_save_reaches_the_disk_before_the_state_file_names_it(tmp_path, monkeypatch):
+  """The order a power cut needs: the checkpoint's files and folder synced, then the state file written, then
+  it and the folder synced, then the oldest checkpoint beyond --max_to_keep deleted."""
+  from tensorflow.python.checkpoint import checkpoint_management
+  events, fsync, update = [], os.fsync, checkpoint_management.update_checkpoint_state_internal
+
+  def recording_fsync(fd):
+    events.append(('fsync', os.path.relpath(os.readlink(f'/proc/self/fd/{fd}'), tmp_path)))
+    fsync(fd)
+
+  def recording_update(*args, **kwargs):
+    events.append(('state', os.path.basename(kwargs['model_checkpoint_path'])))
+    update(*args, **kwargs)
+
+  directory = str(tmp_path)
+  with tf.Graph().as_default():
+    tf1.get_variable('w', [4])
+    saver = tf1.train.Saver(max_to_keep=1)
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      checkpoints.save(saver, sess, directory, 1, None)
+      monkeypatch.setattr(os, 'fsync', recording_fsync)
+      monkeypatch.setattr(checkpoint_management, 'update_checkpoint_state_internal', recording_update)
+      checkpoints.save(saver, sess, directory, 2, checkpoints.path_of(directory, 1))
+  files = sorted(('fsync', os.path.basename(p)) for p in glob.glob(checkpoints.path_of(directory, 2) + '.*'))
+  assert sorted(events[:2]) == files and files == [('fsync', 'DCGAN.model-2.data-00000-of-00001'),
+                                                   ('fsync', 'DCGAN.model-2.index')]
+  assert events[2:] == [('fsync', '.'), ('state', 'DCGAN.model-2'), ('fsync', 'checkpoint'), ('fsync', '.')]
+  assert checkpoints.steps(directory) == [2]  # step 1 deleted after all that
+  assert tf.train.get_checkpoint_state(directory).all_model_checkpoint_paths == [checkpoints.path_of(directory, 2)]

@@ -11,6 +11,7 @@ import fcntl
 import glob
 import io
 import os
+import signal
 import subprocess
 import sys
 
@@ -129,6 +130,30 @@ def tiny_idx_root(tmp_path_factory):
   root = tmp_path_factory.mktemp('data')
   write_idx_dataset(os.path.join(root, 'tiny'), 96)
   return str(root)
+
+
+# main.py with a SIGKILL of itself planted inside the Saver, after the files of step {step} are written and before
+# the state file names them: the moment a crash leaves the newest checkpoint unlisted.
+_SIGNALLED_INSIDE_A_SAVE = '''
+import os, runpy, signal, sys
+sys.path.insert(0, {root!r})
+from tensorflow.python.checkpoint import checkpoint_management
+update = checkpoint_management.update_checkpoint_state_internal
+def signal_then_update(save_dir, model_checkpoint_path, *args, **kwargs):
+  if model_checkpoint_path.endswith('-{step}'):
+    os.kill(os.getpid(), {signum})
+  return update(save_dir, model_checkpoint_path, *args, **kwargs)
+checkpoint_management.update_checkpoint_state_internal = signal_then_update
+sys.argv = [{main!r}] + sys.argv[1:]
+runpy.run_path({main!r}, run_name='__main__')
+'''
+
+
+def signalled_inside_the_save_of(step, signum=signal.SIGKILL):
+  """The command (before main.py's flags) of a main.py that sends itself `signum` inside the save of `step`:
+  its files written, the state file not yet (SIGKILL kills it there, SIGSTOP pauses it there)."""
+  return [sys.executable, '-c', _SIGNALLED_INSIDE_A_SAVE.format(root=ROOT, main=os.path.join(ROOT, 'main.py'),
+                                                                step=step, signum=int(signum))]
 
 
 def run_main(*args, cwd):

@@ -19,7 +19,7 @@ import config as config_lib
 import modes
 import trainer
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, checkpoint_values,
-                      dir_flags, main_in_process, write_idx_dataset)
+                      dir_flags, main_in_process, signalled_inside_the_save_of, write_idx_dataset)
 
 tf1 = tf.compat.v1
 TWO_CPUS = ('/cpu:0', '/cpu:1')
@@ -116,51 +116,70 @@ def _free_ports(count):
   return ports
 
 
-def _start_workers(run_dir, data_dir, *args, count=2):
-  """Starts `count` main.py workers on loopback ports, each with its TF_CONFIG; returns the Popen objects."""
-  workers = [f'127.0.0.1:{port}' for port in _free_ports(count)]
-  processes = []
-  for index in range(count):
-    env = dict(os.environ, TF_CONFIG=json.dumps({'cluster': {'worker': workers},
-                                                 'task': {'type': 'worker', 'index': index}}))
-    processes.append(subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, 'main.py'), '--train', '--dataset', 'tiny', '--strategy', 'multi_worker',
-         '--batch_size', '16', *TINY_MODEL, *dir_flags(run_dir, data_dir), *args],
-        cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-  return processes
+def _start_worker(run_dir, data_dir, addresses, index, *args, command=None):
+  """Starts worker `index` of the workers at `addresses` (a list of 'host:port'); returns its Popen object."""
+  env = dict(os.environ, TF_CONFIG=json.dumps({'cluster': {'worker': addresses},
+                                               'task': {'type': 'worker', 'index': index}}))
+  return subprocess.Popen(
+      [*(command or [sys.executable, os.path.join(ROOT, 'main.py')]), '--train', '--dataset', 'tiny', '--strategy',
+       'multi_worker', '--batch_size', '16', *TINY_MODEL, *dir_flags(run_dir, data_dir), *args],
+      cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_workers_train_in_lockstep_and_one_that_dies_stops_the_other(tmp_path, tiny_idx_root):
+def _outcome(worker):
+  """Waits for a worker's end; returns it as a CompletedProcess (stdout dropped)."""
+  _, stderr = worker.communicate(timeout=300)
+  return subprocess.CompletedProcess(worker.args, worker.returncode, '', stderr)
+
+
+def test_workers_that_fail_and_come_back(tmp_path, tiny_idx_root):
+  """Two workers on loopback through one story: the chief killed inside a save, restarted alone, restarted with
+  the other reading a folder of its own, then restarted with it. (A checkpoint of several replicas going on on one
+  device: test_two_replicas_keep_identical_weights_and_checkpoints_move_to_one_device_and_back.)"""
   key_dir = tmp_path / 'ckpt' / 'tiny_28_28'
-  chief, other = _start_workers(tmp_path, tiny_idx_root, '--train_size', '64', '--epoch', '1000', '--ckpt_freq', '4',
-                                '--max_to_keep', '1000', '--worker_timeout', '20')
-  try:
-    deadline = time.monotonic() + 120
-    first = lambda folder: checkpoints.steps(str(folder))[-1:]
-    while not first(key_dir) == first(key_dir / 'worker_1') == [4]:
-      assert time.monotonic() < deadline and chief.poll() is None and other.poll() is None
-      time.sleep(0.2)
-    # each worker saved step 4 on its own: the same weights, bit for bit
-    for worker_dir in (key_dir, key_dir / 'worker_1'):
-      while checkpoints.problem(checkpoints.path_of(str(worker_dir), 4)) is not None:  # still being written
-        time.sleep(0.1)
-    assert_same_values(checkpoints.path_of(str(key_dir), 4), checkpoints.path_of(str(key_dir / 'worker_1'), 4))
-    other.send_signal(signal.SIGKILL)
-    _, stderr = chief.communicate(timeout=20 + 60)  # it gives up within --worker_timeout, not never
-  finally:
-    for process in (chief, other):
-      if process.poll() is None:
-        process.kill()
-  assert_user_error(subprocess.CompletedProcess([], chief.returncode, '', stderr), 'worker 0 lost the other workers',
-                    'start every worker again')
-  assert len(glob.glob(str(tmp_path / 'logs' / '**' / 'events.out.tfevents.*'), recursive=True)) == 1  # the chief's
+  addresses = [f'127.0.0.1:{port}' for port in _free_ports(2)]
+  run = ['--train_size', '64', '--epoch', '2', '--ckpt_freq', '1', '--max_to_keep', '3', '--deterministic',
+         '--worker_timeout', '20']
+  start = lambda index, *extra, command=None: _start_worker(tmp_path, tiny_idx_root, addresses, index, *run, *extra,
+                                                            command=command)
 
-  # the chief's newest checkpoint goes on on one device
-  newest = checkpoints.steps(str(key_dir))[0]
-  result = main_in_process('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '64', '--epoch',
-                           str(newest // 4 + 1), *TINY_MODEL, *dir_flags(tmp_path, tiny_idx_root))
-  assert result.returncode == 0, result
-  assert checkpoints.steps(str(key_dir))[0] == newest + 4
+  # (1) the chief dies inside the save of step 5, and the other stops within --worker_timeout, not never
+  chief, other = start(0, command=signalled_inside_the_save_of(5)), start(1)
+  try:
+    assert chief.wait(timeout=300) == -signal.SIGKILL
+    # (2) the chief restarted alone: the other has left the run, so it stops instead of waiting for it forever
+    chief = start(0, '--worker_timeout', '1')
+    assert_user_error(_outcome(other), 'worker 1 lost the other workers', 'start every worker again')
+    assert_user_error(_outcome(chief), 'worker 0 waited --worker_timeout 1 s for the other workers',
+                      'start every worker again')
+  finally:
+    for worker in (chief, other):
+      worker.kill()
+      worker.communicate()
+  assert tf.train.get_checkpoint_state(str(key_dir)).model_checkpoint_path.endswith('-4')  # unlisted: step 5
+  assert checkpoints.problem(checkpoints.path_of(str(key_dir), 5)) is None  # whose files were written
+  assert checkpoints.steps(str(key_dir))[0] == 5  # the lone chief saved nothing
+
+  # (3) restarted with the other reading a folder of its own (empty): both stop before the first step
+  own = tmp_path / 'own'
+  for index, worker in enumerate([start(0), start(1, '--checkpoint_dir', str(own))]):
+    result, step = _outcome(worker), (5, 0)[index]
+    assert_user_error(result, f'worker {index} restored step {step}', 'did not all restore the same step',
+                      'start them all again')
+    assert f'step {step + 1}/' not in result.stderr
+  assert checkpoints.steps(str(key_dir))[0] == 5 and not checkpoints.steps(str(own / 'tiny_28_28'))
+
+  # (4) both restarted, the other a moment later: they resume together from the newest complete checkpoint
+  chief = start(0)
+  time.sleep(0.5)
+  for index, result in enumerate(map(_outcome, [chief, start(1)])):
+    assert result.returncode == 0, result.stderr
+    assert f'resumed from {checkpoints.path_of(str(key_dir), 5)} at step 5' in result.stderr, index
+  # in lockstep from the same checkpoint: the same weights, bit for bit
+  assert_same_values(checkpoints.path_of(str(key_dir), 8), checkpoints.path_of(str(key_dir / 'worker_1'), 8))
+  events = glob.glob(str(tmp_path / 'logs' / '**' / 'events.out.tfevents.*'), recursive=True)
+  assert len(events) == 2  # the chief's of (1) and (4): the other worker writes none
+
 
 
 def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):

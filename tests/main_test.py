@@ -7,6 +7,7 @@ import logging as std_logging
 import os
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import checkpoints
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, dir_flags, encode,
                       lmdb_of_images, main_in_process, once_per_run, read_events, run_main, shared, write_images,
                       write_lmdb)
@@ -92,6 +94,26 @@ def test_test_mode_writes_a_grid_without_the_dataset(trained, tmp_path):
     pixels = np.asarray(grid)
   assert pixels.shape == (10 * 30 + 2, 2 * 30 + 2)  # 20 samples, one row per label: 10 rows of 2
   assert pixels[2:30, 2:30].std() > 0  # a generated image, not a blank cell
+
+
+def test_one_writer_per_key_and_readers_work_meanwhile(trained, tiny_idx_root, tmp_path):
+  run_dir = tmp_path
+  shutil.copytree(trained[0] / 'ckpt', run_dir / 'ckpt')
+  key_dir = run_dir / 'ckpt' / 'tiny_28_28'
+  before = sorted(os.listdir(key_dir))
+  with checkpoints.writer_lock(str(key_dir), 'a test'):  # as a run in another terminal holds it
+    for args in ([*TRAIN, '--epoch', '2'], ['--dataset', 'tiny', '--evaluate', '--num_samples', '20']):
+      error = assert_error(main_in_process(*args, *dir_flags(run_dir, tiny_idx_root)),
+                           f'{key_dir} is in use: pid {os.getpid()} on {socket.gethostname()} since',
+                           'wait for that run to end')
+    assert f"({' '.join([os.path.basename(sys.argv[0]), *sys.argv[1:]])})" in error  # the holder's command line
+    assert sorted(os.listdir(key_dir)) == before  # nothing written
+    # test mode and --generate only read
+    assert main_in_process('--dataset', 'tiny', *dir_flags(run_dir, tiny_idx_root)).returncode == 0
+    assert main_in_process('--dataset', 'tiny', '--generate', '2', '--out_dir', str(tmp_path / 'out'),
+                           *dir_flags(run_dir, tiny_idx_root)).returncode == 0
+  with checkpoints.writer_lock(str(key_dir), 'a test'):  # released at the end of the run that held it
+    pass
 
 
 def test_checkpoint_from_other_flags_names_the_flag(trained, tiny_idx_root, tmp_path):
@@ -258,7 +280,7 @@ def test_an_lmdb_with_a_broken_entry_trains_and_resumes_at_any_image_size(tmp_pa
   assert 'dataset lsun_tower_val: 20 images, 3 channel(s), unconditional' in caplog.text
   key = tmp_path / 'ckpt' / 'lsun_tower_val_16_16'
   assert sorted(os.listdir(key)) == ['DCGAN.model-2.data-00000-of-00001', 'DCGAN.model-2.index', 'checkpoint',
-                                     'config.json', 'data_check.npz', 'lmdb_keys.npz']
+                                     'config.json', 'data_check.npz', 'lmdb_keys.npz', 'run.lock']
   caplog.clear()
   with caplog.at_level(std_logging.INFO):
     assert main_in_process(*run, '--epoch', '2').returncode == 0

@@ -13,6 +13,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,13 +23,13 @@ import tensorflow as tf
 
 import checkpoints
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, dir_flags,
-                      main_in_process, once_per_run)
+                      main_in_process, once_per_run, signalled_inside_the_save_of)
 
 KEY = 'tiny_28_28'
 # 96 digits, batch 16, 64 per epoch: 4 steps an epoch; a checkpoint every step, so kills often land in a save.
 RUN = ['--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '64', '--ckpt_freq', '1',
        '--max_to_keep', '3', '--sample_freq', '1000', '--log_freq', '1', '--deterministic', *TINY_MODEL]
-EPOCHS = 15  # 60 steps
+EPOCHS = 8  # 32 steps: room for a signal at step 3 or three random kills, each a few steps on
 TOTAL = 4 * EPOCHS
 
 
@@ -137,6 +138,35 @@ def _complete_steps(directory):
   return [s for s in checkpoints.steps(directory) if checkpoints.problem(checkpoints.path_of(directory, s)) is None]
 
 
+def _wait_until_paused(process, timeout=120):
+  """Waits until `process` is stopped (by SIGSTOP), as /proc tells."""
+  deadline = time.monotonic() + timeout
+  while open(f'/proc/{process.pid}/stat').read().rpartition(')')[2].split()[0] != 'T':
+    assert process.poll() is None and time.monotonic() < deadline
+    time.sleep(0.01)
+
+
+def test_a_second_run_on_the_same_key_stops_at_once_and_the_first_ends_untouched(tmp_path, tiny_idx_root,
+                                                                                   one_epoch):
+  # the first pauses itself inside its save of step 3, holding the lock: the second meets it whatever the timing
+  first = _start(tmp_path, tiny_idx_root, '--epoch', '1', command=signalled_inside_the_save_of(3, signal.SIGSTOP))
+  try:
+    _wait_until_paused(first)
+    second = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *RUN, '--epoch', '1',
+                             *dir_flags(tmp_path, tiny_idx_root)], cwd=tmp_path, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=300)
+  finally:
+    first.send_signal(signal.SIGCONT)
+  assert_user_error(second, f'{_ckpt(tmp_path)} is in use: pid {first.pid} on {socket.gethostname()} since',
+                    '(main.py --train --dataset tiny', 'training does not start')
+  assert 'dataset tiny:' not in second.stderr  # it stopped before reading the data
+  assert first.wait(timeout=300) == 0
+  assert checkpoints.steps(_ckpt(tmp_path)) == [4, 3, 2]
+  one_epoch(tmp_path / 'alone')
+  assert_same_values(_ckpt(tmp_path, 4), _ckpt(tmp_path / 'alone', 4))  # as if it had run alone
+  assert (tmp_path / 'ckpt' / KEY / checkpoints.LOCK_FILE).read_text() == ''  # released: it names no holder
+
+
 KILLS = 3  # at random moments, with a checkpoint every step (the kill inside a save is planted below)
 
 
@@ -154,31 +184,15 @@ def test_sigkill_at_random_moments_never_loses_a_checkpoint(tmp_path, tiny_idx_r
     process.kill()
     process.wait()
     kills += 1
+    with checkpoints.writer_lock(_ckpt(tmp_path), 'a test'):  # kill -9 left no lock behind
+      pass
     complete = _complete_steps(directory)
     expected = complete[0] if complete else None
   _finish(tmp_path, tiny_idx_root, reference)
 
 
-# Runs main.py with a SIGKILL of itself planted inside the Saver, after the files of step 5 are written and
-# before the state file names them: the moment a crash leaves the newest checkpoint unlisted.
-_KILL_INSIDE_SAVE = '''
-import os, runpy, signal, sys
-sys.path.insert(0, {root!r})
-from tensorflow.python.checkpoint import checkpoint_management
-update = checkpoint_management.update_checkpoint_state_internal
-def update_then_die(save_dir, model_checkpoint_path, *args, **kwargs):
-  if model_checkpoint_path.endswith('-5'):
-    os.kill(os.getpid(), signal.SIGKILL)
-  return update(save_dir, model_checkpoint_path, *args, **kwargs)
-checkpoint_management.update_checkpoint_state_internal = update_then_die
-sys.argv = [{main!r}] + sys.argv[1:]
-runpy.run_path({main!r}, run_name='__main__')
-'''
-
-
 def test_sigkill_inside_a_save_resumes_from_the_newest_complete_checkpoint(tmp_path, tiny_idx_root):
-  script = _KILL_INSIDE_SAVE.format(root=ROOT, main=os.path.join(ROOT, 'main.py'))
-  process = _start(tmp_path, tiny_idx_root, command=[sys.executable, '-c', script])
+  process = _start(tmp_path, tiny_idx_root, command=signalled_inside_the_save_of(5))
   assert process.wait(timeout=120) == -signal.SIGKILL
   state = tf.train.get_checkpoint_state(_ckpt(tmp_path))
   assert state.model_checkpoint_path.endswith('-4')  # the state file never heard of step 5...

@@ -1,8 +1,10 @@
-"""safety.py: signals asking to stop, the NaN check, and the D-has-won watch."""
+"""safety.py: signals asking to stop, the NaN check, the D-has-won watch, and the start-up watchdog."""
 
 import math
 import os
 import signal
+import threading
+import time
 
 import pytest
 
@@ -55,3 +57,19 @@ def test_the_watch_ignores_a_close_game_and_losses_without_a_floor():
   assert all(watch.update(0.1) is None for _ in range(10))  # D(x) 0.95, D(G(z)) 0.05 give about 0.1
   wasserstein = safety.DiscriminatorWinWatch(None, steps=3)
   assert all(wasserstein.update(-100.0) is None for _ in range(10))
+
+
+def test_the_watchdog_ends_the_process_with_one_line_unless_done_in_time(capsys):
+  exits = []
+  fired = threading.Event()
+  with safety.Watchdog(0.05, 'the others never came', end_process=lambda code: (exits.append(code), fired.set())):
+    assert fired.wait(5)
+  assert exits == [2]
+  assert capsys.readouterr().err == 'error: the others never came\n'
+
+  with safety.Watchdog(0.2, 'too late', end_process=exits.append) as watch:
+    watch.done()
+  time.sleep(0.4)
+  with safety.Watchdog(None, 'no watch', end_process=exits.append):
+    time.sleep(0.1)
+  assert exits == [2]  # neither fired

@@ -1,6 +1,7 @@
 """utils.py: grids of any count, PNG round trips, noise, progress lines."""
 
 import logging as std_logging
+import os
 
 import numpy as np
 import pytest
@@ -62,3 +63,17 @@ def test_progress_logs_rate_and_eta_when_not_a_terminal(caplog):
   assert len(lines) == 2
   assert lines[0].startswith('epoch 1 step 5/10  d_loss 1.250  g_loss 0.500  D(x) 0.750  D(G(z)) 0.250')
   assert 'ETA' in lines[1] and lines[1].startswith('epoch 2 step 10/10')
+
+
+def test_a_durable_write_syncs_the_bytes_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+  events, fsync, replace = [], os.fsync, os.replace
+  monkeypatch.setattr(os, 'fsync', lambda fd: (events.append(('fsync', os.readlink(f'/proc/self/fd/{fd}'))),
+                                               fsync(fd)))
+  monkeypatch.setattr(os, 'replace', lambda a, b: (events.append(('rename', b)), replace(a, b)))
+  path = tmp_path / 'config.json'
+  utils.write_text(str(path), 'durable', durable=True)
+  assert events == [('fsync', utils.temporary_name(str(path))), ('rename', str(path)), ('fsync', str(tmp_path))]
+  assert path.read_text() == 'durable'
+  events.clear()
+  utils.write_text(str(path), 'fast')  # sample grids and caches: atomic, not synced
+  assert events == [('rename', str(path))]

@@ -1,0 +1,100 @@
+"""What a durable checkpoint costs: checkpoints.save (files, folder and state file fsync'ed in order) against the
+Saver's own save (the same files, left in the page cache), alternating in one run, for the two cases of
+bench/throughput.py. A save here is what training does every --ckpt_freq steps (the whole training graph's
+variables: weights, Adam's slots, batch-norm statistics, G's moving averages).
+
+Prints one JSON line per case, then a table: median milliseconds per save, each way, and the checkpoint's size.
+The disk under the temporary folder sets these numbers; run it where checkpoints go (--dir).
+
+$ .venv/bin/python bench/save_cost.py
+$ .venv/bin/python bench/save_cost.py --dir checkpoint --saves 40
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import runtime  # noqa: E402,F401  (before tensorflow)
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+import checkpoints  # noqa: E402
+import config as config_lib  # noqa: E402
+import datasets  # noqa: E402
+import modes  # noqa: E402
+import trainer  # noqa: E402
+
+flags.DEFINE_string('dir', None, 'Folder to save in (default: a new temporary folder).')
+flags.DEFINE_integer('saves', 20, 'Saves each way per case, alternating.')
+FLAGS = flags.FLAGS
+
+CASES = {'mnist28-cond': (28, 28, 1, 10), 'rgb64': (64, 64, 3, 0)}  # as bench/throughput.py
+
+
+def _case(name, scratch):
+  height, width, channels, classes = CASES[name]
+  rng = np.random.default_rng(0)
+  data = datasets.PixelSource(name, rng.integers(0, 256, [256, height, width, channels], dtype=np.uint8),
+                              rng.integers(0, max(classes, 1), [256]).astype(np.int32), classes)
+  cfg = modes.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
+                                         checkpoint_dir=scratch, max_to_keep=2), data)
+  return trainer.Trainer(cfg, data)
+
+
+def _plain_save(saver, sess, directory, step):
+  saver.save(sess, os.path.join(directory, checkpoints.PREFIX), global_step=step, write_meta_graph=False)
+
+
+def measure(name, scratch):
+  run = _case(name, scratch)
+  plain_dir, durable_dir = os.path.join(scratch, name, 'plain'), os.path.join(scratch, name, 'durable')
+  os.makedirs(plain_dir)
+  times = {'plain': [], 'durable': []}
+  with run.session() as sess:
+    sess.run(run.dcgan.init)
+    for step in range(1, FLAGS.saves + 1):
+      for way in ('plain', 'durable') if step % 2 else ('durable', 'plain'):
+        start = time.perf_counter()
+        if way == 'plain':
+          _plain_save(run.dcgan.saver, sess, plain_dir, step)
+        else:
+          checkpoints.save(run.dcgan.saver, sess, durable_dir, step, None)
+        times[way].append(time.perf_counter() - start)
+  size = sum(os.path.getsize(p) for p in checkpoints._files_of(checkpoints.path_of(durable_dir, FLAGS.saves)))
+  record = {'case': name, 'checkpoint_bytes': size, 'saves': FLAGS.saves,
+            **{f'{way}_ms': 1000 * statistics.median(values) for way, values in times.items()}}
+  record['extra_ms'] = record['durable_ms'] - record['plain_ms']
+  print(json.dumps(record), flush=True)
+  return record
+
+
+def _cpu_model():
+  try:
+    with open('/proc/cpuinfo') as f:
+      return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+  except (OSError, StopIteration):
+    return platform.processor() or platform.machine()
+
+
+def main(_):
+  with tempfile.TemporaryDirectory(dir=FLAGS.dir) as scratch:
+    rows = [measure(name, scratch) for name in CASES]
+  print(f'\n{_cpu_model()}; tensorflow {tf.__version__}; folder {os.path.realpath(FLAGS.dir or tempfile.gettempdir())}')
+  print('| case | checkpoint | plain save (ms) | durable save (ms) | cost of the fsyncs (ms) |')
+  print('| --- | --- | --- | --- | --- |')
+  for r in rows:
+    print(f'| {r["case"]} | {r["checkpoint_bytes"] / 2**20:.1f} MiB | {r["plain_ms"]:.1f} | {r["durable_ms"]:.1f} | '
+          f'{r["extra_ms"]:.1f} |')
+
+
+if __name__ == '__main__':
+  app.run(main)
