@@ -19,9 +19,9 @@ $ python main.py --train --dataset celebA --crop --loss hinge   # another GAN lo
 
 import os
 
-import runtime  # noqa: F401  (first: it sets how TensorFlow loads)
+import runtime  # (first: it sets how TensorFlow loads)
 
-from absl import flags
+from absl import flags, logging
 import tensorflow as tf
 
 import checkpoints
@@ -156,6 +156,12 @@ flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z
                      'image.')
 flags.DEFINE_boolean('deterministic', False, "Use TensorFlow's deterministic kernels, so that a run, stopped and "
                      'resumed or not, ends with the same weights bit for bit (slower on a GPU).')
+flags.DEFINE_enum('precision', 'auto', ['auto', 'float32', 'bfloat16', 'mixed_float16'], 'auto: bfloat16 on a '
+                  'CPU with bfloat16 units (AMX or AVX512_BF16), mixed_float16 on a GPU of compute capability 7.0 or '
+                  'newer, else float32 (and float32 for multi-worker runs on CPUs). bfloat16: Grappler\'s oneDNN '
+                  'rewrite runs the layers in bfloat16. mixed_float16 (GPUs only): float16 with dynamic loss scaling; '
+                  'an update whose gradients overflow is skipped and counted. At every precision the variables, '
+                  'batch-norm statistics, Adam and the losses stay float32, so a checkpoint resumes at any precision.')
 flags.DEFINE_boolean('xla', False, 'Compile the training step with XLA JIT. Off by default: on a CPU the rgb64 step '
                      'measured 10x slower with it than with the oneDNN kernels (bench/README.md); try it on a GPU.')
 
@@ -224,6 +230,26 @@ def _device():
   return device
 
 
+def _precision(device, multi_worker):
+  """--precision, with auto resolved for `device`; says which, and why, in the log."""
+  on_gpu = tf.DeviceSpec.from_string(device).device_type == 'GPU' and tf.config.list_physical_devices('GPU')
+  if FLAGS.precision == 'auto':
+    precision, why = runtime.auto_precision(device, multi_worker)
+    logging.info('precision %s (--precision auto: %s)', precision, why)
+    return precision
+  if FLAGS.precision == 'bfloat16' and multi_worker and not on_gpu:
+    raise UserError(f'--precision bfloat16 with --strategy multi_worker: {runtime.MULTI_WORKER_NO_BFLOAT16}, so '
+                    'the workers cannot run: use --precision float32 (auto picks it for multi-worker runs)')
+  if FLAGS.precision == 'mixed_float16' and not on_gpu:
+    raise UserError('--precision mixed_float16 is for GPUs (float16 on tensor cores), and this run is on the CPU, '
+                    "where TensorFlow's float16 rewrite crashes drawing the sample grid: use --precision auto "
+                    '(bfloat16 where the CPU has bfloat16 units) or float32')
+  if FLAGS.precision == 'bfloat16' and not set(runtime.BFLOAT16_CPU_FLAGS) & runtime.cpu_flags():
+    logging.warning('--precision bfloat16 on a CPU without bfloat16 units (no %s flag): it works, but expect it '
+                    'to be slower than float32', ' or '.join(runtime.BFLOAT16_CPU_FLAGS))
+  return FLAGS.precision
+
+
 def config_from_flags():
   """Checks the flags and turns them into a Config; modes.complete() fills in what only the data knows.
 
@@ -254,6 +280,7 @@ def config_from_flags():
   if FLAGS.input_width is not None and FLAGS.input_height is None:
     raise UserError('--input_width needs --input_height: together they are the size of the --crop')
   output_height = FLAGS.output_height or _default_output_size()
+  device, multi_worker = _device(), _multi_worker()
   return config_lib.Config(
       dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
       input_fname_pattern=FLAGS.input_fname_pattern, input_height=FLAGS.input_height,
@@ -267,8 +294,9 @@ def config_from_flags():
       sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,
       log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, keep_every_hours=FLAGS.keep_every_hours,
       eval_freq=FLAGS.eval_freq, eval_samples=FLAGS.num_samples or evaluation.TRAINING_SAMPLES,
-      best_metric=FLAGS.best_metric, device=_device(), devices=_devices(), multi_worker=_multi_worker(),
-      worker_timeout=FLAGS.worker_timeout, seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla)
+      best_metric=FLAGS.best_metric, device=device, devices=_devices(), multi_worker=multi_worker,
+      worker_timeout=FLAGS.worker_timeout, seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla,
+      precision=_precision(device, multi_worker))
 
 
 def _checkpoint_step():

@@ -28,6 +28,7 @@ tf1 = tf.compat.v1
 
 SAMPLE_Z_STREAM = 1 << 31  # seeds the fixed grid z apart from the per-step z, which uses the step number
 EMA_NAME = 'ExponentialMovingAverage'  # the suffix of the averaged weights' names in checkpoints
+LOSS_SCALE_SCOPE = 'loss_scale'  # mixed float16's loss scales and overflow count: never in a checkpoint
 
 GANInputs = collections.namedtuple('GANInputs', 'images labels z z_labels mix')
 """images: float [batch, height, width, c_dim] in [-1, 1]; labels: their one-hot float [batch, y_dim] or None;
@@ -101,13 +102,26 @@ def gan_train_ops(loss, config, global_step):
                        f'{sorted(x.name for x in stray)}')
   variables, updates = split[tf1.GraphKeys.TRAINABLE_VARIABLES], split[tf1.GraphKeys.UPDATE_OPS]
 
-  d_optimizer = tf1.train.AdamOptimizer(config.learning_rate, beta1=config.beta1, name='d_adam')
-  with tf.control_dependencies(updates[DISCRIMINATOR]):
-    d_train = d_optimizer.minimize(loss.d_loss, var_list=variables[DISCRIMINATOR])
-  g_optimizer = tf1.train.AdamOptimizer(config.learning_rate, beta1=config.beta1, name='g_adam')
-  with tf.control_dependencies(updates[GENERATOR]):
-    g_train = g_optimizer.minimize(loss.g_loss, var_list=variables[GENERATOR])
-  return GANTrainOps(d_train=d_train, g_train=g_train, step_inc=global_step.assign_add(1))
+  overflows = None
+  if config.precision == 'mixed_float16':
+    with tf1.variable_scope(LOSS_SCALE_SCOPE):  # (not in checkpoints: a run resumes at any precision)
+      overflows = tf1.get_variable('overflows', [], tf.int64, tf1.zeros_initializer(), trainable=False,
+                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+  train = {}
+  for net, net_loss, name in ((DISCRIMINATOR, loss.d_loss, 'd_adam'), (GENERATOR, loss.g_loss, 'g_adam')):
+    optimizer = tf1.train.AdamOptimizer(config.learning_rate, beta1=config.beta1, name=name)
+    if overflows is not None:
+      with tf1.variable_scope(LOSS_SCALE_SCOPE, reuse=tf1.AUTO_REUSE):
+        # float16 gradients of the loss times a scale that grows until they overflow, then halves; an update
+        # whose gradients overflowed is skipped, and counted
+        optimizer = tf1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, 'dynamic')
+    with tf.control_dependencies(updates[net]):
+      gradients = optimizer.compute_gradients(net_loss, var_list=variables[net])
+      train[net] = optimizer.apply_gradients(gradients)
+    if overflows is not None:
+      finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g, _ in gradients if g is not None])
+      train[net] = tf.group(train[net], overflows.assign_add(tf.cast(tf.logical_not(finite), tf.int64)))
+  return GANTrainOps(d_train=train[DISCRIMINATOR], g_train=train[GENERATOR], step_inc=global_step.assign_add(1))
 
 
 def _to_uint8(images):
@@ -156,11 +170,14 @@ class DCGAN:
           self.pipeline = datasets.make_pipeline(dataset, local)
       with self.strategy.scope() if self.strategy else tf.device(config.device):
         self.global_step = tf1.train.get_or_create_global_step()
-        self.ema = None
+        self.ema = self.overflows = None
         if self.training:
           with tf.name_scope('inputs/'):  # the stage's scope again, not inputs_1/
             self.inputs = self._build_inputs()
           self.model, self.loss, self.train_ops = self._build_step()
+          # mixed float16: how many updates were skipped in this run because their gradients overflowed
+          self.overflows = next((v for v in tf1.global_variables()
+                                 if v.op.name == f'{LOSS_SCALE_SCOPE}/overflows'), None)
           if config.ema:
             self._build_ema()
         self.sampler = self._build_sampler()
@@ -292,6 +309,8 @@ class DCGAN:
     names = {}
     for variable in self.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES):
       name = variable.op.name
+      if re.search(rf'(^|/){LOSS_SCALE_SCOPE}(_\d+)?/', name):
+        continue  # (made anew by each run at mixed float16, so that a checkpoint resumes at any precision)
       names[name.removeprefix('train/') if re.fullmatch(r'train/beta[12]_power(_1)?', name) else name] = variable
     return names
 

@@ -183,6 +183,7 @@ def trained_config(config, size_given=True, data_dir_given=True, ema_given=False
   return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
                              log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
                              device=config.device, devices=config.devices, multi_worker=False, seed=config.seed,
+                             precision=config.precision,
                              data_dir=config.data_dir if data_dir_given else saved.data_dir, strict=config.strict,
                              ema=config.ema if ema_given else saved.ema)
 

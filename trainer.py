@@ -15,6 +15,7 @@ import time
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorflow.core.protobuf import rewriter_config_pb2
 
 import checkpoints
 import cluster as cluster_lib
@@ -33,9 +34,10 @@ SCALARS = ('d_loss', 'g_loss', 'D(x)', 'D(G(z))')  # every step's, written to Te
 HISTOGRAM_BINS = 30
 
 
-def session_config(device, xla=False, devices=()):
-  """A ConfigProto with soft placement (GPU ops fall back to the CPU), GPU memory taken as needed, and XLA JIT
-  compiling the step when `xla`.
+def session_config(device, xla=False, devices=(), precision='float32'):
+  """A ConfigProto with soft placement (GPU ops fall back to the CPU), GPU memory taken as needed, XLA JIT
+  compiling the step when `xla`, and Grappler's rewrite of `precision` ('float32': none; 'bfloat16': oneDNN's
+  bfloat16 rewrite; 'mixed_float16': float16 on the GPU, or emulated on a CPU).
 
   On one CPU, ops run one at a time, each on every core: two convolutions at once only take turns on the same
   cores, and measured a few percent slower and less steady (bench/README.md). Replicas (`devices`) need ops to
@@ -50,13 +52,23 @@ def session_config(device, xla=False, devices=()):
   proto.gpu_options.allow_growth = True
   if xla:
     proto.graph_options.optimizer_options.global_jit_level = tf1.OptimizerOptions.ON_1
+  rewrites = proto.graph_options.rewrite_options
+  if precision == 'bfloat16':
+    rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+  elif precision == 'mixed_float16':
+    # float16 on the GPU's tensor cores; on a CPU (emulated, slow) only so that the path can be tested anywhere
+    on_gpu = any(spec.device_type == 'GPU' for spec in specs)
+    if on_gpu:
+      rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+    else:
+      rewrites.auto_mixed_precision_cpu = rewriter_config_pb2.RewriterConfig.ON
   return proto
 
 
 def session(dcgan, server=None, proto=None):
   """A session of the DCGAN's graph with session_config(), on `server` when one is given."""
   cfg = dcgan.config
-  proto = proto or session_config(cfg.device, cfg.xla, cfg.devices)
+  proto = proto or session_config(cfg.device, cfg.xla, cfg.devices, cfg.precision)
   return tf1.Session(server.target if server else '', graph=dcgan.graph, config=proto)
 
 
@@ -163,7 +175,7 @@ class Trainer:
     # Each worker saves to a scratch folder of its own, so that a worker's checkpoint can be checked by hand
     self.save_dir = config.checkpoint_path if self.is_chief else os.path.join(config.checkpoint_path,
                                                                               f'worker_{self.worker}')
-    self.proto = session_config(config.device, config.xla, config.devices)
+    self.proto = session_config(config.device, config.xla, config.devices, config.precision)
     self.server = None
     if config.multi_worker:
       self.proto = self.dcgan.strategy.update_config_proto(self.proto)
@@ -301,8 +313,11 @@ class Trainer:
                        dcgan.step_feed(step, update))
     # (2) update G --g_steps times, so that D does not win too early
     feed = dcgan.step_feed(step)
+    g_fetches = {'train': dcgan.train_ops.g_train, 'g_loss': loss.g_loss}
+    if dcgan.overflows is not None:  # mixed float16: the updates skipped so far in this run
+      g_fetches['overflowed_updates'] = dcgan.overflows
     for _ in range(self.config.g_steps):
-      stats.update(sess.run({'train': dcgan.train_ops.g_train, 'g_loss': loss.g_loss}, feed))
+      stats.update(sess.run(g_fetches, feed))
     stats['z'] = feed[dcgan.inputs.z]
     return stats
 
@@ -343,6 +358,8 @@ class Trainer:
     scalars = {tag: stats[tag] for tag in SCALARS}
     if self.config.gradient_penalty:
       scalars['gradient_penalty'] = stats['gradient_penalty']
+    if 'overflowed_updates' in stats:
+      scalars['overflowed_updates'] = stats['overflowed_updates']
     if step > since:
       scalars['images_per_second'] = (step - since) * self.config.batch_size / max(now - then, 1e-9)
     values = [tf1.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in scalars.items()]

@@ -1,14 +1,17 @@
 """Training speed of the DCGAN at batch 64 against the machine's matmul rate, its input pipeline and PyTorch.
 
 Prints one JSON line per measurement, then a table. Measurements:
-- `matmul`: float32 4096x4096 matmul GFLOP/s, the better of numpy and TensorFlow, each the best of 3: at the start
-  and the end of the run, and after each round of each case. This VM's speed drifts by 10-20% over minutes, so a
-  case's GFLOP/s is compared with the median matmul rate measured beside its own rounds (`of_matmul`).
+- `matmul`: 4096x4096 matmul GFLOP/s in float32 (the better of numpy and TensorFlow) and in bfloat16 (TensorFlow),
+  each the best of 3: at the start and the end of the run, and after each round of each case. This VM's speed
+  drifts by 10-20% over minutes, so a case's GFLOP/s is compared with the median matmul rate of its step's
+  precision measured beside its own rounds (`of_matmul`).
 - one line per case (`mnist28-cond`, `rgb64`): a step is what `main.py --train` does per batch (one D update, then
   --g_steps G updates), built from the real training graph on random in-memory images. Step time is the median of
   --rounds x --steps timed steps after --warmup; GFLOP/s comes from the analytic FLOP count of one step
-  (step_flops below). With --compare_torch, bench/torch_twin.py runs the same case in a subprocess after each
-  round of ours (alternating, so drift hits both alike) and the ratio is its step time over ours.
+  (step_flops below); --precision picks our step's precisions (main.py's flag; auto and float32 by default, each
+  timed in every round). With
+  --compare_torch, bench/torch_twin.py runs the same case in a subprocess after each round of ours, in float32
+  and under bfloat16 autocast (alternating, so drift hits all alike); the ratios are its step times over ours.
 - `pipeline-decode`, `pipeline-cache`: the input pipeline alone (datasets.make_pipeline: read, decode, resize to
   64x64, batch; or read the --cache file) on the --pipeline_data folder, in images/s, against the images/s the
   rgb64 step consumes.
@@ -30,7 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import runtime  # noqa: E402,F401  (before tensorflow)
+import runtime  # noqa: E402  (before tensorflow)
 
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
@@ -50,6 +53,9 @@ flags.DEFINE_integer('rounds', 3, 'Rounds per case; with --compare_torch each ro
 flags.DEFINE_integer('warmup', 2, 'Untimed steps per case (and per PyTorch round) before timing.')
 flags.DEFINE_integer('batch_size', 64, 'Images per step.')
 flags.DEFINE_boolean('xla', False, 'Train with XLA JIT (main.py --xla).')
+flags.DEFINE_multi_enum('precision', ['auto', 'float32'], ['auto', 'float32', 'bfloat16'],
+                        "main.py --precision of our step; repeat the flag to time several in one run (each round "
+                        "times every precision, then PyTorch's twin).")
 flags.DEFINE_boolean('compare_torch', False, 'Also time bench/torch_twin.py, alternating with our rounds.')
 flags.DEFINE_string('pipeline_data', os.path.join(ROOT, '..', 'shared', 'data', 'anime-faces'),
                     'Folder of images for the input pipeline measurement; skipped when absent. Empty: skip.')
@@ -61,6 +67,18 @@ FLAGS = flags.FLAGS
 # name: (height, width, channels, label classes); bench/torch_twin.py has the same
 CASES = {'mnist28-cond': (28, 28, 1, 10), 'rgb64': (64, 64, 3, 0)}
 MATMUL_SIZE = 4096
+
+
+_RELEVANT_FLAGS = {'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_bf16', 'amx_tile',
+                   'amx_int8', 'amx_fp16'}
+
+
+def _cpu_model():
+  try:
+    with open('/proc/cpuinfo') as f:
+      return next((line.partition(':')[2].strip() for line in f if line.startswith('model name')), platform.processor())
+  except OSError:
+    return platform.processor() or 'unknown CPU'
 
 
 def _emit(record):
@@ -77,11 +95,13 @@ def case_data(name):
                               rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
 
 
-def case_config(name, scratch):
-  """The case's complete config, as main.py would make it for this data."""
+def case_config(name, scratch, precision):
+  """The case's complete config at `precision` (main.py's --precision; auto resolved), as main.py would make it."""
   height, width, _, _ = CASES[name]
+  precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
   return modes.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
-                                          batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla),
+                                          batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
+                                          precision=precision),
                         case_data(name))
 
 
@@ -144,23 +164,28 @@ def _measure_matmul():
     start = time.perf_counter()
     np.dot(a, a)
     best['numpy'] = max(best['numpy'], flops / (time.perf_counter() - start) / 1e9)
-  with tf.Graph().as_default():
-    x = tf1.get_variable('x', initializer=a)  # a variable, not a constant that Grappler would fold away
-    product = tf.reduce_sum(tf.matmul(x, x))
-    with tf1.Session() as sess:
-      sess.run(x.initializer)
-      sess.run(product)
-      for _ in range(3):
-        start = time.perf_counter()
+  for key, dtype in (('tensorflow', tf.float32), ('tensorflow_bfloat16', tf.bfloat16)):
+    best[key] = 0.0
+    with tf.Graph().as_default():
+      x = tf1.get_variable('x', initializer=a)  # a variable, not a constant that Grappler would fold away
+      y = tf.cast(x, dtype)
+      product = tf.reduce_sum(tf.cast(tf.matmul(y, y), tf.float32))
+      with tf1.Session() as sess:
+        sess.run(x.initializer)
         sess.run(product)
-        best['tensorflow'] = max(best['tensorflow'], flops / (time.perf_counter() - start) / 1e9)
+        for _ in range(3):
+          start = time.perf_counter()
+          sess.run(product)
+          best[key] = max(best[key], flops / (time.perf_counter() - start) / 1e9)
   print(json.dumps({k: round(v, 1) for k, v in best.items()}))
 
 
-def torch_round(name):
-  """One round of bench/torch_twin.py in a subprocess; returns its step times."""
+def torch_round(name, autocast=False):
+  """One round of bench/torch_twin.py in a subprocess (with `autocast`, under bfloat16 autocast); returns its
+  step times."""
   command = [sys.executable, os.path.join(ROOT, 'bench', 'torch_twin.py'), '--case', name, '--steps',
              str(FLAGS.steps), '--warmup', str(FLAGS.warmup), '--batch_size', str(FLAGS.batch_size)]
+  command += ['--autocast'] if autocast else []
   done = subprocess.run(command, capture_output=True, text=True)
   if done.returncode != 0:
     raise app.UsageError(f'bench/torch_twin.py failed ({done.stderr.strip().splitlines()[-1:]}); PyTorch is a '
@@ -169,33 +194,51 @@ def torch_round(name):
 
 
 def run_case(name, scratch):
-  cfg = case_config(name, scratch)
-  run = trainer.Trainer(cfg, case_data(name))
-  ours, theirs, matmul = [], [], []  # matmul: the best float32 matmul GFLOP/s right after each of our rounds
-  with run.session() as sess:
-    sess.run(run.dcgan.init)
-    run.start_epoch(sess, 0, 0)
+  """Times the case at each --precision and, with --compare_torch, PyTorch's twin; one record per precision."""
+  precisions = list(dict.fromkeys(FLAGS.precision))  # (each once, in order)
+  runs = {precision: trainer.Trainer(case_config(name, scratch, precision), case_data(name))
+          for precision in precisions}
+  sessions = {precision: run.session() for precision, run in runs.items()}
+  ours = {precision: [] for precision in precisions}
+  matmul = {precision: [] for precision in precisions}  # the best matmul GFLOP/s of the step's precision
+  theirs, theirs_bf16 = [], []
+  for precision, run in runs.items():
+    sessions[precision].run(run.dcgan.init)
+    run.start_epoch(sessions[precision], 0, 0)
     for step in range(FLAGS.warmup):
-      run.train_step(sess, step)
-    for round_ in range(FLAGS.rounds):
+      run.train_step(sessions[precision], step)
+  for round_ in range(FLAGS.rounds):  # each round: ours at each precision, the matmul rates, then PyTorch's
+    for precision, run in runs.items():
       for step in range(FLAGS.steps):
         start = time.perf_counter()
-        run.train_step(sess, FLAGS.warmup + round_ * FLAGS.steps + step)
-        ours.append(time.perf_counter() - start)
-      matmul.append(max(matmul_gflops().values()))
-      if FLAGS.compare_torch:
-        theirs.extend(torch_round(name))
-  step_time, flops = statistics.median(ours), step_flops(cfg)
-  record = {'case': name, 'batch_size': cfg.batch_size, 'g_steps': cfg.g_steps, 'xla': cfg.xla,
-            'timed_steps': len(ours), 'step_time_s': round(step_time, 4),
-            'images_per_s': round(cfg.batch_size / step_time, 1), 'step_gflop': round(flops / 1e9, 1),
-            'gflops': round(flops / step_time / 1e9, 1), 'matmul_gflops': round(statistics.median(matmul), 1),
-            'of_matmul': round(flops / step_time / 1e9 / statistics.median(matmul), 3)}
-  if theirs:
-    torch_time = statistics.median(theirs)
-    record.update(torch_step_time_s=round(torch_time, 4), torch_images_per_s=round(cfg.batch_size / torch_time, 1),
-                  speedup_vs_torch=round(torch_time / step_time, 3))
-  return _emit(record)
+        run.train_step(sessions[precision], FLAGS.warmup + round_ * FLAGS.steps + step)
+        ours[precision].append(time.perf_counter() - start)
+    rates = matmul_gflops()
+    for precision, run in runs.items():
+      matmul[precision].append(rates['tensorflow_bfloat16'] if run.config.precision == 'bfloat16' else
+                               max(rates['numpy'], rates['tensorflow']))
+    if FLAGS.compare_torch:
+      theirs.extend(torch_round(name))
+      theirs_bf16.extend(torch_round(name, autocast=True))
+  for sess in sessions.values():
+    sess.close()
+  records = []
+  for precision, run in runs.items():
+    cfg = run.config
+    step_time, flops, rate = statistics.median(ours[precision]), step_flops(cfg), statistics.median(matmul[precision])
+    record = {'case': name, 'precision_flag': precision, 'precision': cfg.precision, 'batch_size': cfg.batch_size,
+              'g_steps': cfg.g_steps, 'xla': cfg.xla, 'timed_steps': len(ours[precision]),
+              'step_time_s': round(step_time, 4), 'images_per_s': round(cfg.batch_size / step_time, 1),
+              'step_gflop': round(flops / 1e9, 1), 'gflops': round(flops / step_time / 1e9, 1),
+              'matmul_gflops': round(rate, 1), 'of_matmul': round(flops / step_time / 1e9 / rate, 3)}
+    for prefix, times in (('torch', theirs), ('torch_bf16', theirs_bf16)):
+      if times:
+        torch_time = statistics.median(times)
+        record.update({f'{prefix}_step_time_s': round(torch_time, 4),
+                       f'{prefix}_images_per_s': round(cfg.batch_size / torch_time, 1),
+                       f'speedup_vs_{prefix}': round(torch_time / step_time, 3)})
+    records.append(_emit(record))
+  return records
 
 
 def run_pipeline(folder, consumed_images_per_s, scratch):
@@ -237,29 +280,36 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'unknown cases {sorted(unknown)}; choose from {sorted(CASES)}')
   _emit({'case': 'machine', 'tensorflow': tf.__version__, 'cpus': os.cpu_count(), 'machine': platform.machine(),
+         'cpu': _cpu_model(), 'flags': sorted(_RELEVANT_FLAGS & runtime.cpu_flags()),
          'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS')})
   matmul = [_emit(dict(case='matmul', when='start', **matmul_gflops()))]
   results = []
   with tempfile.TemporaryDirectory() as scratch:
     for name in FLAGS.cases:
-      results.append(run_case(name, scratch))
+      results.extend(run_case(name, scratch))
   matmul.append(_emit(dict(case='matmul', when='end', **matmul_gflops())))
   peak = max(max(m['numpy'], m['tensorflow']) for m in matmul)
-  rgb64 = next((r['images_per_s'] for r in results if r['case'] == 'rgb64'), None)
+  rgb64 = next((r['images_per_s'] for r in results if r['case'] == 'rgb64'), None)  # (the first precision's)
   pipeline = []
   if FLAGS.pipeline_data and os.path.isdir(FLAGS.pipeline_data):
     with tempfile.TemporaryDirectory() as scratch:
       pipeline = run_pipeline(FLAGS.pipeline_data, rgb64, scratch)
 
-  print(f'\nfloat32 matmul: best {peak:.0f} GFLOP/s over the run; "matmul GFLOP/s" below is the median of those '
-        'measured right after each round of the case\n')
-  print('| case | step time (s) | images/s | GFLOP/s | matmul GFLOP/s | of matmul | PyTorch images/s | vs PyTorch |')
-  print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  peak_bf16 = max(m['tensorflow_bfloat16'] for m in matmul)
+  print(f'\n{_cpu_model()}; flags: {", ".join(sorted(_RELEVANT_FLAGS & runtime.cpu_flags())) or "none relevant"}')
+  print(f'matmul {MATMUL_SIZE}x{MATMUL_SIZE}: best float32 {peak:.0f} GFLOP/s, bfloat16 {peak_bf16:.0f} GFLOP/s over '
+        'the run; "matmul GFLOP/s" below is the median of those of the step\'s precision measured right after each '
+        'round of the case\n')
+  print('| case | precision | step time (s) | images/s | GFLOP/s | matmul GFLOP/s | of matmul | PyTorch float32 '
+        'images/s | vs it | PyTorch bfloat16 autocast images/s | vs it |')
+  print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for r in results:
-    torch_cells = (f"{r['torch_images_per_s']:.1f} | {r['speedup_vs_torch']:.2f}x" if 'speedup_vs_torch' in r
-                   else '- | -')
-    print(f"| {r['case']} | {r['step_time_s']:.3f} | {r['images_per_s']:.1f} | {r['gflops']:.0f} | "
-          f"{r['matmul_gflops']:.0f} | {100 * r['of_matmul']:.0f}% | {torch_cells} |")
+    torch_cells = ' | '.join(
+        f"{r[f'{prefix}_images_per_s']:.1f} | {r[f'speedup_vs_{prefix}']:.2f}x" if f'speedup_vs_{prefix}' in r
+        else '- | -' for prefix in ('torch', 'torch_bf16'))
+    print(f"| {r['case']} | {r['precision_flag']}: {r['precision']} | {r['step_time_s']:.3f} | "
+          f"{r['images_per_s']:.1f} | "
+          f"{r['gflops']:.0f} | {r['matmul_gflops']:.0f} | {100 * r['of_matmul']:.0f}% | {torch_cells} |")
   for p in pipeline:
     print(f"\ninput pipeline ({p['case']}) on {p['files']} files: {p['images_per_s']:.0f} images/s"
           + (f", {p['headroom']:.0f}x what the rgb64 step consumes" if 'headroom' in p else ''), end='')

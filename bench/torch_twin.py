@@ -121,8 +121,9 @@ def build(case):
   return nets
 
 
-def run(case, batch_size=64, steps=10, warmup=2, g_steps=2, seed=0):
-  """Times `steps` training steps after `warmup` untimed ones. Returns the list of step times in seconds."""
+def run(case, batch_size=64, steps=10, warmup=2, g_steps=2, seed=0, autocast=False):
+  """Times `steps` training steps after `warmup` untimed ones (with `autocast`, the forward passes under
+  torch.autocast('cpu', dtype=torch.bfloat16)). Returns the list of step times in seconds."""
   height, width, channels, classes = CASES[case]
   torch.manual_seed(seed)
   g, d = build(case)
@@ -139,15 +140,17 @@ def run(case, batch_size=64, steps=10, warmup=2, g_steps=2, seed=0):
     z = torch.rand(batch_size, Z_DIM) * 2 - 1
     # (1) update D on a real and a generated batch
     d_opt.zero_grad(set_to_none=True)
-    with torch.no_grad():
-      fake = g(z, y)
-    d_loss = xent(d(images, y), ones) + xent(d(fake, y), zeros)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+      with torch.no_grad():
+        fake = g(z, y)
+      d_loss = xent(d(images, y).float(), ones) + xent(d(fake, y).float(), zeros)
     d_loss.backward()
     d_opt.step()
     # (2) update G g_steps times on the same z
     for _ in range(g_steps):
       g_opt.zero_grad(set_to_none=True)
-      g_loss = xent(d(g(z, y), y), ones)
+      with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        g_loss = xent(d(g(z, y), y).float(), ones)
       g_loss.backward()
       g_opt.step()
     d_loss.item(), g_loss.item()
@@ -162,12 +165,14 @@ def main():
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--threads', type=int, default=os.cpu_count())
+  parser.add_argument('--autocast', action='store_true', help="forward passes under torch.autocast('cpu', bfloat16)")
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
-  times = run(args.case, args.batch_size, args.steps, args.warmup)
+  times = run(args.case, args.batch_size, args.steps, args.warmup, autocast=args.autocast)
   step_time = statistics.median(times)
   print(json.dumps({'case': args.case, 'framework': 'torch', 'torch': torch.__version__,
-                    'batch_size': args.batch_size, 'step_times_s': [round(t, 4) for t in times],
+                    'autocast': args.autocast, 'batch_size': args.batch_size,
+                    'step_times_s': [round(t, 4) for t in times],
                     'step_time_s': round(step_time, 4), 'images_per_s': round(args.batch_size / step_time, 1)}))
 
 

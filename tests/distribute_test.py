@@ -186,3 +186,11 @@ def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
   monkeypatch.delenv('TF_CONFIG', raising=False)
   assert_error(main_in_process('--train', '--dataset', 'tiny', '--strategy', 'multi_worker'),
                '--strategy multi_worker needs the TF_CONFIG environment variable')
+
+
+def test_multi_worker_on_a_cpu_refuses_bfloat16(tmp_path, monkeypatch):
+  monkeypatch.setenv('TF_CONFIG', json.dumps({'cluster': {'worker': ['127.0.0.1:1', '127.0.0.1:2']},
+                                              'task': {'type': 'worker', 'index': 0}}))
+  assert_error(main_in_process('--train', '--dataset', 'tiny', '--strategy', 'multi_worker', '--device', '/cpu:0',
+                               '--precision', 'bfloat16', *dir_flags(tmp_path, tmp_path)),
+               '--precision bfloat16 with --strategy multi_worker', 'use --precision float32')

@@ -142,9 +142,14 @@ def test_batch_norm_inference_uses_the_moving_averages_and_adds_no_updates():
   np.testing.assert_allclose(out, [[0.0, 0.0], [1.0, 1.0]], atol=1e-3)
 
 
-def test_lrelu():
+def test_lrelu_and_its_gradient():
   with tf.Graph().as_default():
-    np.testing.assert_allclose(_run(ops.lrelu(tf.constant([-2.0, 0.0, 3.0]))), [-0.4, 0.0, 3.0], rtol=1e-6)
+    x = tf.constant([-2.0, -1e-30, 3.0, 1e-30])
+    y = ops.lrelu(x)
+    dy = tf.constant([1.0, 2.0, 3.0, 4.0])
+    value, grad = _run([y, tf.gradients(y, x, dy)[0]])
+  np.testing.assert_allclose(value, [-0.4, -2e-31, 3.0, 1e-30], rtol=1e-6)
+  np.testing.assert_allclose(grad, [0.2, 0.4, 3.0, 4.0], rtol=1e-6)  # dy times 1 where x > 0, else 0.2
 
 
 def test_conv_cond_concat_appends_the_label_to_every_pixel():

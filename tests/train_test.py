@@ -7,11 +7,13 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
 
 import checkpoints
 import config as config_lib
 import datasets
 import modes
+import runtime
 import safety
 import trainer
 from conftest import lmdb_of_images, read_events, write_idx_dataset, write_images
@@ -222,3 +224,84 @@ def test_xla_compiles_the_step_and_trains_like_the_plain_graph(tmp_path):
       results[xla] = stats['d_loss'], any(op.startswith('_Xla') for op in ops)
   assert results[False][1] is False and results[True][1] is True  # compiled clusters ran only with --xla
   np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-4)
+
+
+def _bfloat16_ops(run, sess, fetch, feed):
+  """The op types that ran with bfloat16 values (type attr T) in one run of `fetch`, read from the partition
+  graphs Grappler produced."""
+  metadata = tf1.RunMetadata()
+  sess.run(fetch, feed, options=tf1.RunOptions(output_partition_graphs=True), run_metadata=metadata)
+  return {node.op for graph in metadata.partition_graphs for node in graph.node
+          if 'T' in node.attr and node.attr['T'].type == tf.bfloat16.as_datatype_enum}
+
+
+@pytest.mark.skipif(not set(runtime.BFLOAT16_CPU_FLAGS) & runtime.cpu_flags(),
+                    reason='the oneDNN bfloat16 rewrite applies only on CPUs with amx_bf16 or avx512_bf16')
+def test_bfloat16_runs_the_matmuls_in_bfloat16_and_a_checkpoint_resumes_at_either_precision(tmp_path):
+  write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
+  cfg, dataset = modes.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28, epoch=2))
+  steps = {}
+  for epoch, precision in ((1, 'float32'), (2, 'bfloat16'), (3, 'float32')):  # each resumes the one before
+    run = trainer.Trainer(dataclasses.replace(cfg, epoch=epoch, precision=precision), dataset)
+    with run.session() as sess:
+      sess.run(run.dcgan.init)
+      run.restore(sess)
+      run.start_epoch(sess, epoch - 1, 0)
+      ran = _bfloat16_ops(run, sess, [run.dcgan.train_ops.d_train, run.dcgan.loss.d_loss, run.dcgan.loss.d_real],
+                          run.dcgan.step_feed(0, 0))
+    if precision == 'float32':
+      assert not ran, ran
+    else:  # the convolutions and matmuls of D and G, forward and backward; not the losses, sigmoid(D) included
+      assert {op for op in ran if 'Conv2D' in op} and {op for op in ran if 'MatMul' in op}, ran
+      assert not ran & set(runtime.FLOAT32_OPS), ran
+    steps[precision] = run.train()[0]
+  assert steps == {'float32': 6, 'bfloat16': 4}
+  reader = tf.train.load_checkpoint(checkpoints.path_of(cfg.checkpoint_path, 4))  # written in bfloat16
+  assert set(reader.get_variable_to_dtype_map().values()) <= {tf.float32, tf.int64}  # its variables: float32
+
+
+def test_mixed_float16_scales_the_loss_and_skips_an_update_whose_gradients_overflow(tmp_path):
+  # on a CPU through Grappler's auto_mixed_precision_cpu rewrite, which exists to test the GPU's float16 path
+  write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
+  cfg, dataset = modes.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28,
+                                             precision='mixed_float16'))
+  run = trainer.Trainer(cfg, dataset)
+  assert run.proto.graph_options.rewrite_options.auto_mixed_precision_cpu == rewriter_config_pb2.RewriterConfig.ON
+  dcgan = run.dcgan
+  scales = [v for v in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
+            if v.op.name.endswith('current_loss_scale')]
+  d_vars = [v for v in dcgan.graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES)
+            if v.op.name.startswith('discriminator/')]
+  assert len(scales) == 2 and d_vars
+  with run.session() as sess:
+    sess.run(dcgan.init)
+    run.start_epoch(sess, 0, 0)
+
+    def d_update():  # D's weights before and after one update, and the count of skipped updates
+      before = sess.run(d_vars)
+      sess.run(dcgan.train_ops.d_train, dcgan.step_feed(0, 0))
+      return before, sess.run(d_vars), sess.run(dcgan.overflows)
+
+    before, after, overflows = d_update()
+    assert overflows == 0 and any(not np.array_equal(b, a) for b, a in zip(before, after))
+    for scale in scales:  # so large that the scaled gradients overflow float32
+      scale.load(3e38, sess)
+    before, after, overflows = d_update()
+    assert overflows == 1 and all(np.array_equal(b, a) for b, a in zip(before, after))  # skipped, and counted
+    assert sorted(sess.run(scales)) == pytest.approx([1.5e38, 3e38])  # D's scale halved; G's untouched
+    sess.run(dcgan.train_ops.g_train, dcgan.step_feed(0))
+    assert sess.run(dcgan.overflows) == 2  # G's update overflowed too, at G's scale
+    run.save(sess, 1)
+    saved = dict(zip([v.op.name for v in d_vars], sess.run(d_vars)))
+  # the loss scales and the count are not in the checkpoint, so that it resumes at float32
+  reader = tf.train.load_checkpoint(checkpoints.path_of(cfg.checkpoint_path, 1))
+  assert not [name for name in reader.get_variable_to_shape_map() if 'loss_scale' in name]
+  resumed = trainer.Trainer(dataclasses.replace(cfg, precision='float32'), dataset)
+  with resumed.session() as sess:
+    sess.run(resumed.dcgan.init)
+    assert resumed.restore(sess) == checkpoints.path_of(cfg.checkpoint_path, 1)
+    restored = resumed.dcgan.graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES)
+    for name, value in zip([v.op.name for v in restored], sess.run(restored)):
+      if name in saved:
+        np.testing.assert_array_equal(value, saved.pop(name))
+  assert not saved
