@@ -22,6 +22,7 @@ import sys
 import time
 
 import tensorflow as tf
+from tensorflow.python.checkpoint import checkpoint_management
 from absl import logging
 
 import utils
@@ -158,7 +159,10 @@ def save(saver, sess, directory, step, last_good):
       utils.fsync(file)
     utils.fsync(directory)
     saver._RecordLastCheckpoint(path)  # (the Saver's own bookkeeping of --max_to_keep)
-    tf.compat.v1.train.update_checkpoint_state(directory, path, saver.last_checkpoints)
+    # (what the deprecated tf.compat.v1.train.update_checkpoint_state calls, without its deprecation warning)
+    checkpoint_management.update_checkpoint_state_internal(save_dir=directory, model_checkpoint_path=path,
+                                                           all_model_checkpoint_paths=saver.last_checkpoints,
+                                                           save_relative_paths=False)
     utils.fsync(os.path.join(directory, STATE_FILE))
     utils.fsync(directory)
     saver._MaybeDeleteOldCheckpoints()
