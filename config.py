@@ -46,6 +46,7 @@ class Config:
   output_width: int = 64
   c_dim: Optional[int] = None  # image channels: from the data
   y_dim: Optional[int] = None  # label classes, from the data; 0 is an unconditional model
+  class_names: Optional[tuple] = None  # the name of each label class, when the data names them (class folders)
   z_dim: int = 100
   z_dist: str = 'uniform_signed'
   gf_dim: int = 64
@@ -132,6 +133,8 @@ def load(directory):
     with open(path) as f:
       fields = json.load(f)
     fields['devices'] = tuple(fields.get('devices', ()))  # JSON has lists
+    if fields.get('class_names') is not None:
+      fields['class_names'] = tuple(fields['class_names'])
     return Config(**fields)
   except (ValueError, TypeError) as e:
     raise UserError(f'{path} is not a config written by this program ({e})') from None

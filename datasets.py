@@ -78,16 +78,20 @@ class Source:
     channels: 1 (grayscale) or 3 (RGB).
     labels: int32 [count], the class of each image, or None.
     num_classes: label classes; 0 when unlabelled.
+    class_names: the name of each class (a folder of class folders names them), or None.
     images: uint8 [count, height, width, channels] at the output size for a PixelSource, None for an
       EncodedSource.
   """
   kind = 'dataset'  # what --check_data calls it
   images = None
 
-  def __init__(self, name, channels, labels=None, num_classes=None):
+  def __init__(self, name, channels, labels=None, num_classes=None, class_names=None):
     self.name, self.channels, self.labels = name, channels, labels
-    self.num_classes = num_classes if num_classes is not None else (
-        int(labels.max()) + 1 if labels is not None and len(labels) else 0)
+    self.class_names = tuple(class_names) if class_names else None
+    if num_classes is None:
+      num_classes = len(self.class_names) if self.class_names else (
+          int(labels.max()) + 1 if labels is not None and len(labels) else 0)
+    self.num_classes = num_classes
 
   def __len__(self):
     raise NotImplementedError
@@ -126,11 +130,12 @@ class PixelSource(Source):
     images: uint8 [count, height, width, channels].
     labels: int32 [count] or None.
     num_classes: default max(labels) + 1.
+    class_names: the name of each class, or None.
   """
   kind = 'images in memory'
 
-  def __init__(self, name, images, labels=None, num_classes=None):
-    super().__init__(name, images.shape[-1], labels, num_classes)
+  def __init__(self, name, images, labels=None, num_classes=None, class_names=None):
+    super().__init__(name, images.shape[-1], labels, num_classes, class_names)
     self.images = images
 
   def __len__(self):
@@ -412,13 +417,14 @@ class TfdsSource(PixelSource):
 # Folders of image files
 
 class FolderSource(EncodedSource):
-  """The image files of `<data_dir>/<dataset>` that match --input_fname_pattern."""
+  """The image files of `<data_dir>/<dataset>` that match --input_fname_pattern, or (labelled) those of its class
+  folders, `<data_dir>/<dataset>/<class>/`, as torchvision's ImageFolder reads them: classes in sorted order."""
   kind = 'a folder of image files'
   unit = 'files'
   preposition = 'matching'
 
-  def __init__(self, name, paths, channels=3, labels=None, pattern=None):
-    super().__init__(name, channels, labels)
+  def __init__(self, name, paths, channels=3, labels=None, pattern=None, class_names=None):
+    super().__init__(name, channels, labels, class_names=class_names)
     self.paths, self.pattern = tuple(paths), pattern
 
   def __len__(self):
@@ -434,8 +440,15 @@ class FolderSource(EncodedSource):
     if not os.path.isdir(folder):
       raise _missing(config)
     pattern = os.path.join(folder, config.input_fname_pattern)
-    paths = sorted(p for p in glob.glob(os.path.join(glob.escape(folder), config.input_fname_pattern))
-                   if os.path.isfile(p))
+    paths = _matching(folder, config.input_fname_pattern)
+    classes = _class_folders(folder, config.input_fname_pattern)
+    if classes and paths:
+      raise UserError(f'{folder} holds images both at its top ({len(paths)} files matching '
+                      f'{config.input_fname_pattern}, e.g. {os.path.basename(paths[0])!r}) and in class folders '
+                      f'({", ".join(list(classes)[:3])}{", ..." if len(classes) > 3 else ""}): move the top ones '
+                      'into a class folder for labels, or the class folders out for one unlabelled set')
+    if classes:
+      return cls._labelled(config, folder, classes)
     if not paths:
       others = sorted(os.listdir(folder))
       hint = f'; it holds {len(others)} other entries, e.g. {others[0]!r}' if others else '; the folder is empty'
@@ -443,6 +456,38 @@ class FolderSource(EncodedSource):
       how = f'; to download it: {command}' if command else ' (set --input_fname_pattern)'
       raise UserError(f'no file matches {pattern}{hint}{how}')
     return cls(config.dataset, paths, pattern=pattern)
+
+  @classmethod
+  def _labelled(cls, config, folder, classes):
+    """The source of a folder of class folders ({class name: its matching files}, in sorted order)."""
+    where = os.path.join(folder, '<class>', config.input_fname_pattern)
+    empty = [name for name, files in classes.items() if not files]
+    if empty:
+      raise UserError(f'class folder {os.path.join(folder, empty[0])} holds no file matching '
+                      f'{config.input_fname_pattern} ({len(empty)} of the {len(classes)} class folders are empty): '
+                      'fill it or remove it, since a class with no images cannot be learned')
+    if len(classes) < 2:
+      raise UserError(f'{folder} has one class folder, {next(iter(classes))!r}: labels need two classes or more '
+                      '(train with --noconditional, or add the other classes)')
+    if all(len(files) == 1 for files in classes.values()):
+      raise UserError(f'each of the {len(classes)} class folders in {folder} holds one image: that is a folder per '
+                      'image, not per class; put the images of each class into one folder')
+    if len(classes) > MAX_CLASSES:
+      raise UserError(f'{folder} has {len(classes)} class folders; at most {MAX_CLASSES} classes are supported')
+    paths = [path for files in classes.values() for path in files]
+    labels = np.repeat(np.arange(len(classes), dtype=np.int32), [len(files) for files in classes.values()])
+    if not config.conditional:
+      return cls(config.dataset, paths, pattern=where)
+    return cls(config.dataset, paths, labels=labels, pattern=where, class_names=list(classes))
+
+  def describe(self):
+    lines = super().describe()
+    if self.class_names:
+      counts = np.bincount(self.labels, minlength=len(self.class_names))
+      shown = ', '.join(f'{name} {count}' for name, count in zip(self.class_names[:10], counts[:10]))
+      lines.append(f'{len(self.class_names)} classes from its class folders: {shown}'
+                   + (', ...' if len(self.class_names) > 10 else ''))
+    return lines
 
   def fetch(self, indices):
     return np.array([os.fsencode(self.paths[i]) for i in indices], dtype=object)
@@ -469,7 +514,7 @@ class FolderSource(EncodedSource):
 
   def subset(self, keep, channels):
     labels = None if self.labels is None else self.labels[keep]
-    return FolderSource(self.name, [self.paths[i] for i in keep], channels, labels, self.pattern)
+    return FolderSource(self.name, [self.paths[i] for i in keep], channels, labels, self.pattern, self.class_names)
 
 
 # LMDB (LSUN)
@@ -590,6 +635,19 @@ SOURCES = (TfdsSource, IdxSource, LmdbSource, FolderSource)
 
 def _folder(config):
   return os.path.join(config.data_dir, config.dataset)
+
+
+def _matching(folder, pattern):
+  """The files directly in `folder` whose names match the glob `pattern`, sorted."""
+  return sorted(p for p in glob.glob(os.path.join(glob.escape(folder), pattern)) if os.path.isfile(p))
+
+
+def _class_folders(folder, pattern):
+  """{class folder name: its files matching `pattern`} for the visible subfolders of `folder`, sorted by name;
+  empty when no subfolder holds a matching file (then they are not class folders)."""
+  names = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith('.'))
+  classes = {name: _matching(os.path.join(folder, name), pattern) for name in names}
+  return classes if any(classes.values()) else {}
 
 
 def _save_arrays(path, **arrays):
@@ -1083,7 +1141,7 @@ def cache_images(source, config, cache_dir):
                        shape=(config.output_height, config.output_width, source.channels), total=len(source))
     cached = _open_image_cache(path, key)
   images, labels = cached
-  return PixelSource(source.name, images, labels, source.num_classes)
+  return PixelSource(source.name, images, labels, source.num_classes, source.class_names)
 
 
 # The input pipeline
@@ -1118,5 +1176,6 @@ def make_pipeline(source, config):
   iterator = tf1.data.make_initializable_iterator(data)
   batch_images, batch_labels = iterator.get_next()
   batch_images.set_shape([config.batch_size, config.output_height, config.output_width, source.channels])
+  batch_labels.set_shape([config.batch_size])  # (the labels of encoded sources come through numpy_function)
   return InputPipeline(images=batch_images, labels=batch_labels if source.num_classes else None,
                        initializer=iterator.initializer, feed=lambda order: {indices: order})

@@ -45,8 +45,9 @@ DESCRIPTIONS = {
 
 
 def uses_classifier(dataset):
-  """The digit classifier applies to labelled grayscale data (MNIST-style IDX folders and the built-in digits)."""
-  return dataset.num_classes > 0 and dataset.channels == 1
+  """The digit classifier applies to labelled grayscale data in memory (MNIST-style IDX folders, the built-in digits,
+  TFDS; not yet a folder of class folders, whose images are read file by file)."""
+  return dataset.num_classes > 0 and dataset.channels == 1 and dataset.images is not None
 
 
 def results_path(checkpoint_path, step, num_samples):

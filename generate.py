@@ -31,11 +31,12 @@ FROZEN_INPUTS = ('sample_z:0', 'sample_labels:0')
 FROZEN_OUTPUT = 'sample_images:0'
 
 
-def parse_labels(text, y_dim):
-  """--labels: None or 'all' -> every class in turn; '3,3,7' -> those. Returns a list of ints or None.
+def parse_labels(text, y_dim, class_names=None):
+  """--labels: None or 'all' -> every class in turn; '3,3,7' -> those; with `class_names` (a folder of class
+  folders), names too: 'cat,dog,3'. Returns a list of ints or None.
 
   Raises:
-    UserError: labels for an unconditional model, or a label out of range.
+    UserError: labels for an unconditional model, an unknown name, or a label out of range.
   """
   if text is None:
     return None
@@ -43,10 +44,19 @@ def parse_labels(text, y_dim):
     raise UserError('--labels was given, but this model is unconditional (it was trained without labels)')
   if text == 'all':
     return list(range(y_dim))
-  try:
-    labels = [int(part) for part in text.split(',')]
-  except ValueError:
-    raise UserError(f"--labels must be 'all' or a comma-separated list of integers, not {text!r}") from None
+  ids = {name: index for index, name in enumerate(class_names or ())}
+  labels = []
+  for part in text.split(','):
+    if part in ids:
+      labels.append(ids[part])
+      continue
+    try:
+      labels.append(int(part))
+    except ValueError:
+      known = (f"class names ({', '.join(list(ids)[:5])}{', ...' if len(ids) > 5 else ''}) or "
+               if ids else '')
+      raise UserError(f"--labels must be 'all' or a comma-separated list of {known}integers; {part!r} is neither"
+                      ) from None
   bad = [label for label in labels if not 0 <= label < y_dim]
   if bad:
     raise UserError(f'--labels {bad[0]} is out of range: this model knows labels 0 to {y_dim - 1}')
@@ -86,7 +96,8 @@ def generate(gen, count, labels, seed, out_dir):
   """Writes `count` PNG files, grid.png of the first ones and manifest.json into `out_dir`.
 
   Returns:
-    The manifest: a list of {file, index, seed[, label]}.
+    The manifest: a list of {file, index, seed[, label[, class]]}: class is the label's name, when the data named
+    its classes.
   """
   z = np.stack([gen.z_for(seed, i) for i in range(count)])
   label_ids = gen.labels_for(labels, count)
@@ -99,6 +110,8 @@ def generate(gen, count, labels, seed, out_dir):
     entry = {'file': name, 'index': i, 'seed': seed}
     if label_ids is not None:
       entry['label'] = int(label_ids[i])
+      if gen.config.class_names:
+        entry['class'] = gen.config.class_names[label_ids[i]]
     manifest.append(entry)
   shown = images[:GRID_LIMIT]
   cols = None if label_ids is None else min(len(shown), gen.config.y_dim)

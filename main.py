@@ -328,7 +328,7 @@ def use_trained(config):
   checkpoint, seeds = _checkpoint_step(), _seeds()
   if FLAGS.evaluate:
     return modes.evaluate(config, FLAGS.num_samples or evaluation.DEFAULT_SAMPLES, checkpoint)
-  generate.parse_labels(FLAGS.labels, config.y_dim)  # checks --labels before anything is written
+  generate.parse_labels(FLAGS.labels, config.y_dim, config.class_names)  # checks --labels before anything is written
   if FLAGS.generate:
     modes.generate(config, FLAGS.generate, FLAGS.labels, FLAGS.out_dir, checkpoint)
   elif FLAGS.visualize:

@@ -45,6 +45,7 @@ def complete(config, dataset):
                     f'classifier; {dataset.name} is not: use --best_metric swd')
   return dataclasses.replace(config, c_dim=dataset.channels,
                              y_dim=dataset.num_classes if config.conditional else 0,
+                             class_names=dataset.class_names if config.conditional else None,
                              best_metric=config.best_metric or ('fd' if classifier else 'swd'))
 
 
@@ -225,7 +226,7 @@ def generate(config, count, labels=None, out_dir=None, checkpoint=None):
   Args:
     labels: --labels as given ('all', '3,3,7' or None).
   """
-  label_ids = generate_lib.parse_labels(labels, config.y_dim)
+  label_ids = generate_lib.parse_labels(labels, config.y_dim, config.class_names)
   out_dir = out_dir or os.path.join(config.sample_path, 'generated')
   utils.ensure_writable(out_dir)
   with trained_generator(config, checkpoint) as (gen, step, _):
@@ -236,7 +237,7 @@ def generate(config, count, labels=None, out_dir=None, checkpoint=None):
 
 def visualize(config, option, labels=None, out_dir=None, checkpoint=None, frames=16, num_dims=10, seeds=(0, 1)):
   """--visualize: the pictures of --option (see generate.visualize) in `out_dir`; returns their paths."""
-  label_ids = generate_lib.parse_labels(labels, config.y_dim)
+  label_ids = generate_lib.parse_labels(labels, config.y_dim, config.class_names)
   if num_dims > config.z_dim:
     raise UserError(f'--num_dims {num_dims} is more than the {config.z_dim} dimensions of z')
   out_dir = out_dir or os.path.join(config.sample_path, 'visualize')

@@ -179,6 +179,39 @@ def test_missing_empty_and_unmatched_folders_are_errors(tmp_path):
     datasets.load(_config(tmp_path, 'pngs'))
 
 
+def test_class_folders_give_labels_in_sorted_order_with_their_names(tmp_path):
+  for name, count in (('zebra', 3), ('cat', 2), ('dog', 4)):
+    write_images(str(tmp_path / 'pets' / name), count, ext='png', seed=count)
+  (tmp_path / 'pets' / '.thumbnails').mkdir()  # hidden folders are not classes
+  write_images(str(tmp_path / 'pets' / '.thumbnails'), 1, ext='png')
+  source = datasets.load(_config(tmp_path, 'pets', input_fname_pattern='*.png'))
+  assert source.class_names == ('cat', 'dog', 'zebra') and source.num_classes == 3
+  assert [os.path.basename(os.path.dirname(path)) for path in source.paths] == ['cat'] * 2 + ['dog'] * 4 + ['zebra'] * 3
+  assert source.labels.tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2]
+  assert '3 classes from its class folders: cat 2, dog 4, zebra 3' in source.describe()
+  unlabelled = datasets.load(_config(tmp_path, 'pets', input_fname_pattern='*.png', conditional=False))
+  assert len(unlabelled) == 9 and unlabelled.labels is None and unlabelled.class_names is None
+  cfg = _config(tmp_path, 'pets', input_fname_pattern='*.png', output_height=16, output_width=16, batch_size=9)
+  (images, labels), = _batches(datasets.load(cfg), cfg, np.arange(9))
+  assert images.shape == (9, 16, 16, 3) and labels.tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize('layout, message', [
+    ({'cat': 2, 'dog': 2, '.': 1}, r'holds images both at its top \(1 files matching \*.png, e.g. .000.png.\) and in '
+                                   r'class folders \(cat, dog\)'),
+    ({'cat': 2, 'dog': 0}, r'class folder .*pets/dog holds no file matching \*.png \(1 of the 2 class folders are '
+                           r'empty\)'),
+    ({'cat': 3}, r"has one class folder, 'cat': labels need two classes or more"),
+    ({'a': 1, 'b': 1, 'c': 1}, r'each of the 3 class folders in .*pets holds one image: that is a folder per image'),
+])
+def test_class_folder_mistakes_get_one_sentence(tmp_path, layout, message):
+  for name, count in layout.items():
+    (tmp_path / 'pets' / name).mkdir(parents=True, exist_ok=True)
+    write_images(str(tmp_path / 'pets' / name), count, ext='png')
+  with pytest.raises(UserError, match=message):
+    datasets.load(_config(tmp_path, 'pets', input_fname_pattern='*.png'))
+
+
 def test_files_that_are_not_images_are_skipped_with_a_warning(tmp_path, caplog):
   write_images(str(tmp_path / 'f'), 3)
   (tmp_path / 'f' / 'notes.png').write_text('not an image')

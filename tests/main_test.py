@@ -17,6 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 import checkpoints
+import digits
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, dir_flags, encode,
                       lmdb_of_images, main_in_process, once_per_run, read_events, run_main, shared, write_images,
                       write_lmdb)
@@ -292,3 +293,34 @@ def test_an_lmdb_with_a_broken_entry_trains_and_resumes_at_any_image_size(tmp_pa
   assert 'at step 2 (epoch 1, batch 0)' in caplog.text and 'skipping 1 of 21' in caplog.text
   assert 'decoding 20 images of lsun_tower_val once' not in caplog.text  # the check was remembered
   assert tf.train.latest_checkpoint(str(key)).endswith('DCGAN.model-4')
+
+
+def _coloured_digit_folders(folder, classes, per_class, size=32):
+  """Class folders of RGB digits at `size`: folder/<name>/*.png for each (name, digit) of `classes`, each image in
+  a colour of its own."""
+  rng = np.random.default_rng(0)
+  for name, digit in classes:
+    os.makedirs(folder / name)
+    for i in range(per_class):
+      gray = digits.render(digit, rng).astype(np.float32) / 255.0
+      colour = rng.uniform(0.3, 1.0, size=3)
+      rgb = (gray[:, :, None] * colour * 255).astype(np.uint8)
+      Image.fromarray(rgb).resize((size, size), Image.BILINEAR).save(folder / name / f'{i:03d}.png')
+
+
+def test_class_folders_train_a_conditional_rgb_model_and_generate_by_class_name(tmp_path):
+  _coloured_digit_folders(tmp_path / 'data' / 'colours', [('one', 1), ('seven', 7), ('zero', 0)], 8)
+  size = ['--dataset', 'colours', '--output_height', '32']
+  assert main_in_process('--train', *size, '--input_fname_pattern', '*.png', '--batch_size', '8', '--epoch', '1',
+                         '--sample_num', '6', *TINY_MODEL, *dir_flags(tmp_path, tmp_path / 'data')).returncode == 0
+  saved = json.loads((tmp_path / 'ckpt' / 'colours_32_32' / 'config.json').read_text())
+  assert (saved['y_dim'], saved['c_dim'], saved['class_names']) == (3, 3, ['one', 'seven', 'zero'])
+  out = tmp_path / 'generated'
+  assert main_in_process(*size, '--generate', '6', '--labels', 'seven,zero,0', '--out_dir', str(out),
+                         *dir_flags(tmp_path, tmp_path / 'data')).returncode == 0
+  manifest = json.loads((out / 'manifest.json').read_text())
+  assert [(entry['label'], entry['class']) for entry in manifest] == [(1, 'seven'), (2, 'zero'), (0, 'one')] * 2
+  assert_error(main_in_process(*size, '--generate', '2', '--labels', 'eight', '--out_dir', str(out),
+                               *dir_flags(tmp_path, tmp_path / 'data')),
+               "--labels must be 'all' or a comma-separated list of class names (one, seven, zero) or integers; "
+               "'eight' is neither")
