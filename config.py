@@ -85,7 +85,7 @@ class Config:
   seed: int = 0
   deterministic: bool = False
   xla: bool = False
-  precision: str = 'float32'  # float32 or bfloat16 (the oneDNN graph rewrite); variables stay float32
+  precision: str = 'float32'  # float32, bfloat16 or mixed_float16 (Grappler's rewrites); variables stay float32
 
   @property
   def key(self):

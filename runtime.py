@@ -25,8 +25,8 @@ os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 if '--tf_xla_cpu_global_jit' not in os.environ.get('TF_XLA_FLAGS', ''):
   os.environ['TF_XLA_FLAGS'] = (os.environ.get('TF_XLA_FLAGS', '') + ' --tf_xla_cpu_global_jit').strip()
 
-# Only the losses use these ops: softplus (non-saturating and minimax), sigmoid (D(x) in the log, and softplus's
-# gradient), the batch means, squares and the gradient penalty's norm
+# In the training graph these ops belong to the losses: softplus (non-saturating and minimax), sigmoid (D(x) in the
+# log, and softplus's gradient), the batch means, the squares of least squares and the gradient penalty's norm
 FLOAT32_OPS = ('Softplus', 'SoftplusGrad', 'Sigmoid', 'SigmoidGrad', 'Mean', 'Sum', 'Square', 'Sqrt')
 
 
