@@ -405,7 +405,8 @@ class TfdsSource(PixelSource):
                          shape=(config.output_height, config.output_width, channels))
       cached = _open_image_cache(path, key)
     images, labels = cached
-    source = cls(config.dataset, images, labels if label else None, num_classes)
+    names = builder.info.features[label].names if label else None  # ('0', ..., '9'); CIFAR-10: ('airplane', ...)
+    source = cls(config.dataset, images, labels if label else None, num_classes, names)
     source.info = builder.info
     return source
 

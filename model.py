@@ -128,10 +128,25 @@ def _to_uint8(images):
   return tf.saturate_cast(tf.round((images + 1.0) * 127.5), tf.uint8)
 
 
+GRID_ROWS = 16  # the most rows (classes) a sample grid shows: 100 classes would make 64 samples a 64x1 strip
+
+
+def grid_classes(count, classes):
+  """The classes a grid of `count` samples shows, one row each, and its columns: every class while they fit in
+  GRID_ROWS rows and every row is filled, else as many as there are filled rows, spread evenly over the classes
+  (the first and the last included)."""
+  rows = min(classes, count, GRID_ROWS)
+  cols = math.ceil(count / rows)
+  rows = math.ceil(count / cols)  # the rows that `count` samples fill
+  if rows >= classes:
+    return np.arange(classes), cols
+  return np.round(np.linspace(0, classes - 1, rows)).astype(np.int64), cols
+
+
 def sample_labels(count, classes):
-  """Labels for a grid with one row per class: row r shows class r % classes."""
-  cols = math.ceil(count / classes)
-  return (np.arange(count) // cols) % classes, cols
+  """Labels for a grid with one row per shown class (grid_classes), and its columns."""
+  shown, cols = grid_classes(count, classes)
+  return shown[np.arange(count) // cols], cols
 
 
 class DCGAN:

@@ -93,6 +93,11 @@ def _train(config, from_step, worker):
   logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, len(dataset), config.c_dim,
                f'{config.y_dim} label classes' if config.y_dim else 'unconditional')
   logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
+  shown = model.grid_classes(config.sample_num, config.y_dim)[0] if config.y_dim else ()
+  if 0 < len(shown) < config.y_dim:
+    names = [config.class_names[c] if config.class_names else str(c) for c in shown]
+    logging.info('sample grids: one row for each of %d of the %d classes, spread evenly: %s (--sample_num %d)',
+                 len(shown), config.y_dim, ', '.join(names), config.sample_num)
   if losses.LOSSES[config.loss].floor is None:
     logging.info('--loss %s has no least value for D\'s loss: the D-has-won watch is off', config.loss)
   _warn_if_epochs_move(config)

@@ -520,6 +520,7 @@ def test_tfds_mnist_is_decoded_once_into_the_cache_with_its_labels(tmp_path, mon
     source = datasets.load(cfg, cache_dir=cache)
     assert isinstance(source, datasets.TfdsSource) and isinstance(source.images, np.memmap)
     assert (len(source), source.channels, source.num_classes) == (12, 1, 10)
+    assert source.class_names == tuple(str(digit) for digit in range(10))  # TFDS's names of the classes
     np.testing.assert_array_equal(source.images, np.stack([e['image'] for e in expected]))
     np.testing.assert_array_equal(source.labels, [e['label'] for e in expected])
     monkeypatch.setattr(datasets, '_write_image_cache', lambda *args, **kwargs: pytest.fail('decoded again'))

@@ -324,3 +324,16 @@ def test_class_folders_train_a_conditional_rgb_model_and_generate_by_class_name(
                                *dir_flags(tmp_path, tmp_path / 'data')),
                "--labels must be 'all' or a comma-separated list of class names (one, seven, zero) or integers; "
                "'eight' is neither")
+
+
+def test_more_classes_than_grid_rows_show_an_even_spread_and_say_which(tmp_path, caplog):
+  for index in range(20):
+    write_images(str(tmp_path / 'data' / 'many' / f'class{index:02d}'), 2, size=(16, 16), ext='png', seed=index)
+  with caplog.at_level(std_logging.INFO):
+    assert main_in_process('--train', '--dataset', 'many', '--input_fname_pattern', '*.png', '--output_height', '16',
+                           '--batch_size', '8', '--epoch', '1', '--sample_num', '8', '--sample_freq', '5',
+                           *TINY_MODEL, *dir_flags(tmp_path, tmp_path / 'data')).returncode == 0
+  assert ('sample grids: one row for each of 8 of the 20 classes, spread evenly: class00, class03, class05, class08, '
+          'class11, class14, class16, class19 (--sample_num 8)') in caplog.text
+  with Image.open(tmp_path / 'samples' / 'many_16_16' / 'train_00_000005.png') as grid:
+    assert grid.size == (18 + 2, 8 * 18 + 2)  # 8 rows (classes) of 1

@@ -134,13 +134,17 @@ def test_checkpoint_names_keep_the_names_of_older_checkpoints():
   assert averaged == g_weights  # one moving average for each of G's weights, and for nothing else
 
 
-@pytest.mark.parametrize('count,classes,cols', [(64, 10, 7), (100, 10, 10), (5, 10, 1)])
-def test_sample_labels_give_one_row_per_class(count, classes, cols):
+@pytest.mark.parametrize('count,classes,cols,shown', [
+    (64, 10, 7, list(range(10))), (100, 10, 10, list(range(10))), (64, 16, 4, list(range(16))),
+    (64, 100, 4, [0, 7, 13, 20, 26, 33, 40, 46, 53, 59, 66, 73, 79, 86, 92, 99]),  # 16 rows of 100 classes
+    (5, 10, 1, [0, 2, 4, 7, 9]), (64, 15, 5, [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14])])  # 13 rows filled
+def test_sample_labels_give_one_row_per_shown_class(count, classes, cols, shown):
   labels, got_cols = model.sample_labels(count, classes)
   assert got_cols == cols and len(labels) == count
+  assert model.grid_classes(count, classes)[0].tolist() == shown
   rows = [labels[i:i + cols] for i in range(0, count, cols)]
   assert all(len(set(row)) == 1 for row in rows)
-  assert [row[0] for row in rows] == [r % classes for r in range(len(rows))]
+  assert [row[0] for row in rows] == shown  # every shown class has its row, in order
 
 
 def test_every_loss_is_in_the_table_with_how_to_read_d():
