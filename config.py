@@ -20,8 +20,11 @@ from errors import UserError
 CONFIG_FILE = 'config.json'
 
 # Fields that set the shapes of the variables: a checkpoint loads only into a graph with the same values.
-SHAPE_FIELDS = ('output_height', 'output_width', 'c_dim', 'y_dim', 'z_dim', 'gf_dim', 'df_dim', 'gfc_dim',
-                'dfc_dim')
+SHAPE_FIELDS = ('output_height', 'output_width', 'c_dim', 'y_dim', 'conditioning', 'z_dim', 'gf_dim', 'df_dim',
+                'gfc_dim', 'dfc_dim')
+# How a conditional model takes its labels (networks.py); the first is the default, chosen on real MNIST
+# (README.md, "Labels and conditioning"). 'mnist' is what checkpoints written before the choice hold.
+CONDITIONINGS = ('projection', 'concat', 'mnist')
 
 Z_DISTRIBUTIONS = ('uniform_signed', 'normal')
 
@@ -47,6 +50,7 @@ class Config:
   c_dim: Optional[int] = None  # image channels: from the data
   y_dim: Optional[int] = None  # label classes, from the data; 0 is an unconditional model
   class_names: Optional[tuple] = None  # the name of each label class, when the data names them (class folders)
+  conditioning: str = CONDITIONINGS[0]  # how a conditional model takes its labels: a name in CONDITIONINGS
   z_dim: int = 100
   z_dist: str = 'uniform_signed'
   gf_dim: int = 64
@@ -133,6 +137,7 @@ def load(directory):
     with open(path) as f:
       fields = json.load(f)
     fields['devices'] = tuple(fields.get('devices', ()))  # JSON has lists
+    fields.setdefault('conditioning', 'mnist')  # written before there was a choice
     if fields.get('class_names') is not None:
       fields['class_names'] = tuple(fields['class_names'])
     return Config(**fields)
@@ -141,6 +146,13 @@ def load(directory):
 
 
 def shape_differences(saved, current):
-  """The shape-setting fields whose values differ, as [(field, saved_value, current_value)]."""
+  """The shape-setting fields whose values differ, as [(field, saved_value, current_value)], among those the
+  models have: the conditioning when both are conditional, the fully connected layers' units when either is
+  the conditional MNIST model."""
+  unused = set()
+  if not (saved.y_dim and current.y_dim):
+    unused.add('conditioning')
+  if not any(c.y_dim and c.conditioning == 'mnist' for c in (saved, current)):
+    unused.update(('gfc_dim', 'dfc_dim'))
   return [(name, getattr(saved, name), getattr(current, name))
-          for name in SHAPE_FIELDS if getattr(saved, name) != getattr(current, name)]
+          for name in SHAPE_FIELDS if name not in unused and getattr(saved, name) != getattr(current, name)]

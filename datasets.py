@@ -4,6 +4,7 @@
 - TfdsSource: `tfds:NAME[/CONFIG]`, from TensorFlow Datasets, decoded once into the --cache file.
 - IdxSource: a folder of MNIST-style IDX files (`train-images-idx3-ubyte[.gz]` and its labels), in memory.
 - LmdbSource: a folder holding an LMDB (`data.mdb`) whose values are encoded images, as LSUN ships.
+- LmdbCategoriesSource: `lsun_bedroom+kitchen`, the LMDBs of several categories, each category a label class.
 - FolderSource: the image files of a folder that match --input_fname_pattern.
 `digits` is built in: it is rendered into `<data_dir>/digits/` (IDX files) on first use.
 
@@ -543,10 +544,15 @@ class LmdbSource(EncodedSource):
 
   @classmethod
   def open(cls, config, cache_dir):
-    folder = _folder(config)
-    source = cls(config.dataset, folder, _lmdb_env(folder), np.zeros(0, np.uint8), np.zeros(1, np.int64))
+    keys = os.path.join(cache_dir, LMDB_KEYS_FILE) if cache_dir else None
+    return cls.open_folder(config.dataset, _folder(config), keys)
+
+  @classmethod
+  def open_folder(cls, name, folder, path):
+    """The LMDB in `folder`, its keys read from the file `path` when they were listed before, else listed and
+    kept there (unless `path` is None)."""
+    source = cls(name, folder, _lmdb_env(folder), np.zeros(0, np.uint8), np.zeros(1, np.int64))
     fingerprint = source.fingerprint()
-    path = os.path.join(cache_dir, LMDB_KEYS_FILE) if cache_dir else None
     saved = _load_arrays(path, fingerprint) if path else None
     if saved is not None:
       source.keys, source.offsets = saved['keys'], saved['offsets']
@@ -605,6 +611,89 @@ class LmdbSource(EncodedSource):
                       channels)
 
 
+def category_dataset(prefix, categories):
+  """The --dataset of one model on the LMDBs data/<prefix>_<category>, one class each, in sorted order:
+  ('lsun', ['kitchen', 'bedroom']) -> 'lsun_bedroom+kitchen'."""
+  return f'{prefix}_{"+".join(sorted(set(categories)))}'
+
+
+def _categories(dataset):
+  """('lsun', ('bedroom', 'kitchen')) of 'lsun_bedroom+kitchen', or None for a --dataset of another form."""
+  match = re.fullmatch(r'([^_+/:]+)_([^+/:]+(?:\+[^+/:]+)+)', dataset)
+  return (match[1], tuple(match[2].split('+'))) if match else None
+
+
+class LmdbCategoriesSource(EncodedSource):
+  """Several LMDBs as one labelled dataset, the category of each image its class: --dataset lsun_bedroom+kitchen
+  (main.py makes it of --dataset lsun --lsun_category bedroom,kitchen) reads data/lsun_bedroom (label 0, named
+  'bedroom') and data/lsun_kitchen (label 1). Each database's keys are listed once, as for an LmdbSource.
+
+  Args:
+    name: the --dataset value.
+    parts: an LmdbSource for each class, in label order.
+    class_names: the categories.
+    channels: 1 or 3.
+  """
+  kind = 'LMDBs of encoded images, one for each class'
+  unit = 'LMDB entries'
+
+  def __init__(self, name, parts, class_names, channels=3):
+    sizes = [len(part) for part in parts]
+    super().__init__(name, channels, np.repeat(np.arange(len(parts), dtype=np.int32), sizes), len(parts),
+                     class_names)
+    self.parts, self.starts = parts, np.cumsum([0] + sizes)
+
+  def __len__(self):
+    return int(self.starts[-1])
+
+  @staticmethod
+  def recognizes(config):
+    return _categories(config.dataset) is not None
+
+  @classmethod
+  def open(cls, config, cache_dir):
+    prefix, categories = _categories(config.dataset)
+    if len(set(categories)) < len(categories):
+      raise UserError(f'--dataset {config.dataset} names a category twice')
+    parts = []
+    for category in categories:
+      name = f'{prefix}_{category}'
+      folder = os.path.join(config.data_dir, name)
+      if not os.path.isfile(os.path.join(folder, 'data.mdb')):
+        raise _missing(dataclasses.replace(config, dataset=name))
+      keys = os.path.join(cache_dir, f'lmdb_keys_{category}.npz') if cache_dir else None
+      parts.append(LmdbSource.open_folder(name, folder, keys))
+    return cls(config.dataset, parts, categories)
+
+  def _split(self, indices):
+    """[(part, its indices, where they are in `indices`)] for each part that `indices` (global) fall in."""
+    indices = np.asarray(indices, np.int64)
+    part = np.searchsorted(self.starts, indices, side='right') - 1
+    return [(p, indices[part == p] - self.starts[p], np.flatnonzero(part == p)) for p in np.unique(part)]
+
+  def fetch(self, indices):
+    fetched = np.empty(len(indices), dtype=object)
+    for p, local, where in self._split(indices):
+      fetched[where] = self.parts[p].fetch(local)
+    return fetched
+
+  def entry_name(self, index):
+    (p, (local,), _), = self._split([index])
+    return self.parts[p].entry_name(local)
+
+  def fingerprint(self):
+    return '\0\0'.join(part.fingerprint() for part in self.parts)
+
+  @property
+  def location(self):
+    return ', '.join(part.folder for part in self.parts)
+
+  def subset(self, keep, channels):
+    kept = {p: local for p, local, _ in self._split(keep)}
+    parts = [part.subset(kept.get(p, np.zeros(0, np.int64)), channels) for p, part in enumerate(self.parts)]
+    return LmdbCategoriesSource(self.name, parts, self.class_names, channels)
+
+
 _LMDB_ENVS = {}  # {real path: ((size, mtime) of data.mdb, environment)}: py-lmdb opens a database once a process
 
 
@@ -631,7 +720,7 @@ def _lmdb_env(folder):
 
 
 # Where the sources are listed: the first that recognizes --dataset opens it.
-SOURCES = (TfdsSource, IdxSource, LmdbSource, FolderSource)
+SOURCES = (TfdsSource, IdxSource, LmdbSource, LmdbCategoriesSource, FolderSource)
 
 
 def _folder(config):

@@ -23,6 +23,7 @@ from errors import UserError
 
 tf1 = tf.compat.v1
 
+GRID_COLUMNS = 16  # the most labels grid.png gives a column each
 GRID_LIMIT = 64  # images in the grid beside generated files
 OPTIONS = ('0', '1', '2', '3', '4', 'interp', 'progress')
 BASE_ROWS = 8  # rows of different z in the sweeps of an unconditional model
@@ -114,7 +115,9 @@ def generate(gen, count, labels, seed, out_dir):
         entry['class'] = gen.config.class_names[label_ids[i]]
     manifest.append(entry)
   shown = images[:GRID_LIMIT]
-  cols = None if label_ids is None else min(len(shown), gen.config.y_dim)
+  # one column per label while the labels repeat every GRID_COLUMNS or fewer images, else as square as possible
+  period = len(labels) if labels else gen.config.y_dim
+  cols = min(len(shown), period) if label_ids is not None and period <= GRID_COLUMNS else None
   utils.save_png(os.path.join(out_dir, 'grid.png'), utils.make_grid(shown, cols))
   with open(os.path.join(out_dir, 'manifest.json'), 'w') as f:
     json.dump(manifest, f, indent=1)

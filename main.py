@@ -6,6 +6,8 @@ $ python main.py --train --dataset digits                      # built-in digits
 $ python download.py mnist && python main.py --train --dataset mnist
 $ python main.py --train --dataset celebA --crop               # the largest centred square -> 64x64
 $ python main.py --train --dataset lsun_bedroom --crop         # an LMDB from python download.py lsun
+$ python main.py --train --dataset lsun --lsun_category bedroom,kitchen --crop  # one model, conditioned on the room
+$ python main.py --train --dataset pets --conditioning concat  # data/pets/<class>/*.jpg: labels from class folders
 $ python main.py --train --dataset tfds:cifar10                # TensorFlow Datasets, 32x32
 $ python main.py --dataset celebA                              # no --train: a grid from the newest checkpoint
 $ python main.py --dataset celebA --check_data                 # counts, sizes, modes and bad files; no training
@@ -30,6 +32,7 @@ import config as config_lib
 import datasets
 import errors
 import evaluation
+import fetch
 import generate
 import losses
 import modes
@@ -72,6 +75,10 @@ flags.DEFINE_string('dataset', 'digits', 'Dataset folder name under --data_dir (
                     'IDX files, or an LMDB such as download.py\'s lsun_bedroom), or tfds:NAME[/CONFIG] for '
                     'TensorFlow Datasets; also the first part of the run key <dataset>_<output_height>_'
                     f'<output_width>. Built in: {", ".join(datasets.BUILTIN)}.')
+flags.DEFINE_list('lsun_category', None, 'With --dataset lsun: two or more LSUN categories (each fetched by '
+                  'python download.py lsun --lsun_category C into <data_dir>/lsun_C) to train one model on, '
+                  'conditioned on the category; the run key is lsun_<the categories, sorted, joined by +>. One '
+                  'category is --dataset lsun_C.')
 flags.DEFINE_string('data_dir', 'data', 'Folder that holds the dataset folder <data_dir>/<dataset>.')
 flags.DEFINE_string('tfds_data_dir', None, 'Where TensorFlow Datasets keeps what it downloads and prepares '
                     '(--dataset tfds:NAME); default its own, ~/tensorflow_datasets.')
@@ -96,14 +103,18 @@ flags.DEFINE_integer('output_height', None, 'Height of generated images in pixel
                      'datasets (mnist, digits, any IDX folder), else 64.')
 flags.DEFINE_integer('output_width', None, 'Width of generated images in pixels; default --output_height.')
 flags.DEFINE_boolean('conditional', True, 'Condition G and D on the labels when the dataset has them '
-                     '(MNIST-style IDX); --noconditional ignores the labels.')
+                     '(MNIST-style IDX, class folders, TFDS labels, LSUN categories); --noconditional ignores them.')
+flags.DEFINE_enum('conditioning', config_lib.CONDITIONINGS[0], config_lib.CONDITIONINGS,
+                  'How a conditional model takes its labels: projection (class-conditional batch norm in G, '
+                  'the projection discriminator), concat (the label joins z, and D\'s input as constant maps), '
+                  'or mnist (the original code\'s conditional MNIST model, with --gfc_dim and --dfc_dim).')
 flags.DEFINE_integer('z_dim', 100, 'Length of the noise vector z.')
 flags.DEFINE_enum('z_dist', 'uniform_signed', config_lib.Z_DISTRIBUTIONS, 'Distribution of z: uniform_signed '
                   'is U(-1, 1), normal is N(0, 1).')
 flags.DEFINE_integer('gf_dim', 64, 'Filters of the last hidden generator layer (earlier layers have 2x, 4x, 8x).')
 flags.DEFINE_integer('df_dim', 64, 'Filters of the first discriminator layer (later layers have 2x, 4x, 8x).')
-flags.DEFINE_integer('gfc_dim', 1024, 'Units of the generator\'s fully connected layer (conditional model).')
-flags.DEFINE_integer('dfc_dim', 1024, 'Units of the discriminator\'s fully connected layer (conditional model).')
+flags.DEFINE_integer('gfc_dim', 1024, 'Units of the generator\'s fully connected layer (--conditioning mnist).')
+flags.DEFINE_integer('dfc_dim', 1024, 'Units of the discriminator\'s fully connected layer (--conditioning mnist).')
 # Optimizer
 flags.DEFINE_float('learning_rate', 2e-4, 'Adam learning rate of both networks.')
 flags.DEFINE_float('beta1', 0.5, 'Adam beta1 (momentum), in [0, 1).')
@@ -173,8 +184,31 @@ _POSITIVE = ('num_gpus', 'input_height', 'input_width', 'train_size', 'output_he
              'sample_freq', 'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims', 'eval_freq')
 
 
+def _dataset():
+  """--dataset, or with --dataset lsun the dataset of the --lsun_category LMDBs together (lsun_bedroom+kitchen).
+
+  Raises:
+    UserError: --dataset lsun without two or more known categories, or --lsun_category with another dataset.
+  """
+  if FLAGS.lsun_category is None:
+    if FLAGS.dataset == 'lsun':
+      raise UserError('--dataset lsun needs --lsun_category with two or more categories (a model conditioned on '
+                      'the category); for one, use --dataset lsun_CATEGORY, e.g. lsun_bedroom')
+    return FLAGS.dataset
+  if FLAGS.dataset != 'lsun':
+    raise UserError(f'--lsun_category goes with --dataset lsun, not --dataset {FLAGS.dataset}')
+  unknown = [c for c in FLAGS.lsun_category if c not in fetch.LSUN_CATEGORIES]
+  if unknown:
+    raise UserError(f'--lsun_category {unknown[0]!r} is not an LSUN scene category: '
+                    f'{", ".join(fetch.LSUN_CATEGORIES)}')
+  if len(set(FLAGS.lsun_category)) < 2:
+    raise UserError(f'--lsun_category {",".join(FLAGS.lsun_category)}: give two or more categories for a '
+                    f'conditional model; for one, use --dataset lsun_{FLAGS.lsun_category[0]}')
+  return datasets.category_dataset('lsun', FLAGS.lsun_category)
+
+
 def _default_output_size():
-  return datasets.default_output_size(config_lib.Config(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
+  return datasets.default_output_size(config_lib.Config(dataset=_dataset(), data_dir=FLAGS.data_dir,
                                                         tfds_data_dir=FLAGS.tfds_data_dir))
 
 
@@ -272,6 +306,7 @@ def config_from_flags():
     raise UserError(f'--ema must be in [0, 1) (0: no moving average), not {FLAGS.ema}')
   if not FLAGS.gradient_penalty >= 0:
     raise UserError(f'--gradient_penalty must be 0 or more, not {FLAGS.gradient_penalty}')
+  dataset = _dataset()
   if FLAGS.dataset.startswith(datasets.TfdsSource.PREFIX):
     if not FLAGS.dataset[len(datasets.TfdsSource.PREFIX):]:
       raise UserError('--dataset tfds:NAME needs the name of a TensorFlow Datasets dataset, e.g. tfds:cifar10')
@@ -282,14 +317,14 @@ def config_from_flags():
   output_height = FLAGS.output_height or _default_output_size()
   device, multi_worker = _device(), _multi_worker()
   return config_lib.Config(
-      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
+      dataset=dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
       input_fname_pattern=FLAGS.input_fname_pattern, input_height=FLAGS.input_height,
       input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop, train_size=FLAGS.train_size,
-      conditional=FLAGS.conditional, strict=FLAGS.strict, cache=FLAGS.cache, output_height=output_height,
-      output_width=FLAGS.output_width or output_height, z_dim=FLAGS.z_dim, z_dist=FLAGS.z_dist,
-      gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim, loss=FLAGS.loss,
-      gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate, beta1=FLAGS.beta1,
-      batch_size=FLAGS.batch_size, epoch=FLAGS.epoch, d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
+      conditional=FLAGS.conditional, conditioning=FLAGS.conditioning, strict=FLAGS.strict, cache=FLAGS.cache,
+      output_height=output_height, output_width=FLAGS.output_width or output_height, z_dim=FLAGS.z_dim,
+      z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim,
+      loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
+      beta1=FLAGS.beta1, batch_size=FLAGS.batch_size, epoch=FLAGS.epoch, d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
       checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir, log_dir=FLAGS.log_dir,
       sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,
       log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, keep_every_hours=FLAGS.keep_every_hours,

@@ -1,4 +1,4 @@
-"""The two networks: the DCGAN generator and discriminator, and the conditional variants of the classic MNIST model.
+"""The two networks: the DCGAN generator and discriminator, conditioned on labels in one of three ways.
 
 Each is one function. Its variables live in one variable scope (`generator/`, `discriminator/`), and every call
 puts its ops under that same name scope, so that TensorBoard's Graph tab shows one `generator` and one
@@ -13,7 +13,7 @@ import math
 
 import tensorflow as tf
 
-from ops import batch_norm, conv2d, conv_cond_concat, deconv2d, linear, lrelu
+from ops import WEIGHT_STDDEV, batch_norm, conv2d, conv_cond_concat, deconv2d, linear, lrelu
 
 tf1 = tf.compat.v1
 
@@ -42,10 +42,14 @@ def _halvings(size, times):
 def generator(z, y, config, is_training, reuse=False, custom_getter=None):
   """G: noise (and a one-hot label) -> an image.
 
+  The DCGAN generator at any size; a conditional one (y given) by config.conditioning: 'projection' scales and
+  offsets every batch norm by the label's own gamma and beta (class-conditional batch norm), 'concat' joins y to z,
+  and 'mnist' is the original DCGAN code's conditional MNIST model (_mnist_generator).
+
   Args:
     z: float [batch, z_dim].
     y: one-hot float [batch, y_dim], or None for an unconditional model.
-    config: a config.Config; reads output sizes, c_dim, y_dim, gf_dim, gfc_dim.
+    config: a config.Config; reads output sizes, c_dim, y_dim, conditioning, gf_dim, gfc_dim.
     is_training: batch norm by batch statistics (True) or by moving averages (False, the sampler).
     reuse: share the variables made by an earlier call.
     custom_getter: a variable getter, e.g. one that reads the exponential moving averages of the weights.
@@ -54,30 +58,32 @@ def generator(z, y, config, is_training, reuse=False, custom_getter=None):
     float [batch, output_height, output_width, c_dim] in [-1, 1].
   """
   with _scope(GENERATOR, reuse, custom_getter):
-    if config.y_dim:
-      return _conditional_generator(z, y, config, is_training)
+    conditioning = config.conditioning if config.y_dim else None
+    if conditioning == 'mnist':
+      return _mnist_generator(z, y, config, is_training)
     h, w, gf = config.output_height, config.output_width, config.gf_dim
     (h, h2, h4, h8, h16), (w, w2, w4, w8, w16) = _halvings(h, 4), _halvings(w, 4)
+    labels = y if conditioning == 'projection' else None
+    norm = lambda net, name: tf.nn.relu(batch_norm(net, is_training, labels=labels, name=name))
 
-    net = linear(z, gf * 8 * h16 * w16, name='h0_lin')
-    net = tf.reshape(net, [-1, h16, w16, gf * 8])
-    net = tf.nn.relu(batch_norm(net, is_training, name='bn0'))
+    net = linear(tf.concat([z, y], axis=1) if conditioning == 'concat' else z, gf * 8 * h16 * w16, name='h0_lin')
+    net = norm(tf.reshape(net, [-1, h16, w16, gf * 8]), 'bn0')
     # [batch, h/16, w/16, gf_dim * 8]
 
-    net = tf.nn.relu(batch_norm(deconv2d(net, (h8, w8), gf * 4, name='h1'), is_training, name='bn1'))
+    net = norm(deconv2d(net, (h8, w8), gf * 4, name='h1'), 'bn1')
     # [batch, h/8, w/8, gf_dim * 4]
 
-    net = tf.nn.relu(batch_norm(deconv2d(net, (h4, w4), gf * 2, name='h2'), is_training, name='bn2'))
+    net = norm(deconv2d(net, (h4, w4), gf * 2, name='h2'), 'bn2')
     # [batch, h/4, w/4, gf_dim * 2]
 
-    net = tf.nn.relu(batch_norm(deconv2d(net, (h2, w2), gf, name='h3'), is_training, name='bn3'))
+    net = norm(deconv2d(net, (h2, w2), gf, name='h3'), 'bn3')
     # [batch, h/2, w/2, gf_dim]
 
     return tf.nn.tanh(deconv2d(net, (h, w), config.c_dim, name='h4'))
     # [batch, h, w, c_dim]
 
 
-def _conditional_generator(z, y, config, is_training):
+def _mnist_generator(z, y, config, is_training):
   """The conditional G of the original DCGAN code's MNIST model: y joins z and every hidden layer."""
   h, w, gf = config.output_height, config.output_width, config.gf_dim
   (h, h2, h4), (w, w2, w4) = _halvings(h, 2), _halvings(w, 2)
@@ -103,24 +109,30 @@ def _conditional_generator(z, y, config, is_training):
 def discriminator(images, y, config, reuse=False):
   """D: an image (and a one-hot label) -> its logit, the raw score the loss reads (see losses.py).
 
+  The DCGAN discriminator at any size; a conditional one (y given) by config.conditioning: 'projection' adds to
+  the logit the inner product of the last features with the label's own learned vector (the projection
+  discriminator, Miyato and Koyama 2018), 'concat' joins y to the image as constant feature maps, and 'mnist' is
+  the original DCGAN code's conditional MNIST model (_mnist_discriminator).
+
   Always in training mode: batch norm uses the statistics of the batch it is given, so real and fake
   batches are normalized apart, as in the original DCGAN code.
 
   Args:
     images: float [batch, output_height, output_width, c_dim] in [-1, 1].
     y: one-hot float [batch, y_dim], or None for an unconditional model.
-    config: a config.Config; reads c_dim, y_dim, df_dim, dfc_dim.
+    config: a config.Config; reads c_dim, y_dim, conditioning, df_dim, dfc_dim.
     reuse: share the variables made by an earlier call.
 
   Returns:
     float logits [batch, 1].
   """
   with _scope(DISCRIMINATOR, reuse):
-    if config.y_dim:
-      return _conditional_discriminator(images, y, config)
+    conditioning = config.conditioning if config.y_dim else None
+    if conditioning == 'mnist':
+      return _mnist_discriminator(images, y, config)
     df = config.df_dim
 
-    net = lrelu(conv2d(images, df, name='h0_conv'))
+    net = lrelu(conv2d(conv_cond_concat(images, y) if conditioning == 'concat' else images, df, name='h0_conv'))
     # [batch, h/2, w/2, df_dim]
 
     net = lrelu(batch_norm(conv2d(net, df * 2, name='h1_conv'), True, name='bn1'))
@@ -132,12 +144,18 @@ def discriminator(images, y, config, reuse=False):
     net = lrelu(batch_norm(conv2d(net, df * 8, name='h3_conv'), True, name='bn3'))
     # [batch, h/16, w/16, df_dim * 8]
 
-    net = tf.reshape(net, [-1, math.prod(net.shape[1:])])
-    return linear(net, 1, name='h4_lin')
+    features = tf.reshape(net, [-1, math.prod(net.shape[1:])])
+    logits = linear(features, 1, name='h4_lin')
     # [batch, 1]
+    if conditioning == 'projection':
+      with tf1.variable_scope('h4_proj'):
+        embedding = tf1.get_variable('w', [config.y_dim, features.shape[1]],
+                                     initializer=tf1.random_normal_initializer(stddev=WEIGHT_STDDEV))
+      logits += tf.reduce_sum(features * tf.matmul(y, embedding), axis=1, keepdims=True)
+    return logits
 
 
-def _conditional_discriminator(images, y, config):
+def _mnist_discriminator(images, y, config):
   """The conditional D of the original DCGAN code's MNIST model: y joins the image and every hidden layer."""
   net = conv_cond_concat(images, y)
   net = lrelu(conv2d(net, config.c_dim + config.y_dim, name='h0_conv'))

@@ -171,8 +171,10 @@ def linear(x, units, stddev=WEIGHT_STDDEV, name='linear'):
     return tf.nn.bias_add(tf.matmul(x, w), _bias(units))
 
 
-def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, name='batch_norm'):
-  """Batch normalization over every axis but the last, with moving averages for inference.
+def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, labels=None, name='batch_norm'):
+  """Batch normalization over every axis but the last, with moving averages for inference; given labels, the
+  class-conditional batch norm of the projection discriminator's paper (Miyato and Koyama, 2018): one scale and
+  one offset per class, the statistics shared.
 
   In training mode the batch statistics normalize `x` and ops that move `moving_mean` and `moving_variance`
   towards them are added to `tf.GraphKeys.UPDATE_OPS`; the caller runs them with its train op. In inference
@@ -184,6 +186,8 @@ def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, name='batch_norm'):
     is_training: Python bool: normalize by batch statistics and add update ops.
     decay: momentum of the moving averages, in (0, 1).
     epsilon: added to the variance.
+    labels: None, or one-hot float [batch, classes]: each example is scaled and offset by its class's gamma and
+      beta, which are then [classes, channels].
     name: variable scope holding `beta`, `gamma`, `moving_mean`, `moving_variance`, each [channels].
 
   Returns:
@@ -196,8 +200,12 @@ def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, name='batch_norm'):
     if x.shape.rank not in (2, 4) or x.shape[-1] is None:
       raise ValueError(f'{scope.name}: expected a rank-2 or rank-4 input with known channels, got {x.shape}')
     channels = int(x.shape[-1])
-    beta = tf1.get_variable('beta', [channels], initializer=tf1.zeros_initializer())
-    gamma = tf1.get_variable('gamma', [channels], initializer=tf1.ones_initializer())
+    per_class = [] if labels is None else [_check_rank(labels, 2, scope.name)]
+    beta = tf1.get_variable('beta', per_class + [channels], initializer=tf1.zeros_initializer())
+    gamma = tf1.get_variable('gamma', per_class + [channels], initializer=tf1.ones_initializer())
+    scale, offset = gamma, beta
+    if labels is not None:  # the fused kernel normalizes; each example's class then scales and offsets it
+      gamma, beta = tf.ones([channels]), tf.zeros([channels])
     moving = dict(trainable=False, aggregation=tf.VariableAggregation.MEAN)
     moving_mean = tf1.get_variable('moving_mean', [channels], initializer=tf1.zeros_initializer(), **moving)
     moving_variance = tf1.get_variable('moving_variance', [channels], initializer=tf1.ones_initializer(),
@@ -218,6 +226,8 @@ def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, name='batch_norm'):
     else:
       net, _, _ = tf1.nn.fused_batch_norm(net, gamma, beta, mean=moving_mean, variance=moving_variance,
                                           epsilon=epsilon, is_training=False)
+    if labels is not None:
+      net = net * tf.matmul(labels, scale)[:, None, None, :] + tf.matmul(labels, offset)[:, None, None, :]
     return net if x.shape.rank == 4 else tf.reshape(net, [-1, channels])
 
 

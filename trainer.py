@@ -93,8 +93,8 @@ def restore(dcgan, sess, step=None):
     The checkpoint's path, or None when there is none (then nothing is loaded).
 
   Raises:
-    UserError: the checkpoint was written with flags that give variables of other shapes, or `step` has no
-      complete checkpoint (or there is no best one).
+    UserError: the checkpoint was written with flags that give variables of other shapes, or on classes of other
+      names, or `step` has no complete checkpoint (or there is no best one).
   """
   cfg = dcgan.config
   path = checkpoints.find(cfg.checkpoint_path, step)
@@ -106,6 +106,11 @@ def restore(dcgan, sess, step=None):
     raise UserError(f'the checkpoint in {cfg.checkpoint_path} does not fit: it was trained with ' +
                     ', '.join(f'{_describe_field(f)} {old} (now {new})' for f, old, new in differences) +
                     '; use the old values or another --checkpoint_dir')
+  if saved and saved.class_names and cfg.class_names and saved.class_names != cfg.class_names:
+    raise UserError(f'the checkpoint in {cfg.checkpoint_path} was trained on the classes '
+                    f'{", ".join(saved.class_names)} (labels 0 to {len(saved.class_names) - 1}), but the data now has '
+                    f'{", ".join(cfg.class_names)}: its labels would change meaning; restore the class folders or use '
+                    'another --checkpoint_dir')
   stored = dict(tf.train.list_variables(path))
   if dcgan.training:
     names = dcgan.checkpoint_names()

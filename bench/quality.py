@@ -84,7 +84,7 @@ def _main_py(*args, cwd):
 
 def rank_training_steps(run_dir):
   steps = [int(step) for step in FLAGS.steps]
-  common = ['--dataset', 'mnist', '--data_dir', os.path.abspath(FLAGS.mnist)]
+  common = ['--dataset', 'mnist', '--data_dir', os.path.abspath(FLAGS.mnist), '--conditioning', 'mnist']  # as measured
   if not os.path.exists(os.path.join(run_dir, 'checkpoint', 'mnist_28_28', f'DCGAN.model-{steps[-1]}.index')):
     os.makedirs(run_dir, exist_ok=True)
     epochs = -(-steps[-1] // (TRAIN_SIZE // 64))

@@ -56,6 +56,8 @@ flags.DEFINE_boolean('xla', False, 'Train with XLA JIT (main.py --xla).')
 flags.DEFINE_multi_enum('precision', ['auto', 'float32'], ['auto', 'float32', 'bfloat16'],
                         "main.py --precision of our step; repeat the flag to time several in one run (each round "
                         "times every precision, then PyTorch's twin).")
+flags.DEFINE_enum('conditioning', 'mnist', config_lib.CONDITIONINGS, "main.py --conditioning of mnist28-cond; "
+                  "the PyTorch twin has the classic MNIST model only, so --compare_torch needs 'mnist'.")
 flags.DEFINE_boolean('compare_torch', False, 'Also time bench/torch_twin.py, alternating with our rounds.')
 flags.DEFINE_string('pipeline_data', os.path.join(ROOT, '..', 'shared', 'data', 'anime-faces'),
                     'Folder of images for the input pipeline measurement; skipped when absent. Empty: skip.')
@@ -64,7 +66,8 @@ flags.DEFINE_integer('pipeline_batches', 40, 'Batches of the input pipeline to t
 flags.DEFINE_alias('compare-torch', 'compare_torch')  # both spellings work
 FLAGS = flags.FLAGS
 
-# name: (height, width, channels, label classes); bench/torch_twin.py has the same
+# name: (height, width, channels, label classes); bench/torch_twin.py has the same. mnist28-cond is the classic
+# conditional MNIST model (--conditioning mnist, the one the twin copies) unless --conditioning says otherwise.
 CASES = {'mnist28-cond': (28, 28, 1, 10), 'rgb64': (64, 64, 3, 0)}
 MATMUL_SIZE = 4096
 
@@ -101,7 +104,7 @@ def case_config(name, scratch, precision):
   precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
   return modes.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
                                           batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
-                                          precision=precision),
+                                          precision=precision, conditioning=FLAGS.conditioning),
                         case_data(name))
 
 
@@ -114,7 +117,7 @@ def layer_flops(cfg):
   """
   conv = lambda out_h, out_w, c_in, c_out: 2 * out_h * out_w * 25 * c_in * c_out  # 5x5 kernels
   h, w, c, y, gf, df = cfg.output_height, cfg.output_width, cfg.c_dim, cfg.y_dim, cfg.gf_dim, cfg.df_dim
-  if y:  # the conditional model (model._conditional_generator / _conditional_discriminator)
+  if y and cfg.conditioning == 'mnist':  # the conditional MNIST model (networks._mnist_generator, _mnist_discriminator)
     h2, w2, h4, w4 = -(-h // 2), -(-w // 2), -(-h // 4), -(-w // 4)
     g = [('h0_lin', 2 * (cfg.z_dim + y) * cfg.gfc_dim), ('h1_lin', 2 * (cfg.gfc_dim + y) * gf * 2 * h4 * w4),
          ('h2', conv(h4, w4, gf * 2 + y, gf * 2)),  # a transposed conv costs the conv from its output back
@@ -123,11 +126,12 @@ def layer_flops(cfg):
          ('h2_lin', 2 * ((df + y) * h4 * w4 + y) * cfg.dfc_dim), ('h3_lin', 2 * (cfg.dfc_dim + y))]
     return g, d
   sizes = [(-(-h // 2 ** i), -(-w // 2 ** i)) for i in range(5)]
-  g = [('h0_lin', 2 * cfg.z_dim * gf * 8 * sizes[4][0] * sizes[4][1])]
+  joined = y if cfg.conditioning == 'concat' else 0  # the label joined to z and to D's input
+  g = [('h0_lin', 2 * (cfg.z_dim + joined) * gf * 8 * sizes[4][0] * sizes[4][1])]
   g += [(f'h{i}', conv(*sizes[5 - i], ch_in, ch_out))
         for i, (ch_in, ch_out) in enumerate([(gf * 8, gf * 4), (gf * 4, gf * 2), (gf * 2, gf), (gf, c)], 1)]
   d = [(f'h{i}_conv', conv(*sizes[i + 1], ch_in, ch_out))
-       for i, (ch_in, ch_out) in enumerate([(c, df), (df, df * 2), (df * 2, df * 4), (df * 4, df * 8)])]
+       for i, (ch_in, ch_out) in enumerate([(c + joined, df), (df, df * 2), (df * 2, df * 4), (df * 4, df * 8)])]
   d.append(('h4_lin', 2 * df * 8 * sizes[4][0] * sizes[4][1]))
   return g, d
 
@@ -279,6 +283,8 @@ def main(argv):
   unknown = set(FLAGS.cases) - set(CASES)
   if unknown:
     raise app.UsageError(f'unknown cases {sorted(unknown)}; choose from {sorted(CASES)}')
+  if FLAGS.compare_torch and FLAGS.conditioning != 'mnist':
+    raise app.UsageError('--compare_torch needs --conditioning mnist: the PyTorch twin has that model only')
   _emit({'case': 'machine', 'tensorflow': tf.__version__, 'cpus': os.cpu_count(), 'machine': platform.machine(),
          'cpu': _cpu_model(), 'flags': sorted(_RELEVANT_FLAGS & runtime.cpu_flags()),
          'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS')})

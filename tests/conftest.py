@@ -256,7 +256,9 @@ def dir_flags(run_dir, data_dir):
 
 @pytest.fixture(scope='session')
 def trained_models(tmp_path_factory):
-  """Two tiny trained models, made once a test run: 'cond' on 28x28 labelled digits, 'uncond' on 16x12 RGB images.
+  """Tiny trained models, made once a test run: 'cond' on 28x28 labelled digits with --conditioning mnist (whose
+  images differ visibly after a few steps: the DCGAN's batch-norm averages need more), 'cond_projection' and
+  'cond_concat' the same with the other conditionings, 'uncond' on 16x12 RGB images.
 
   Returns:
     {name: (run_dir, dataset)}; pass dir_flags(run_dir, ...) and --dataset to use one.
@@ -264,9 +266,14 @@ def trained_models(tmp_path_factory):
   def train(folder):
     write_idx_dataset(str(folder / 'data' / 'tiny'), 96)
     result = main_in_process('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '32', '--epoch',
-                             '2', '--sample_freq', '1', '--sample_num', '10', *TINY_MODEL,
+                             '2', '--sample_freq', '1', '--sample_num', '10', '--conditioning', 'mnist', *TINY_MODEL,
                              *dir_flags(folder / 'cond', folder / 'data'))
     assert result.returncode == 0, result
+    for conditioning in ('projection', 'concat'):
+      result = main_in_process('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '32', '--epoch',
+                               '1', '--sample_num', '10', '--conditioning', conditioning, *TINY_MODEL,
+                               *dir_flags(folder / f'cond_{conditioning}', folder / 'data'))
+      assert result.returncode == 0, result
     write_images(str(folder / 'uncond' / 'data' / 'rgb'), 8)
     result = main_in_process('--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16',
                              '--output_width', '12', '--batch_size', '4', '--epoch', '1', *TINY_MODEL,
@@ -274,4 +281,5 @@ def trained_models(tmp_path_factory):
     assert result.returncode == 0, result
 
   folder = once_per_run(tmp_path_factory, 'trained_models', train)
-  return {'cond': (folder / 'cond', 'tiny'), 'uncond': (folder / 'uncond', 'rgb')}
+  return {'cond': (folder / 'cond', 'tiny'), 'cond_projection': (folder / 'cond_projection', 'tiny'),
+          'cond_concat': (folder / 'cond_concat', 'tiny'), 'uncond': (folder / 'uncond', 'rgb')}

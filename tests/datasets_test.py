@@ -10,6 +10,7 @@ import shutil
 
 import hypothesis
 import hypothesis.strategies as st
+import lmdb
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -434,6 +435,30 @@ def test_lmdb_of_webp_jpeg_and_png_values_trains_in_key_order(tmp_path):
   # nothing is written into the data folder: the keys and the check are kept beside the checkpoints
   assert sorted(os.listdir(tmp_path / 'lsun')) == ['data.mdb', 'lock.mdb']
   assert sorted(os.listdir(tmp_path / 'ck')) == [datasets.SCAN_FILE, datasets.LMDB_KEYS_FILE]
+
+
+def test_lmdbs_of_several_categories_are_one_dataset_labelled_by_category(tmp_path, caplog):
+  kitchen = lmdb_of_images(tmp_path / 'lsun_kitchen', 3, size=(10, 8), formats=('PNG',), seed=1)
+  bedroom = lmdb_of_images(tmp_path / 'lsun_bedroom', 4, size=(10, 8), formats=('WEBP',), seed=2)
+  with lmdb.open(str(tmp_path / 'lsun_bedroom')) as env, env.begin(write=True) as txn:
+    txn.put(b'000001', b'not an image')  # skipped, and named by its database and key
+  dataset = datasets.category_dataset('lsun', ['kitchen', 'bedroom'])
+  assert dataset == 'lsun_bedroom+kitchen'
+  cfg = _config(tmp_path, dataset, output_height=8, output_width=10, batch_size=6)
+  with caplog.at_level(std_logging.WARNING):
+    source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+  assert f'{tmp_path / "lsun_bedroom"} key 000001 (not an image)' in caplog.text
+  assert (len(source), source.num_classes, source.class_names) == (6, 2, ('bedroom', 'kitchen'))
+  np.testing.assert_array_equal(source.labels, [0, 0, 0, 1, 1, 1])
+  order = np.array([4, 0, 5, 2, 3, 1])
+  (images, labels), = _batches(source, cfg, order)
+  expected = np.concatenate([bedroom[[0, 2, 3]], kitchen])[order]
+  np.testing.assert_array_equal(images, expected)
+  np.testing.assert_array_equal(labels, source.labels[order])
+  assert sorted(os.listdir(tmp_path / 'ck')) == [datasets.SCAN_FILE, 'lmdb_keys_bedroom.npz', 'lmdb_keys_kitchen.npz']
+  with pytest.raises(UserError, match=r'no dataset folder .*lsun_tower: download it with: python download.py lsun '
+                                      r'--lsun_category tower$'):
+    datasets.load(_config(tmp_path, 'lsun_bedroom+tower'))
 
 
 def test_lmdb_corrupt_and_non_image_entries_are_counted_skipped_and_named(tmp_path, caplog):

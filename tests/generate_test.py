@@ -47,8 +47,9 @@ def _frames(path):
     return image.n_frames, image.size
 
 
-def test_generate_writes_n_images_a_grid_and_a_manifest(trained_models, tmp_path):
-  result, _ = _use(trained_models, 'cond', '--generate', '5', '--batch_size', '2', '--labels', '3,3,7', '--seed',
+@pytest.mark.parametrize('name', ['cond', 'cond_projection', 'cond_concat'])  # each conditioning
+def test_generate_writes_n_images_a_grid_and_a_manifest(trained_models, tmp_path, name):
+  result, _ = _use(trained_models, name, '--generate', '5', '--batch_size', '2', '--labels', '3,3,7', '--seed',
                    '3', '--out_dir', str(tmp_path / 'a'))
   assert result.returncode == 0, result
   manifest = json.loads((tmp_path / 'a' / 'manifest.json').read_text())
@@ -57,6 +58,11 @@ def test_generate_writes_n_images_a_grid_and_a_manifest(trained_models, tmp_path
   assert sorted(os.listdir(tmp_path / 'a')) == [f'{i:05d}.png' for i in range(5)] + ['grid.png', 'manifest.json']
   for entry in manifest:
     assert utils.read_png(tmp_path / 'a' / entry['file']).shape == (28, 28, 1)
+  assert utils.read_png(tmp_path / 'a' / 'grid.png').shape == (2 * 30 + 2, 3 * 30 + 2, 1)  # a column per label given
+  result, _ = _use(trained_models, name, '--visualize', '--option', '1', '--frames', '4', '--num_dims', '1',
+                   '--labels', '2,5', '--out_dir', str(tmp_path / 'b'))
+  assert result.returncode == 0, result
+  assert utils.read_png(tmp_path / 'b' / 'sweep_z000.png').shape == (2 * 30 + 2, 4 * 30 + 2, 1)  # 2 labels, 4 steps
 
 
 def test_generate_is_deterministic_per_seed_and_independent_of_n(trained_models, tmp_path):
@@ -117,7 +123,7 @@ def test_visualize_random_sweeps_of_an_unconditional_model(trained_models, tmp_p
 
 def test_export_round_trip_in_a_process_that_never_imports_the_project(trained_models, tmp_path):
   expected = {}
-  for name in ('cond', 'uncond'):
+  for name in ('cond', 'cond_projection', 'cond_concat', 'uncond'):
     run_dir, _ = trained_models[name]
     folder = tmp_path / name
     result, _ = _use(trained_models, name, '--export', str(folder / 'exported'), '--freeze', str(folder / 'frozen.pb'))
@@ -133,8 +139,8 @@ def test_export_round_trip_in_a_process_that_never_imports_the_project(trained_m
       expected[name] = gen(z, labels), cfg
 
   env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-  served = subprocess.run([sys.executable, '-c', SERVE.format(root=ROOT), str(tmp_path / 'cond'),
-                           str(tmp_path / 'uncond')], cwd=tmp_path, env=env, capture_output=True, text=True)
+  served = subprocess.run([sys.executable, '-c', SERVE.format(root=ROOT), *(str(tmp_path / name) for name in expected)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
   assert served.returncode == 0, served.stderr
   for name, (images, cfg) in expected.items():
     for output in ('saved_model.npy', 'frozen.npy'):

@@ -92,8 +92,10 @@ def test_resume_continues_inside_an_epoch(trained, tiny_idx_root, caplog, tmp_pa
 
 def test_test_mode_writes_a_grid_without_the_dataset(trained, tmp_path):
   run_dir, _ = trained
+  # float32: after 4 steps G's batch-norm averages are still near their start, and its images differ from flat
+  # grey by less than bfloat16 can show
   assert main_in_process('--dataset', 'tiny', '--sample_num', '20', *dir_flags(run_dir, str(tmp_path / 'no_data')),
-                         '--sample_dir', str(tmp_path / 'samples')).returncode == 0
+                         '--sample_dir', str(tmp_path / 'samples'), '--precision', 'float32').returncode == 0
   with Image.open(tmp_path / 'samples' / 'tiny_28_28' / 'test_000004.png') as grid:
     pixels = np.asarray(grid)
   assert pixels.shape == (10 * 30 + 2, 2 * 30 + 2)  # 20 samples, one row per label: 10 rows of 2
@@ -122,10 +124,14 @@ def test_one_writer_per_key_and_readers_work_meanwhile(trained, tiny_idx_root, t
 
 def test_checkpoint_from_other_flags_names_the_flag(trained, tiny_idx_root, tmp_path):
   run_dir, _ = trained
-  args = [a if a != '32' else '48' for a in TRAIN]  # --gfc_dim 48 --dfc_dim 48
-  assert_error(main_in_process(*args, '--epoch', '2', '--z_dim', '50', *dir_flags(tmp_path, tiny_idx_root),
+  args = [a if a != '32' else '48' for a in TRAIN]  # --gfc_dim 48 --dfc_dim 48, which only the mnist model has
+  assert_error(main_in_process(*args, '--epoch', '2', '--z_dim', '50', '--conditioning', 'mnist',
+                               *dir_flags(tmp_path, tiny_idx_root), '--checkpoint_dir', str(run_dir / 'ckpt')),
+               'does not fit', '--conditioning projection (now mnist)', '--z_dim 100 (now 50)',
+               '--gfc_dim 32 (now 48)', '--dfc_dim 32 (now 48)')
+  assert_error(main_in_process(*TRAIN, '--epoch', '2', '--conditioning', 'concat', *dir_flags(tmp_path, tiny_idx_root),
                                '--checkpoint_dir', str(run_dir / 'ckpt')),
-               'does not fit', '--z_dim 100 (now 50)', '--gfc_dim 32 (now 48)', '--dfc_dim 32 (now 48)')
+               'does not fit', 'trained with --conditioning projection (now concat); use the old values')
   assert tf.train.latest_checkpoint(str(run_dir / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-4')
 
 
@@ -162,6 +168,12 @@ def test_test_mode_without_a_checkpoint_says_where_it_looked(trained, tmp_path):
     (['--keep_every_hours', '0'], ['--keep_every_hours must be above 0']),
     (['--check_data', '--train'], ['--check_data only checks the dataset']),
     (['--dataset', 'tfds:'], ['--dataset tfds:NAME needs the name']),
+    (['--dataset', 'lsun'], ['--dataset lsun needs --lsun_category with two or more categories']),
+    (['--dataset', 'lsun', '--lsun_category', 'bedroom'], ['give two or more', 'use --dataset lsun_bedroom']),
+    (['--dataset', 'lsun', '--lsun_category', 'bedroom,attic'], ["'attic' is not an LSUN scene category"]),
+    (['--dataset', 'pngs', '--lsun_category', 'bedroom,tower'], ['--lsun_category goes with --dataset lsun']),
+    (['--dataset', 'lsun', '--lsun_category', 'bedroom,tower'],
+     ['no dataset folder', 'lsun_bedroom: download it with: python download.py lsun --lsun_category bedroom']),
     (['stray'], ["unexpected argument 'stray'"]),
 ])
 def test_bad_input_gets_one_sentence_and_exit_code_2(tmp_path, args, fragments):
@@ -324,6 +336,26 @@ def test_class_folders_train_a_conditional_rgb_model_and_generate_by_class_name(
                                *dir_flags(tmp_path, tmp_path / 'data')),
                "--labels must be 'all' or a comma-separated list of class names (one, seven, zero) or integers; "
                "'eight' is neither")
+  os.rename(tmp_path / 'data' / 'colours' / 'zero', tmp_path / 'data' / 'colours' / 'nil')  # label 0 now
+  assert_error(main_in_process('--train', *size, '--input_fname_pattern', '*.png', '--batch_size', '8', '--epoch',
+                               '2', *TINY_MODEL, *dir_flags(tmp_path, tmp_path / 'data')),
+               'was trained on the classes one, seven, zero (labels 0 to 2), but the data now has nil, one, seven: '
+               'its labels would change meaning')
+
+
+def test_lsun_categories_train_one_model_conditioned_on_the_category(tmp_path):
+  for seed, category in enumerate(('tower', 'bedroom', 'kitchen')):
+    lmdb_of_images(tmp_path / 'data' / f'lsun_{category}', 6, size=(20, 16), seed=seed)
+  size = ['--output_height', '16', '--dataset', 'lsun', '--lsun_category', 'kitchen,bedroom']
+  assert main_in_process('--train', *size, '--crop', '--batch_size', '4', '--epoch', '1', '--sample_num', '4',
+                         *TINY_MODEL, *dir_flags(tmp_path, tmp_path / 'data')).returncode == 0
+  key = tmp_path / 'ckpt' / 'lsun_bedroom+kitchen_16_16'
+  saved = json.loads((key / 'config.json').read_text())
+  assert (saved['y_dim'], saved['class_names'], saved['conditioning']) == (2, ['bedroom', 'kitchen'], 'projection')
+  out = tmp_path / 'generated'
+  assert main_in_process(*size, '--generate', '3', '--labels', 'kitchen', '--out_dir', str(out),
+                         *dir_flags(tmp_path, tmp_path / 'data')).returncode == 0
+  assert [(e['label'], e['class']) for e in json.loads((out / 'manifest.json').read_text())] == [(1, 'kitchen')] * 3
 
 
 def test_more_classes_than_grid_rows_show_an_even_spread_and_say_which(tmp_path, caplog):
@@ -337,3 +369,10 @@ def test_more_classes_than_grid_rows_show_an_even_spread_and_say_which(tmp_path,
           'class11, class14, class16, class19 (--sample_num 8)') in caplog.text
   with Image.open(tmp_path / 'samples' / 'many_16_16' / 'train_00_000005.png') as grid:
     assert grid.size == (18 + 2, 8 * 18 + 2)  # 8 rows (classes) of 1
+  out = tmp_path / 'generated'
+  assert main_in_process('--dataset', 'many', '--output_height', '16', '--generate', '40', '--out_dir', str(out),
+                         *dir_flags(tmp_path, tmp_path / 'data')).returncode == 0
+  assert [e['class'] for e in json.loads((out / 'manifest.json').read_text())][:21] == [
+      f'class{index:02d}' for index in range(20)] + ['class00']
+  with Image.open(out / 'grid.png') as grid:  # 20 labels are too many for a column each: 7 columns, not 40
+    assert grid.size == (7 * 18 + 2, 6 * 18 + 2)

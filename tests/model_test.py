@@ -29,13 +29,15 @@ def _inputs(cfg, batch=None, mix=False):
                          mix=tf1.placeholder(tf.float32, [batch]) if mix else None)
 
 
-@pytest.mark.parametrize('height,width,c_dim,y_dim,loss,penalty', [
-    (28, 28, 1, 10, 'non_saturating', 0), (28, 28, 1, 0, 'minimax', 0), (48, 48, 3, 0, 'hinge', 0),
-    (64, 64, 3, 0, 'wasserstein', 10), (128, 128, 3, 0, 'least_squares', 1),
-    (40, 56, 3, 0, 'hinge', 0), (33, 21, 1, 4, 'wasserstein', 10)])
-def test_graph_builds_for_any_size_and_loss(height, width, c_dim, y_dim, loss, penalty):
+@pytest.mark.parametrize('height,width,c_dim,y_dim,loss,penalty,conditioning', [
+    (28, 28, 1, 10, 'non_saturating', 0, 'mnist'), (28, 28, 1, 0, 'minimax', 0, 'projection'),
+    (48, 48, 3, 0, 'hinge', 0, 'projection'), (64, 64, 3, 0, 'wasserstein', 10, 'projection'),
+    (128, 128, 3, 0, 'least_squares', 1, 'projection'), (40, 56, 3, 0, 'hinge', 0, 'projection'),
+    (33, 21, 1, 4, 'wasserstein', 10, 'mnist'), (64, 64, 3, 5, 'non_saturating', 0, 'projection'),
+    (32, 32, 3, 3, 'hinge', 10, 'concat'), (28, 28, 1, 10, 'non_saturating', 10, 'projection')])
+def test_graph_builds_for_any_size_and_loss(height, width, c_dim, y_dim, loss, penalty, conditioning):
   cfg = dataclasses.replace(SMALL, output_height=height, output_width=width, c_dim=c_dim, y_dim=y_dim, loss=loss,
-                            gradient_penalty=penalty)
+                            gradient_penalty=penalty, conditioning=conditioning)
   with tf.Graph().as_default():
     gan = model.gan_model(_inputs(cfg, mix=bool(penalty)), cfg)
     loss = model.gan_loss(gan, cfg)
@@ -67,6 +69,40 @@ def test_variables_and_update_ops_split_by_scope(y_dim):
     before = len(tf1.trainable_variables())
     networks.generator(gan.inputs.z, gan.inputs.z_labels, cfg, is_training=False, reuse=True)
     assert len(tf1.trainable_variables()) == before  # the sampler shares G's variables
+
+
+# variables that only a conditioning has, with their shapes at 32x32 RGB, 3 classes, SMALL's sizes
+_CONDITIONED = {
+    'projection': {'generator/bn0/gamma': [3, 32], 'generator/bn3/beta': [3, 4], 'discriminator/h4_proj/w': [3, 128]},
+    'concat': {'generator/h0_lin/w': [8 + 3, 128], 'discriminator/h0_conv/w': [5, 5, 3 + 3, 4]},
+    'mnist': {'generator/h1_lin/w': [16 + 3, 8 * 8 * 8], 'discriminator/h2_lin/w': [(4 + 3) * 8 * 8 + 3, 16]},
+}
+
+
+@pytest.mark.parametrize('conditioning', config_lib.CONDITIONINGS)
+def test_every_conditioning_makes_g_and_d_depend_on_the_label(conditioning):
+  cfg = dataclasses.replace(SMALL, output_height=32, output_width=32, c_dim=3, y_dim=3, conditioning=conditioning)
+  with tf.Graph().as_default():
+    gan = model.gan_model(_inputs(cfg), cfg)
+    shapes = {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
+    assert {name: shapes.get(name) for name in _CONDITIONED[conditioning]} == _CONDITIONED[conditioning]
+    assert all(shapes.get(name) != shape for other, names in _CONDITIONED.items() if other != conditioning
+               for name, shape in names.items())
+    rng = np.random.default_rng(0)
+    z, images = rng.uniform(-1, 1, [2, cfg.z_dim]), rng.uniform(-1, 1, [2, 32, 32, 3])
+    one_hot = np.eye(3)[[0, 2]]
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      for variable in tf1.global_variables():  # per-class gamma and beta start equal: make the classes differ
+        if variable.shape.rank == 2 and '/bn' in variable.op.name:
+          sess.run(variable.assign(rng.normal(1, 0.5, variable.shape.as_list())))
+      # the same z and images, labels 0 and 2 -> different images and logits
+      outputs = [sess.run([gan.generated, gan.fake_logits, gan.real_logits],
+                          {gan.inputs.z: z, gan.inputs.z_labels: labels, gan.inputs.images: images,
+                           gan.inputs.labels: labels})
+                 for labels in (one_hot, one_hot[::-1])]
+    for label_0_then_2, label_2_then_0 in zip(*outputs):  # G's images, D's logits on them, on the real images
+      assert np.abs(label_0_then_2 - label_2_then_0).reshape(2, -1).max(axis=1).min() > 1e-3  # both examples
 
 
 def test_a_variable_outside_both_scopes_is_an_error():

@@ -142,6 +142,30 @@ def test_batch_norm_inference_uses_the_moving_averages_and_adds_no_updates():
   np.testing.assert_allclose(out, [[0.0, 0.0], [1.0, 1.0]], atol=1e-3)
 
 
+def test_class_conditional_batch_norm_scales_and_offsets_each_example_by_its_class():
+  with tf.Graph().as_default():
+    data = np.random.default_rng(0).normal(3.0, 2.0, size=[6, 2, 2, 4]).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    trained = ops.batch_norm(tf.constant(data), True, labels=tf.constant(labels), name='bn')
+    with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
+      inferred = ops.batch_norm(tf.constant(data), False, labels=tf.constant(labels), name='bn')
+    gamma, beta = (tf1.global_variables(f'bn/{name}')[0] for name in ('gamma', 'beta'))
+    assert gamma.shape.as_list() == beta.shape.as_list() == [3, 4]
+    assert len(tf1.global_variables('bn/moving_')) == 2  # the statistics are shared by the classes
+    scales, offsets = np.arange(1, 13, dtype=np.float32).reshape(3, 4), -np.arange(12, dtype=np.float32).reshape(3, 4)
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      sess.run([gamma.assign(scales), beta.assign(offsets)])
+      out, inference = sess.run([trained, inferred])
+  normalized = (data - data.mean(axis=(0, 1, 2))) / np.sqrt(data.var(axis=(0, 1, 2)) + 1e-5)
+  classes = labels.argmax(axis=1)
+  expected = normalized * scales[classes][:, None, None, :] + offsets[classes][:, None, None, :]
+  np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-3)
+  # inference: the moving averages (still 0 and 1) normalize, the class still scales and offsets
+  expected = data / np.sqrt(1 + 1e-5) * scales[classes][:, None, None, :] + offsets[classes][:, None, None, :]
+  np.testing.assert_allclose(inference, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_lrelu_and_its_gradient():
   with tf.Graph().as_default():
     x = tf.constant([-2.0, -1e-30, 3.0, 1e-30])

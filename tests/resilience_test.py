@@ -219,8 +219,10 @@ def _limit_file_size(size):
 
 
 def test_a_failed_save_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_idx_root):
-  # Big fully connected layers: a checkpoint of about 27 MB, far more than the graph, samples or config files.
-  big = [*RUN, '--gfc_dim', '1024', '--dfc_dim', '1024', '--ckpt_freq', '2', *dir_flags(tmp_path, tiny_idx_root)]
+  # The MNIST model's big fully connected layers: a checkpoint of about 27 MB, far more than the graph, samples
+  # or config files.
+  big = [*RUN, '--conditioning', 'mnist', '--gfc_dim', '1024', '--dfc_dim', '1024', '--ckpt_freq', '2',
+         *dir_flags(tmp_path, tiny_idx_root)]
   assert main_in_process(*big, '--epoch', '1').returncode == 0
   before = checkpoints.problem(_ckpt(tmp_path, 4))
   assert before is None
