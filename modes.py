@@ -91,7 +91,8 @@ def _train(config, from_step, worker):
                     f'uses per D update ({len(dataset)} in {os.path.join(config.data_dir, config.dataset)}'
                     f'{f", {config.d_steps} D updates a step" if config.d_steps > 1 else ""}); lower --batch_size')
   logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, len(dataset), config.c_dim,
-               f'{config.y_dim} label classes' if config.y_dim else 'unconditional')
+               f'{config.y_dim} label classes (--conditioning {config.conditioning})' if config.y_dim
+               else 'unconditional')
   logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))
   shown = model.grid_classes(config.sample_num, config.y_dim)[0] if config.y_dim else ()
   if 0 < len(shown) < config.y_dim:

@@ -43,6 +43,7 @@ def trained(tmp_path_factory, tiny_idx_root):
 def test_training_writes_checkpoint_samples_events_and_a_graph_of_a_dozen_stages(trained):
   tmp_path, stderr = trained
   assert 'started at step 0 (epoch 0, batch 0)' in stderr
+  assert '10 label classes (--conditioning projection)' in stderr
   assert 'img/s' in stderr and 'ETA' in stderr
   # none of TensorFlow's noise: deprecations, a failed Grappler pass, an op on two of the precision lists
   for noise in ('deprecated', 'failed:', 'present in multiple lists'):
