@@ -647,8 +647,8 @@ class LmdbCategoriesSource(EncodedSource):
     return int(self.starts[-1])
 
   @staticmethod
-  def recognizes(config):
-    return _categories(config.dataset) is not None
+  def recognizes(config):  # (a folder of that name is a dataset of its own: images named with a +)
+    return _categories(config.dataset) is not None and not os.path.isdir(_folder(config))
 
   @classmethod
   def open(cls, config, cache_dir):

@@ -459,6 +459,9 @@ def test_lmdbs_of_several_categories_are_one_dataset_labelled_by_category(tmp_pa
   with pytest.raises(UserError, match=r'no dataset folder .*lsun_tower: download it with: python download.py lsun '
                                       r'--lsun_category tower$'):
     datasets.load(_config(tmp_path, 'lsun_bedroom+tower'))
+  write_images(str(tmp_path / 'photos_cats+dogs'), 2)  # a folder of that form is a folder
+  assert isinstance(datasets.load(_config(tmp_path, 'photos_cats+dogs', input_fname_pattern='*.png')),
+                    datasets.FolderSource)
 
 
 def test_lmdb_corrupt_and_non_image_entries_are_counted_skipped_and_named(tmp_path, caplog):
