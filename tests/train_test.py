@@ -282,7 +282,7 @@ def test_mixed_float16_scales_the_loss_and_skips_an_update_whose_gradients_overf
       sess.run(dcgan.train_ops.d_train, dcgan.step_feed(0, 0))
       return before, sess.run(d_vars), sess.run(dcgan.overflows)
 
-    for scale in scales:  # a scale this tiny model's gradients cannot overflow (the first, 2^15, may)
+    for scale in scales:  # a small scale, which this tiny model's gradients do not overflow (the first, 2^15, can)
       scale.load(128.0, sess)
     before, after, overflows = d_update()
     assert overflows == 0 and any(not np.array_equal(b, a) for b, a in zip(before, after))
