@@ -12,11 +12,10 @@ $ .venv/bin/python bench/conditioning.py --run_dir /tmp/conditioning     # 6 run
 import json
 import os
 import statistics
-import subprocess
-import sys
-import time
 
 from absl import app, flags
+
+import runs  # (bench/)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,32 +32,18 @@ TRAIN_SIZE = 19200  # 300 steps of 64 per epoch
 KEY = 'mnist_28_28'
 
 
-def _main_py(*args, cwd):
-  command = [sys.executable, os.path.join(ROOT, 'main.py'), *args]
-  result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-  if result.returncode:
-    sys.exit(f'{" ".join(command)} failed:\n{result.stderr[-2000:]}')
-  return result
-
-
 def run(conditioning, seed):
   """Trains (unless done) and evaluates one run: its row."""
   run_dir = os.path.join(FLAGS.run_dir, f'{conditioning}_seed{seed}')
   common = ['--dataset', 'mnist', '--data_dir', os.path.abspath(FLAGS.mnist)]
   timing = os.path.join(run_dir, 'train_seconds.json')
-  if not os.path.exists(os.path.join(run_dir, 'checkpoint', KEY, f'DCGAN.model-{FLAGS.steps}.index')):
-    os.makedirs(run_dir, exist_ok=True)
-    print(f'training {conditioning}, seed {seed}: {FLAGS.steps} steps in {run_dir}', file=sys.stderr, flush=True)
-    start = time.monotonic()
-    _main_py('--train', *common, '--conditioning', conditioning, '--seed', seed, '--train_size', str(TRAIN_SIZE),
-             '--epoch', str(-(-FLAGS.steps * 64 // TRAIN_SIZE)), '--ckpt_freq', str(FLAGS.steps),
-             '--precision', FLAGS.precision, cwd=run_dir)
+  seconds = runs.train_once(common, run_dir, KEY, FLAGS.steps, '--conditioning', conditioning, '--seed', seed,
+                            '--train_size', str(TRAIN_SIZE), '--epoch', str(-(-FLAGS.steps * 64 // TRAIN_SIZE)),
+                            '--precision', FLAGS.precision)
+  if seconds is not None:
     with open(timing, 'w') as f:
-      json.dump({'seconds': time.monotonic() - start}, f)
-  _main_py('--evaluate', *common, '--checkpoint', str(FLAGS.steps), '--num_samples', str(FLAGS.samples),
-           '--precision', 'float32', cwd=run_dir)
-  with open(os.path.join(run_dir, 'checkpoint', KEY, f'eval_{FLAGS.steps:06d}_{FLAGS.samples}.json')) as f:
-    metrics = json.load(f)['metrics']
+      json.dump({'seconds': seconds}, f)
+  metrics = runs.evaluate(common, FLAGS.steps, FLAGS.samples, KEY, run_dir, '--precision', 'float32')
   with open(timing) as f:
     seconds = json.load(f)['seconds']
   row = {'conditioning': conditioning, 'seed': int(seed), 'train_seconds': round(seconds, 1),

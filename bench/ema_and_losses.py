@@ -14,10 +14,10 @@ $ .venv/bin/python bench/ema_and_losses.py --run_dir /tmp/gan_choices --nolosses
 
 import json
 import os
-import subprocess
-import sys
 
 from absl import app, flags
+
+import runs  # (bench/)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
@@ -33,27 +33,6 @@ flags.DEFINE_integer('face_epochs', 8, 'Part 2: epochs of the 5,000 faces (78 st
 FLAGS = flags.FLAGS
 
 
-def _main_py(*args, cwd):
-  command = [sys.executable, os.path.join(ROOT, 'main.py'), *args]
-  result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-  if result.returncode:
-    sys.exit(f'{" ".join(command)} failed:\n{result.stderr[-2000:]}')
-  return result
-
-
-def _evaluate(common, step, samples, key, cwd, *extra):
-  _main_py('--evaluate', *common, '--checkpoint', str(step), '--num_samples', str(samples), *extra, cwd=cwd)
-  with open(os.path.join(cwd, 'checkpoint', key, f'eval_{step:06d}_{samples}.json')) as f:
-    return json.load(f)['metrics']
-
-
-def _train_once(common, run_dir, key, step, *args):
-  if not os.path.exists(os.path.join(run_dir, 'checkpoint', key, f'DCGAN.model-{step}.index')):
-    os.makedirs(run_dir, exist_ok=True)
-    print(f'training {step} steps in {run_dir}', file=sys.stderr, flush=True)
-    _main_py('--train', *common, *args, '--ckpt_freq', str(step), cwd=run_dir)
-
-
 def ema_rows():
   mnist = os.path.abspath(os.path.join(SHARED, 'mnist'))
   common = ['--dataset', 'mnist', '--data_dir', os.path.dirname(mnist), '--conditioning', 'mnist']  # as measured
@@ -61,10 +40,10 @@ def ema_rows():
   rows = []
   for seed in FLAGS.seeds:
     run_dir = os.path.join(FLAGS.run_dir, f'mnist_seed{seed}')
-    _train_once(common, run_dir, 'mnist_28_28', FLAGS.mnist_steps, '--seed', seed, '--train_size',
-                str(train_size), '--epoch', str(FLAGS.mnist_steps * 64 // train_size))
+    runs.train_once(common, run_dir, 'mnist_28_28', FLAGS.mnist_steps, '--seed', seed, '--train_size',
+                    str(train_size), '--epoch', str(FLAGS.mnist_steps * 64 // train_size))
     for sampled, extra in (('moving average (--ema 0.999)', ()), ("G's own weights (--ema 0)", ('--ema', '0'))):
-      metrics = _evaluate(common, FLAGS.mnist_steps, FLAGS.mnist_samples, 'mnist_28_28', run_dir, *extra)
+      metrics = runs.evaluate(common, FLAGS.mnist_steps, FLAGS.mnist_samples, 'mnist_28_28', run_dir, *extra)
       row = {'part': 'ema', 'seed': int(seed), 'sampled': sampled, **metrics}
       print(json.dumps(row), flush=True)
       rows.append(row)
@@ -78,9 +57,9 @@ def loss_rows():
   rows = []
   for loss in FLAGS.loss_names:
     run_dir = os.path.join(FLAGS.run_dir, f'faces_{loss}')
-    _train_once(common, run_dir, 'anime-faces_64_64', steps, '--loss', loss, '--epoch', str(FLAGS.face_epochs),
-                '--seed', '1')
-    metrics = _evaluate(common, steps, 5000, 'anime-faces_64_64', run_dir)
+    runs.train_once(common, run_dir, 'anime-faces_64_64', steps, '--loss', loss, '--epoch',
+                    str(FLAGS.face_epochs), '--seed', '1')
+    metrics = runs.evaluate(common, steps, 5000, 'anime-faces_64_64', run_dir)
     row = {'part': 'losses', 'loss': loss, 'steps': steps, **metrics}
     print(json.dumps(row), flush=True)
     rows.append(row)

@@ -13,7 +13,6 @@ $ .venv/bin/python bench/quality.py --mnist ../shared/data --run_dir /tmp/q --st
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from scipy import ndimage  # noqa: E402
 import classifier  # noqa: E402
 import datasets  # noqa: E402
 import metrics  # noqa: E402
+import runs  # noqa: E402  (bench/)
 import trainer  # noqa: E402
 
 flags.DEFINE_string('mnist', os.path.join(ROOT, '..', 'shared', 'data'), 'Folder that holds mnist/ (IDX files).')
@@ -74,30 +74,17 @@ def rank_damaged_digits(classifier_dir):
   return rows
 
 
-def _main_py(*args, cwd):
-  command = [sys.executable, os.path.join(ROOT, 'main.py'), *args]
-  result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-  if result.returncode:
-    sys.exit(f'{" ".join(command)} failed:\n{result.stderr[-2000:]}')
-  return result.stdout
-
-
 def rank_training_steps(run_dir):
   steps = [int(step) for step in FLAGS.steps]
   common = ['--dataset', 'mnist', '--data_dir', os.path.abspath(FLAGS.mnist), '--conditioning', 'mnist']  # as measured
-  if not os.path.exists(os.path.join(run_dir, 'checkpoint', 'mnist_28_28', f'DCGAN.model-{steps[-1]}.index')):
-    os.makedirs(run_dir, exist_ok=True)
-    epochs = -(-steps[-1] // (TRAIN_SIZE // 64))
-    print(f'training {steps[-1]} steps in {run_dir} (about 15 minutes on 2 cores)', file=sys.stderr)
-    _main_py('--train', *common, '--train_size', str(TRAIN_SIZE), '--epoch', str(epochs), '--ckpt_freq',
-             str(np.gcd.reduce(steps)), '--max_to_keep', str(len(steps) + 50), cwd=run_dir)
+  epochs = -(-steps[-1] // (TRAIN_SIZE // 64))  # (about 15 minutes of training on 2 cores)
+  runs.train_once(common, run_dir, 'mnist_28_28', steps[-1], '--train_size', str(TRAIN_SIZE), '--epoch', str(epochs),
+                  '--max_to_keep', str(len(steps) + 50), ckpt_freq=np.gcd.reduce(steps))
   rows = []
   for step in steps:
-    out = _main_py('--evaluate', *common, '--checkpoint', str(step), '--num_samples', str(FLAGS.eval_samples),
-                   cwd=run_dir)
-    path = os.path.join(run_dir, 'checkpoint', 'mnist_28_28', f'eval_{step:06d}_{FLAGS.eval_samples}.json')
-    with open(path) as f:
-      row = {'set': f'DCGAN at step {step}', **json.load(f)['metrics']}
+    out = runs.main_py('--evaluate', *common, '--checkpoint', str(step), '--num_samples', str(FLAGS.eval_samples),
+                       cwd=run_dir).stdout
+    row = {'set': f'DCGAN at step {step}', **runs.eval_metrics(run_dir, 'mnist_28_28', step, FLAGS.eval_samples)}
     print(json.dumps(row))
     print(out, file=sys.stderr)
     rows.append(row)
