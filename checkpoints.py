@@ -10,28 +10,24 @@ $ python main.py --train --dataset digits    # 'resumed from .../DCGAN.model-150
 """
 
 import contextlib
-import datetime
-import fcntl
 import glob
 import json
 import os
 import re
 import shutil
-import socket
-import sys
-import time
 
 import tensorflow as tf
 from tensorflow.python.checkpoint import checkpoint_management
 from absl import logging
 
+import config as config_lib
 import utils
 from errors import UserError, first_line
 
 PREFIX = 'DCGAN.model'
 INCOMPLETE_DIR = 'incomplete'
 ROLLED_BACK_DIR = 'rolled_back'
-BEST = 'best'  # --checkpoint best
+BEST = config_lib.BEST_CHECKPOINT  # --checkpoint best
 BEST_DIR = 'best'
 BEST_FILE = 'best.json'
 STATE_FILE = 'checkpoint'  # the Saver's state file: the newest checkpoint and those kept
@@ -235,50 +231,23 @@ def save_best(saver, sess, directory, step, info):
 
 # One writer per key: an advisory lock on <directory>/run.lock, held for the whole run.
 
-def _holder(lock_path, tries=10):
-  """What the lock file says of the process that holds it: 'pid P on host H since T (command)'. A holder that
-  took the lock a moment ago may not have written it yet: read again for up to a second."""
-  for _ in range(tries):
-    try:
-      with open(lock_path) as f:
-        info = json.load(f)
-      return f'pid {info["pid"]} on {info["host"]} since {info["started"]} ({info["command"]})'
-    except (OSError, ValueError, KeyError, TypeError):
-      time.sleep(0.1)
-  return 'another process (it has not said which)'
-
-
 @contextlib.contextmanager
 def writer_lock(directory, what):
   """Holds the key's lock while the block runs: one run at a time writes checkpoints, config.json, best/ and
-  the caches of `directory`. fcntl.flock: the kernel drops it when the process ends, even by kill -9, so there
-  is never a stale lock to clear on a local disk (README: "One run per key" for NFS).
+  the caches of `directory` (utils.exclusive_lock; README: "One run per key" for NFS). A run that stops before
+  it writes anything leaves no folder behind.
 
   Args:
-    directory: the key's checkpoint folder (made if missing).
+    directory: the key's checkpoint folder (made if missing, removed again if the run leaves it empty).
     what: what this run does, for the other run's error ('training', '--evaluate').
 
   Raises:
     UserError: another process holds the lock; the sentence names it.
   """
-  os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, LOCK_FILE)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      raise UserError(f'{directory} is in use: {_holder(path)} holds its lock. Two runs on one key would delete '
-                      f'each other\'s checkpoints, so {what} does not start: wait for that run to end (or stop it); '
-                      'test mode, --generate and --export only read and work meanwhile') from None
-    started = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
-    info = {'pid': os.getpid(), 'host': socket.gethostname(), 'started': started,
-            'command': ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) or what}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)
-    try:
+    with utils.exclusive_lock(os.path.join(directory, LOCK_FILE), what):
       yield
-    finally:
-      os.ftruncate(fd, 0)  # so that the next holder's rival never reads this one
-  finally:
-    os.close(fd)  # (closing the last descriptor releases the lock)
+  except utils.Busy as holder:
+    raise UserError(f'{directory} is in use: {holder} holds its lock. Two runs on one key would delete '
+                    f'each other\'s checkpoints, so {what} does not start: wait for that run to end (or stop it); '
+                    'test mode, --generate and --export only read and work meanwhile') from None

@@ -18,6 +18,8 @@ import utils
 from errors import UserError
 
 CONFIG_FILE = 'config.json'
+DATA_CACHE_DIR = 'datasets'  # <checkpoint_dir>/datasets/<dataset>/: what runs of any size learn of the data once
+RUN_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}')  # a --run_name: one plain folder-name part
 
 # Fields that set the shapes of the variables: a checkpoint loads only into a graph with the same values.
 SHAPE_FIELDS = ('output_height', 'output_width', 'c_dim', 'y_dim', 'conditioning', 'z_dim', 'gf_dim', 'df_dim',
@@ -27,6 +29,22 @@ SHAPE_FIELDS = ('output_height', 'output_width', 'c_dim', 'y_dim', 'conditioning
 CONDITIONINGS = ('projection', 'concat', 'mnist')
 
 Z_DISTRIBUTIONS = ('uniform_signed', 'normal')
+# The names main.py's flags accept, kept here (where nothing loads TensorFlow) so that a mistake in a flag is
+# reported before TensorFlow loads; each module that implements them checks at import that they match.
+BUILTIN_DATASETS = ('digits',)  # datasets.py renders them
+TFDS_PREFIX = 'tfds:'  # --dataset tfds:NAME is a TensorFlow Datasets dataset
+BEST_CHECKPOINT = 'best'  # --checkpoint best: the one kept by --eval_freq
+LOSS_NAMES = ('non_saturating', 'minimax', 'wasserstein', 'hinge', 'least_squares')  # losses.LOSSES
+VISUALIZE_OPTIONS = ('0', '1', '2', '3', '4', 'interp', 'progress')  # generate.visualize
+BEST_METRICS = ('swd', 'fd')  # evaluation.py: what --best_metric may pick
+EVALUATE_SAMPLES = 10000  # --evaluate's default --num_samples
+TRAINING_EVAL_SAMPLES = 2000  # --eval_freq's
+# Fields that change what training does without changing a variable's shape: a resumed run may change them, and
+# is told which it changed (modes.train). The epoch to resume at is counted with the new values of the last three.
+TRAINING_FIELDS = ('data_dir', 'input_fname_pattern', 'crop', 'input_height', 'input_width', 'z_dist', 'loss',
+                   'gradient_penalty', 'ema', 'learning_rate', 'beta1', 'g_steps', 'seed', 'precision',
+                   'batch_size', 'train_size', 'd_steps')
+EPOCH_FIELDS = ('batch_size', 'train_size', 'd_steps')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +86,7 @@ class Config:
   d_steps: int = 1
   g_steps: int = 2
   # Output
+  run_name: Optional[str] = None  # keeps this run's folders apart from other runs on the same data and size
   checkpoint_dir: str = 'checkpoint'
   sample_dir: str = 'samples'
   log_dir: str = 'logs'
@@ -79,7 +98,7 @@ class Config:
   keep_every_hours: Optional[float] = None
   # Evaluation
   eval_freq: Optional[int] = None  # None: no evaluation during training
-  eval_samples: int = 2000
+  eval_samples: int = TRAINING_EVAL_SAMPLES
   best_metric: Optional[str] = None  # default: from the data (fd for labelled grayscale data, else swd)
   # Runtime
   device: str = '/cpu:0'
@@ -93,8 +112,9 @@ class Config:
 
   @property
   def key(self):
-    """Names the run's folders: the dataset and the output size, not the batch size."""
-    return f'{key_prefix(self.dataset)}_{self.output_height}_{self.output_width}'
+    """Names the run's folders: the dataset and the output size (not the batch size), then -<run_name>."""
+    key = f'{key_prefix(self.dataset)}_{self.output_height}_{self.output_width}'
+    return f'{key}-{self.run_name}' if self.run_name else key
 
   @property
   def checkpoint_path(self):
@@ -107,6 +127,19 @@ class Config:
   @property
   def log_path(self):
     return os.path.join(self.log_dir, self.key)
+
+  @property
+  def data_cache_path(self):
+    """Where what was learnt of the data itself is kept (the check of every entry, an LMDB's keys, the decoded
+    images of each size): one folder per dataset, shared by runs of every size and name, and never a run's
+    folder, so that --check_data or a run that fails leaves no run folder behind."""
+    return os.path.join(self.checkpoint_dir, DATA_CACHE_DIR, key_prefix(self.dataset))
+
+
+def category_dataset(prefix, categories):
+  """The --dataset of one model on the LMDBs data/<prefix>_<category>, one class each, in sorted order:
+  ('lsun', ['kitchen', 'bedroom']) -> 'lsun_bedroom+kitchen'."""
+  return f'{prefix}_{"+".join(sorted(set(categories)))}'
 
 
 def key_prefix(dataset):
@@ -156,3 +189,11 @@ def shape_differences(saved, current):
     unused.update(('gfc_dim', 'dfc_dim'))
   return [(name, getattr(saved, name), getattr(current, name))
           for name in SHAPE_FIELDS if name not in unused and getattr(saved, name) != getattr(current, name)]
+
+
+def training_differences(saved, current):
+  """The TRAINING_FIELDS whose values differ, as [(field, saved_value, current_value)]; data folders are
+  compared by where they lead."""
+  same = lambda name, a, b: (os.path.realpath(a) == os.path.realpath(b)) if name == 'data_dir' else a == b
+  return [(name, getattr(saved, name), getattr(current, name)) for name in TRAINING_FIELDS
+          if not same(name, getattr(saved, name), getattr(current, name))]

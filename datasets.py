@@ -41,6 +41,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+import config as config_lib
 import digits
 import fetch
 import utils
@@ -48,11 +49,12 @@ from errors import UserError, first_line
 
 tf1 = tf.compat.v1
 
-BUILTIN = ('digits',)
+BUILTIN = config_lib.BUILTIN_DATASETS
 IDX_PAIRS = (('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
              ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'))
 # What tf.io.decode_image reads; other formats would fail inside the training step.
 DECODABLE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')  # the file names of those formats
 SCAN_FILE = 'data_check.npz'  # what the check of an encoded source found, keyed by its fingerprint
 LMDB_KEYS_FILE = 'lmdb_keys.npz'  # the keys of an LMDB, listed once
 IMAGE_CACHE_FILE = 'image_cache.npy'  # --cache and TFDS: the images decoded, cropped and resized, in order
@@ -337,7 +339,7 @@ class TfdsSource(PixelSource):
   Labels come along where the dataset has a ClassLabel feature.
   """
   kind = 'TensorFlow Datasets'
-  PREFIX = 'tfds:'
+  PREFIX = config_lib.TFDS_PREFIX
   info = None  # the builder's DatasetInfo
   SPLIT = 'train'
 
@@ -383,7 +385,7 @@ class TfdsSource(PixelSource):
     num_classes = builder.info.features[label].num_classes if label else 0
     key = {'tfds': builder.info.full_name, 'split': cls.SPLIT, 'channels': channels, 'label': label,
            **_fit_key(config)}
-    path = os.path.join(cache_dir, IMAGE_CACHE_FILE)
+    path = os.path.join(image_cache_folder(cache_dir, config), IMAGE_CACHE_FILE)
     cached = _open_image_cache(path, key)
     if cached is None:
       try:
@@ -455,7 +457,7 @@ class FolderSource(EncodedSource):
       others = sorted(os.listdir(folder))
       hint = f'; it holds {len(others)} other entries, e.g. {others[0]!r}' if others else '; the folder is empty'
       command = fetch.command_for(config.dataset)
-      how = f'; to download it: {command}' if command else ' (set --input_fname_pattern)'
+      how = f'; to download it: {command}' if command else _pattern_hint(folder)
       raise UserError(f'no file matches {pattern}{hint}{how}')
     return cls(config.dataset, paths, pattern=pattern)
 
@@ -611,10 +613,7 @@ class LmdbSource(EncodedSource):
                       channels)
 
 
-def category_dataset(prefix, categories):
-  """The --dataset of one model on the LMDBs data/<prefix>_<category>, one class each, in sorted order:
-  ('lsun', ['kitchen', 'bedroom']) -> 'lsun_bedroom+kitchen'."""
-  return f'{prefix}_{"+".join(sorted(set(categories)))}'
+category_dataset = config_lib.category_dataset
 
 
 def _categories(dataset):
@@ -732,6 +731,27 @@ def _matching(folder, pattern):
   return sorted(p for p in glob.glob(os.path.join(glob.escape(folder), pattern)) if os.path.isfile(p))
 
 
+def _pattern_hint(folder):
+  """What to set --input_fname_pattern to, from the image files at the top of `folder` and in its visible
+  subfolders (class folders): '; they are 40 .png files in 3 class folders: set --input_fname_pattern '*.png''."""
+  found, places = collections.Counter(), collections.Counter()
+  for entry in os.scandir(folder):
+    children = [entry] if entry.is_file() else []
+    if entry.is_dir() and not entry.name.startswith('.'):
+      children = [child for child in os.scandir(entry.path) if child.is_file()]
+    for child in children:
+      extension = os.path.splitext(child.name)[1]
+      if extension.lower() in IMAGE_EXTENSIONS:
+        found[extension] += 1
+        places[entry.is_dir()] += 1
+  if not found:
+    return '; none of them is an image file (JPEG, PNG, GIF, BMP or WebP)' if os.listdir(folder) else ''
+  extension, count = found.most_common(1)[0]
+  where = 'in its class folders' if places[True] >= places[False] else 'at its top'
+  more = f' (and {sum(found.values()) - count} other images)' if len(found) > 1 else ''
+  return f'; {count} {extension} files are {where}{more}: set --input_fname_pattern \'*{extension}\''
+
+
 def _class_folders(folder, pattern):
   """{class folder name: its files matching `pattern`} for the visible subfolders of `folder`, sorted by name;
   empty when no subfolder holds a matching file (then they are not class folders)."""
@@ -808,6 +828,15 @@ def _fit(image, config):
     image = tf.image.crop_to_bounding_box(image, (shape[0] - height) // 2, (shape[1] - width) // 2, height, width)
   image = tf.image.resize(image, [config.output_height, config.output_width], antialias=True)
   return tf.saturate_cast(tf.round(image), tf.uint8)
+
+
+def image_cache_folder(cache_dir, config):
+  """Where the images decoded at one output size and crop are kept (--cache, TFDS): cache_dir/images_<h>x<w>,
+  with _crop or _crop<H>x<W> after it for a crop."""
+  name = f'images_{config.output_height}x{config.output_width}'
+  if config.crop:
+    name += '_crop' + (f'{config.input_height}x{config.input_width}' if config.input_height else '')
+  return os.path.join(cache_dir, name)
 
 
 def _fit_key(config):
@@ -1064,8 +1093,8 @@ def load(config, strict=False, cache_dir=None):
     config: a config.Config; reads dataset, data_dir, tfds_data_dir, input_fname_pattern, the crop and the
       output sizes.
     strict: make any bad entry an error.
-    cache_dir: where to remember what a check found, the LMDB keys and the TFDS images (the checkpoint folder);
-      None to remember nothing (TFDS needs it).
+    cache_dir: where to remember what a check found, the LMDB keys and the TFDS images (the dataset's cache
+      folder, config.data_cache_path); None to remember nothing (TFDS needs it).
 
   Returns:
     A Source whose entries are all readable images.
@@ -1201,7 +1230,8 @@ def _write_image_cache(data, path, key, with_labels, shape, total=None):
 
 
 def cache_images(source, config, cache_dir):
-  """Decodes an encoded source once into cache_dir/image_cache.npy and trains from that file from then on (--cache).
+  """Decodes an encoded source once into the image cache of cache_dir (image_cache_folder) and trains from that
+  file from then on (--cache).
 
   The file holds every image as training sees it (decoded, cropped, resized), in the source's order, and is
   memory-mapped, so it need not fit in memory. image_cache.json beside it records the source's fingerprint and
@@ -1210,7 +1240,7 @@ def cache_images(source, config, cache_dir):
   Args:
     source: a Source from load(); one already decoded (IDX, TFDS) is returned as it is.
     config: a config.Config; reads the crop and output sizes.
-    cache_dir: the folder of the cache (the run's checkpoint folder).
+    cache_dir: the dataset's cache folder (config.data_cache_path), shared by its runs of every size.
 
   Returns:
     A PixelSource whose `images` are uint8 [count, output_height, output_width, channels], memory-mapped.
@@ -1220,7 +1250,7 @@ def cache_images(source, config, cache_dir):
   """
   if source.images is not None:
     return source
-  path = os.path.join(cache_dir, IMAGE_CACHE_FILE)
+  path = os.path.join(image_cache_folder(cache_dir, config), IMAGE_CACHE_FILE)
   key = {'fingerprint': source.fingerprint(), 'count': len(source), 'channels': source.channels, **_fit_key(config)}
   cached = _open_image_cache(path, key)
   if cached is None:

@@ -2,7 +2,8 @@
 
 A program of its own, beside main.py (the only other module with flags). The files, their sizes, checksums and
 mirrors stand in one table in fetch.py. Interrupted downloads resume from their `.part` files when run again;
-files already there are verified and kept.
+files already there are verified and kept, and a file that is not the right one is replaced only by a verified
+download (fetch.fetch_file).
 
 $ python download.py mnist                                  # data/mnist/*.gz, 70,000 digits (~11 MiB)
 $ python download.py celebA                                 # data/celebA/*.jpg, 202,599 faces (1.3 GiB zip)
@@ -12,14 +13,26 @@ $ python download.py mnist --mirror http://10.0.0.5:8000/   # your own mirror: <
 """
 
 import os
+import urllib.parse
 
 from absl import flags, logging
 
-import errors
+import cli
 import fetch
 from errors import UserError
 
 DATASETS = ('mnist', 'celebA', 'lsun')
+INTRO = '''\
+download.py: fetch a dataset into data/, checked against its published size and checksum, ready for main.py.
+
+  python download.py mnist                                 data/mnist/, 11 MiB (then: main.py --train --dataset mnist)
+  python download.py celebA                                data/celebA/*.jpg, a 1.3 GiB zip from Google Drive
+  python download.py lsun --lsun_category bedroom          data/lsun_bedroom/, an LMDB, 43 GiB
+  python download.py lsun --lsun_category bedroom --lsun_split val        300 images: a quick first try
+  python download.py celebA --from_file img_align_celeba.zip              a zip you fetched in a browser
+  python download.py mnist --mirror http://10.0.0.5:8000/  your own mirror, serving the files by name
+
+Run the same command again to resume an interrupted download. More: README.md, "Get the data".'''
 
 flags.DEFINE_string('data_dir', 'data', 'Folder that receives the dataset folders (main.py --data_dir).')
 flags.DEFINE_list('lsun_category', ['bedroom'], 'LSUN scene categories to fetch, comma-separated: '
@@ -31,6 +44,9 @@ flags.DEFINE_list('mirror', None, 'Base URL(s) of a mirror that serves the files
                   f'{fetch.MIRROR_ENV}, else the built-in sources.')
 flags.DEFINE_string('from_file', None, 'A zip you downloaded yourself (celebA, or one LSUN category): checked '
                     'against the same checksum and unpacked; the file is left where it is.')
+flags.DEFINE_boolean('keep_mine', False, 'A file already in the dataset folder that is not the one download.py '
+                     'fetches (your own subset, another version) is kept and used as it is; without it, it is '
+                     'replaced once the right file has arrived and been verified, and kept beside it as <name>.mine.')
 flags.DEFINE_boolean('keep_downloads', False, 'Keep the zip of celebA or LSUN after unpacking it (default: deleted '
                      'once the images are unpacked).')
 flags.DEFINE_integer('retries', 5, 'Retries of a transfer that stalls or fails with a connection error or 5xx, '
@@ -53,19 +69,33 @@ def _downloads(names):
     elif match == 'celebA':
       chosen.append(fetch.CELEBA)
     else:
-      for category in FLAGS.lsun_category:
-        if category not in fetch.LSUN_CATEGORIES:
-          raise UserError(f'--lsun_category {category!r} is not an LSUN scene category: '
-                          f'{", ".join(fetch.LSUN_CATEGORIES)}')
-        chosen.append(fetch.lsun(category, FLAGS.lsun_split))
+      fetch.check_lsun_categories(FLAGS.lsun_category)
+      chosen += [fetch.lsun(category, FLAGS.lsun_split) for category in FLAGS.lsun_category]
   return chosen
+
+
+def _mirrors():
+  """--mirror, else the environment's DCGAN_MIRROR, as a list of http(s) base URLs.
+
+  Raises:
+    UserError: a mirror is not an http:// or https:// URL with a host.
+  """
+  given = FLAGS.mirror is not None
+  mirrors = [m.strip() for m in FLAGS.mirror or os.environ.get(fetch.MIRROR_ENV, '').split(',') if m.strip()]
+  for mirror in mirrors:
+    parts = urllib.parse.urlsplit(mirror)
+    if parts.scheme not in ('http', 'https') or not parts.netloc:
+      where = '--mirror' if given else f'the environment variable {fetch.MIRROR_ENV}'
+      hint = f'; write it as http://{mirror}' if '://' not in mirror else ''
+      raise UserError(f'{where} {mirror!r} is not an http:// or https:// URL{hint}')
+  return mirrors
 
 
 def main(argv):
   if len(argv) < 2:
     raise UserError(f'name the datasets to download: {" ".join(DATASETS)} (e.g. python download.py mnist)')
   downloads = _downloads(argv[1:])
-  mirrors = [m.strip() for m in FLAGS.mirror or os.environ.get(fetch.MIRROR_ENV, '').split(',') if m.strip()]
+  mirrors = _mirrors()
   if FLAGS.from_file:
     if len(downloads) != 1 or len(downloads[0].files) != 1:
       raise UserError('--from_file takes the zip of one dataset: celebA, or lsun with one --lsun_category')
@@ -79,13 +109,19 @@ def main(argv):
   with fetch.locked(FLAGS.data_dir):
     for download in downloads:
       result = fetch.get(download, FLAGS.data_dir, transfer, mirrors=mirrors, from_file=FLAGS.from_file,
-                         keep_downloads=FLAGS.keep_downloads)
+                         keep_downloads=FLAGS.keep_downloads, keep_mine=FLAGS.keep_mine)
       command = ' '.join(['python main.py --train --dataset', download.folder, download.train]).strip()
       if FLAGS.data_dir != 'data':
         command += f' --data_dir {FLAGS.data_dir}'
       logging.info('%s is ready in %s; train on it with: %s', download.folder, result.folder, command)
 
 
+HELP_GROUPS = [
+    ('What to fetch', ['lsun_category', 'lsun_split', 'data_dir']),
+    ('From where', ['mirror', 'from_file', 'retries', 'timeout']),
+    ('What to keep', ['keep_mine', 'keep_downloads']),
+]
+
 if __name__ == '__main__':
-  errors.run_program(main, interrupted='interrupted: what was received is kept in the .part files; run the same '
-                     'command to resume')
+  cli.run_program(main, INTRO, HELP_GROUPS, interrupted='interrupted: what was received is kept in the .part '
+                  'files; run the same command to resume')

@@ -1,14 +1,10 @@
 """The exception types a user sees: a mistake in what they asked for or gave us, and a run that diverged.
 
-`main.py` and `download.py` (through run_program) print the message as one line and exit with the error's
+`main.py` and `download.py` (through cli.run_program) print the message as one line and exit with the error's
 `exit_code`; anything else is a bug and keeps its traceback.
 
 $ python main.py --train --dataset no_such_folder    # error: no dataset folder data/no_such_folder ...
 """
-
-import sys
-
-from absl import app, flags
 
 
 class UserError(Exception):
@@ -42,32 +38,3 @@ def op_error_text(error):
   """'UnavailableError: <the first line of its message>': a gRPC or collective error names its cause first."""
   lines = _message_lines(error)
   return f'{type(error).__name__}: {lines[0] if lines else "no message"}'
-
-
-def run_program(main, interrupted='interrupted'):
-  """Runs `main(argv)` as a command-line program with absl's flags.
-
-  A UserError, an OSError or a flag that does not parse becomes one 'error: ' line on stderr and exit code 2 (or
-  the error's own exit_code); Ctrl-C prints `interrupted` and exits with 130.
-  """
-  def run(argv):
-    try:
-      main(argv)
-    except UserError as e:
-      print(f'error: {e}', file=sys.stderr)
-      sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-      print(interrupted, file=sys.stderr)
-      sys.exit(130)
-    except OSError as e:
-      print(f'error: {e.strerror or e}: {e.filename}' if e.filename else f'error: {e}', file=sys.stderr)
-      sys.exit(2)
-
-  def parse(argv):
-    try:
-      return flags.FLAGS(argv)
-    except flags.Error as e:
-      print(f'error: {e} (see --helpfull)', file=sys.stderr)
-      sys.exit(2)
-
-  app.run(run, flags_parser=parse)

@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 import classifier
+import config as config_lib
 import datasets
 import metrics
 import utils
@@ -26,9 +27,9 @@ from errors import UserError, first_line
 tf1 = tf.compat.v1
 
 EVAL_SEED = 20261124  # the real sample, z, labels, patches and directions; not --seed, so runs compare
-DEFAULT_SAMPLES = 10000  # --evaluate
-TRAINING_SAMPLES = 2000  # --eval_freq
-BEST_METRICS = ('swd', 'fd')
+DEFAULT_SAMPLES = config_lib.EVALUATE_SAMPLES  # --evaluate
+TRAINING_SAMPLES = config_lib.TRAINING_EVAL_SAMPLES  # --eval_freq
+BEST_METRICS = config_lib.BEST_METRICS
 SUMMARY_PREFIX = 'eval/'
 
 # name: (what it is, which way is better); the table and the README follow this order.
@@ -50,8 +51,8 @@ def uses_classifier(dataset):
   return dataset.num_classes > 0 and dataset.channels == 1 and dataset.images is not None
 
 
-def results_path(checkpoint_path, step, num_samples):
-  return os.path.join(checkpoint_path, f'eval_{step:06d}_{num_samples}.json')
+def results_path(checkpoint_path, step, num_samples, suffix=''):
+  return os.path.join(checkpoint_path, f'eval_{step:06d}_{num_samples}{suffix}.json')
 
 
 class Evaluator:
@@ -129,7 +130,7 @@ class Evaluator:
     results.update(self.reference)
     return results
 
-  def evaluate(self, generate, step, checkpoint, writer=None):
+  def evaluate(self, generate, step, checkpoint, writer=None, suffix=''):
     """Scores `generate` (see __call__) and records the results.
 
     They go to checkpoint/<key>/eval_<step>_<num_samples>.json and, given a summary FileWriter, to TensorBoard
@@ -140,6 +141,7 @@ class Evaluator:
       step: the training step of the weights.
       checkpoint: the path of the checkpoint evaluated, for the record.
       writer: a tf1.summary.FileWriter, or None.
+      suffix: ends the JSON file's name ('_noema' for G's own weights of a model with their average).
 
     Returns:
       (the results, the JSON file's path).
@@ -148,7 +150,7 @@ class Evaluator:
       UserError: the JSON file could not be written.
     """
     results = self(generate)
-    path = results_path(self.config.checkpoint_path, step, self.num_samples)
+    path = results_path(self.config.checkpoint_path, step, self.num_samples, suffix)
     record = {'step': step, 'checkpoint': checkpoint, 'num_samples': self.num_samples, 'metrics': results,
               'time': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
     try:

@@ -13,7 +13,6 @@ import collections
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import hashlib
 import http.client
 import os
@@ -37,6 +36,10 @@ LSUN_URL = 'http://dl.yf.io/lsun/scenes/'
 DRIVE_URL = 'https://drive.google.com/uc?id={id}'  # what gdown resolves; the tests point it at a loopback server
 MIRROR_ENV = 'DCGAN_MIRROR'  # the environment's --mirror
 LOCK_FILE = '.download.lock'
+UNRESOLVED = 'cannot resolve the host name'
+NO_ROUTE = 'the network is unreachable'
+# Not a passing fault: such a host fails at once, and for the rest of the command, instead of being retried
+_HOPELESS = (UNRESOLVED, NO_ROUTE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +118,13 @@ LSUN_CATEGORIES = tuple(sorted({name.rsplit('_', 1)[0] for name in LSUN_ZIPS}))
 LSUN_SPLITS = ('train', 'val')
 
 
+def check_lsun_categories(categories):
+  """Raises UserError naming the first of `categories` that is not an LSUN scene category, with the ones there are."""
+  for category in categories:
+    if category not in LSUN_CATEGORIES:
+      raise UserError(f'--lsun_category {category!r} is not an LSUN scene category: {", ".join(LSUN_CATEGORIES)}')
+
+
 def lsun(category, split='train'):
   """The Download of one LSUN scene category: its LMDB, unpacked into data/lsun_<category>[_val]."""
   size, sha256 = LSUN_ZIPS[f'{category}_{split}']
@@ -173,6 +183,17 @@ def verify(path, remote):
   return None if actual == expected else f'checksum mismatch ({algorithm} {actual}, expected {expected})'
 
 
+def mismatch(path, remote):
+  """How the file at `path` differs from `remote`, its size and checksum beside the expected ones; None when it
+  matches. The checksum is computed even when the sizes differ: it is what a user compares with a published one."""
+  algorithm, expected = remote.checksum.split(':')
+  size, actual = os.path.getsize(path), checksum_of(path, algorithm)
+  if size == remote.size and actual == expected:
+    return None
+  return f'it has {size:,} bytes and {algorithm} {actual}; the file download.py fetches has {remote.size:,} bytes ' \
+         f'and {algorithm} {expected}'
+
+
 def reason_of(error):
   """A short reason for a requests or urllib3 exception: the innermost OS-level cause where there is one."""
   if isinstance(error, (requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)):
@@ -185,9 +206,11 @@ def reason_of(error):
   while cause is not None and id(cause) not in seen:
     seen.add(id(cause))
     if isinstance(cause, socket.gaierror) or 'Failed to resolve' in str(cause):
-      return 'cannot resolve the host name'
+      return UNRESOLVED
     if isinstance(cause, ConnectionRefusedError):
       return 'connection refused'
+    if isinstance(cause, OSError) and cause.errno == errno.ENETUNREACH:
+      return NO_ROUTE
     if isinstance(cause, http.client.RemoteDisconnected):
       return 'the server closed the connection without answering'
     if isinstance(cause, http.client.BadStatusLine):
@@ -208,10 +231,14 @@ _CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.T
 @dataclasses.dataclass
 class Transfer:
   """How to fetch: retries (per URL, counted afresh after each attempt that received bytes), seconds to wait
-  for a server, and the first backoff in seconds (doubled after each failed attempt, at most 60)."""
+  for a server, and the first backoff in seconds (doubled after each failed attempt, at most 60).
+
+  A host whose name does not resolve (or with no route to it) is not retried: it fails at once, and every
+  later URL on it in the same command too, so that a machine without a network hears so in seconds."""
   retries: int = 5
   timeout: float = 60.0
   backoff: float = 1.0
+  hopeless: dict = dataclasses.field(default_factory=dict)  # {host: why} of the hosts failed for good
 
   def _wait(self, attempt, url, why, response=None):
     delay = min(self.backoff * 2 ** attempt, 60.0)
@@ -225,10 +252,13 @@ class Transfer:
     """Fetches `url` into `part`, resuming from the bytes already there, until it holds remote.size bytes.
 
     Raises:
-      _NextMirror: this URL will not give the file: a 403/404, an HTML page, too many bytes, or the retries
-        ran out without the file growing.
+      _NextMirror: this URL will not give the file: a 403/404, an HTML page, a file of another size, a host
+        that does not resolve, or the retries ran out without the file growing.
       OSError: the file could not be written (a full disk).
     """
+    host = urllib3.util.parse_url(url).host
+    if host in self.hopeless:
+      raise _NextMirror(self.hopeless[host])
     attempt, furthest = 0, _size(part)
     with requests.Session() as session:
       while _size(part) < remote.size:
@@ -243,6 +273,9 @@ class Transfer:
             why = self._receive(response, part, offset, remote, meter)
         except _CONNECTION_ERRORS as e:
           why = reason_of(e)
+          if why in _HOPELESS:
+            self.hopeless[host] = why
+            raise _NextMirror(why) from None
         except requests.exceptions.RequestException as e:  # a bad URL, a redirect loop: no retry helps
           raise _NextMirror(reason_of(e)) from None
         if _size(part) >= remote.size:
@@ -259,10 +292,10 @@ class Transfer:
     """Writes the body of `response` (asked from byte `offset`) into `part`.
 
     Returns:
-      Why the file is not complete yet: an answer worth another try (5xx, 429), or a connection that closed.
+      Why the file is not complete yet: an answer worth another try (5xx, 429), or a connection that broke.
 
     Raises:
-      _NextMirror: the answer says this URL will not give the file.
+      _NextMirror: the answer says this URL will not give the file (a file of another size among them).
     """
     status = response.status_code
     if status in (408, 429) or status >= 500:
@@ -277,6 +310,9 @@ class Transfer:
       meter.update(-meter.done)
       return (f'HTTP {status} with Content-Range {response.headers.get("Content-Range")!r} for a resume from byte '
               f'{offset:,}')
+    announced = _announced_size(response)
+    if announced is not None and announced != remote.size:  # before a byte of it is written
+      raise _NextMirror(_other_size(announced, remote))
     start = offset if status == 206 else 0  # a 200 is the whole file, whatever was asked
     with open(part, 'r+b' if os.path.exists(part) else 'wb') as f:
       f.truncate(start)
@@ -292,7 +328,9 @@ class Transfer:
         f.flush()  # on disk at once: a stall, Ctrl-C or kill -9 leaves every byte received in the .part
         written += len(chunk)
         meter.update(len(chunk))
-    return f'the connection closed at byte {written:,} of {remote.size:,}'
+    if written < remote.size:  # (a body cut short raises on the way: urllib3 checks Content-Length and chunks)
+      raise _NextMirror(_other_size(written, remote) + '; removed what it sent', discard=True)
+    return None
 
   def drive(self, remote, target, meter):
     """Fetches a Google Drive file into `target` with gdown (which writes `target<random>.part` on the way).
@@ -324,29 +362,55 @@ def _size(path):
   return os.path.getsize(path) if os.path.exists(path) else 0
 
 
+def _announced_size(response):
+  """The size of the whole file as the answer's headers give it (Content-Length of a 200, the total of a 206's
+  Content-Range), or None when they do not say."""
+  if response.status_code == 206:
+    total = response.headers.get('Content-Range', '').rpartition('/')[2]
+    return int(total) if total.isdigit() else None
+  length = response.headers.get('Content-Length', '')
+  return int(length) if length.isdigit() and not response.headers.get('Content-Encoding') else None
+
+
+def _other_size(size, remote):
+  return (f'it serves a file of {size:,} bytes, not the {remote.size:,} bytes of {remote.name} (another version '
+          'of the file, or not the file)')
+
+
 def _drive_refused(remote, what):
   return (f'{what}: open https://drive.google.com/uc?id={remote.drive_id}&export=download in a browser, save '
           f'{remote.name}, then run: python download.py celebA --from_file PATH/{remote.name}')
 
 
-def fetch_file(remote, folder, transfer):
+def fetch_file(remote, folder, transfer, keep_mine=False):
   """Fetches one file into `folder`, verified; a verified file already there is kept.
+
+  A file already there that does not match (the user's own, another version) is never renamed or deleted before
+  its replacement has arrived and been verified: the download goes to `<name>.part`, and only a verified one is
+  renamed over it, in one atomic rename; the user's file stays beside it as `<name>.mine`. With `keep_mine` it is
+  kept and used as it is, and nothing is fetched for it.
 
   Returns:
     The path of the file.
 
   Raises:
-    UserError: every URL failed (each named with its reason), the disk is full, or Drive refused.
+    UserError: every URL failed (each named with its reason), the disk is full, or Drive refused. A file of the
+      user's is then exactly as it was, and the sentence says how to keep it.
   """
   final = os.path.join(folder, remote.name)
+  theirs = None  # how the file already there differs from the one to fetch
   if os.path.exists(final):
-    problem = verify(final, remote)
-    if problem is None:
+    theirs = mismatch(final, remote)
+    if theirs is None:
       logging.info('%s is already there (checksum ok)', final)
       return final
-    os.replace(final, final + '.bad')
-    logging.warning('%s is not the right file (%s): moved it to %s and fetching it again', final, problem,
-                    final + '.bad')
+    if keep_mine:
+      logging.warning('%s is not the file download.py fetches (%s): kept and used as it is (--keep_mine)', final,
+                      theirs)
+      return final
+    logging.warning('%s is not the file download.py fetches (%s). It stays as it is until the right file has '
+                    'arrived and been verified, then moves to %s; to keep it in place instead, stop now and run '
+                    'again with --keep_mine (or use another --data_dir)', final, theirs, _spare_name(final))
   target = final + ('.unverified' if remote.drive_id else '.part')
   have = _size(target)
   sources = [(base + remote.name, None) for base in remote.bases] or [(None, 'Google Drive')]
@@ -371,6 +435,10 @@ def fetch_file(remote, folder, transfer):
       raise
     problem = verify(target, remote)
     if problem is None:
+      if theirs is not None:
+        spare = _spare_name(final)
+        _keep_as(final, spare)
+        logging.warning('%s was not the file download.py fetches: replaced it, and kept yours as %s', final, spare)
       os.replace(target, final)
       return final
     os.remove(target)
@@ -378,10 +446,30 @@ def fetch_file(remote, folder, transfer):
     have = 0
   if os.path.exists(target) and not _size(target):
     os.remove(target)  # nothing came: no .part to resume from
-  raise UserError(_failure_sentence(remote, failures))
+  sentence = _failure_sentence(remote, failures)
+  if theirs is not None:
+    sentence += (f'. {final}, which is not that file, is as it was: keep it with --keep_mine, or run again when a '
+                 'source works to replace it')
+  raise UserError(sentence)
 
 
-_UNREACHABLE = ('cannot resolve the host name', 'connection refused', 'timed out connecting')
+def _spare_name(path):
+  """Where the user's own file goes when a verified download replaces it: `<path>.mine`, never over another."""
+  spare, number = path + '.mine', 1
+  while os.path.lexists(spare):
+    spare, number = f'{path}.mine{number}', number + 1
+  return spare
+
+
+def _keep_as(path, spare):
+  """Gives the file at `path` a second name, `spare`, so that the rename over `path` keeps its bytes."""
+  try:
+    os.link(path, spare)
+  except OSError:  # a file system without hard links
+    shutil.copy2(path, spare)
+
+
+_UNREACHABLE = (UNRESOLVED, NO_ROUTE, 'connection refused', 'timed out connecting')
 
 
 def _failure_sentence(remote, failures):
@@ -472,26 +560,20 @@ def unpack(zip_path, folder, keep_zip=True):
 
 @contextlib.contextmanager
 def locked(data_dir):
-  """Holds an exclusive lock on data_dir/.download.lock: two download.py runs never write the same files."""
-  os.makedirs(data_dir, exist_ok=True)
-  with open(os.path.join(data_dir, LOCK_FILE), 'a+') as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      f.seek(0)
-      raise UserError(f'another download.py is running in {data_dir} ({f.read().strip() or "pid unknown"}); wait for '
-                      'it to finish') from None
-    f.truncate(0)
-    f.write(f'pid {os.getpid()} on {socket.gethostname()}\n')
-    f.flush()
-    yield
+  """Holds the lock of data_dir (utils.exclusive_lock on .download.lock): two download.py runs never write the
+  same files. A data_dir this made is removed again if the command leaves it empty."""
+  try:
+    with utils.exclusive_lock(os.path.join(data_dir, LOCK_FILE), 'download.py'):
+      yield
+  except utils.Busy as holder:
+    raise UserError(f'another download.py is running in {data_dir} ({holder}); wait for it to finish') from None
 
 
 Result = collections.namedtuple('Result', 'folder fetched')
 """folder: the dataset folder; fetched: False when it was there already."""
 
 
-def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads=False):
+def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads=False, keep_mine=False):
   """Fetches, verifies and (for archives) unpacks one dataset into data_dir/<download.folder>.
 
   Args:
@@ -501,6 +583,7 @@ def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads
     mirrors: base URLs that replace every built-in source, tried in order.
     from_file: an archive the user downloaded, checked and unpacked instead (archives of one file only).
     keep_downloads: keep the zip after unpacking it.
+    keep_mine: a file already there that does not match is used as it is, not replaced (see fetch_file).
 
   Returns:
     A Result.
@@ -530,7 +613,7 @@ def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads
   os.makedirs(target_dir, exist_ok=True)
   try:
     for remote in remotes:
-      path = fetch_file(remote, target_dir, transfer)
+      path = fetch_file(remote, target_dir, transfer, keep_mine)
       if download.archive:
         unpack(path, folder, keep_zip=keep_downloads)
   except BaseException:

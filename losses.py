@@ -17,6 +17,8 @@ $ python main.py --train --dataset celebA --crop --loss wasserstein --gradient_p
 
 import tensorflow as tf
 
+import config as config_lib
+
 
 def _marked(probability, floor):
   def mark(fn):
@@ -87,6 +89,9 @@ LOSSES = {
     'hinge': hinge,
     'least_squares': least_squares,
 }
+if tuple(LOSSES) != config_lib.LOSS_NAMES:  # (main.py's --loss accepts those names before TensorFlow loads)
+  raise ImportError(f'losses.LOSSES {tuple(LOSSES)} and config.LOSS_NAMES {config_lib.LOSS_NAMES} must name the same '
+                    'losses in the same order')
 
 
 def gradient_penalty(mixed, mixed_logits):

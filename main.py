@@ -1,6 +1,7 @@
-"""Trains a DCGAN, or uses the newest checkpoint: a sample grid, N images, visualizations, export.
+"""Trains a DCGAN, or uses the newest checkpoint: a sample grid, N images, visualizations, export, scores.
 
-The only module that defines flags.
+The only module with the flags of training and using a model (download.py has its own). They are checked before
+TensorFlow loads, so that a mistake is answered at once; --help lists them in HELP_GROUPS.
 
 $ python main.py --train --dataset digits                      # built-in digits, conditional, 28x28
 $ python download.py mnist && python main.py --train --dataset mnist
@@ -16,91 +17,76 @@ $ python main.py --dataset mnist --generate 1000 --labels all  # 1000 PNGs and m
 $ python main.py --dataset mnist --export exported/mnist        # a SavedModel of the generator
 $ python main.py --dataset mnist --evaluate --checkpoint best   # SWD, FD, label accuracy: a table and JSON
 $ python main.py --train --dataset mnist --eval_freq 500        # evaluate while training; keep the best in best/
-$ python main.py --train --dataset celebA --crop --loss hinge   # another GAN loss; G sampled from its --ema average
+$ python main.py --train --dataset celebA --crop --loss hinge --run_name hinge  # a second run beside the first
 """
 
 import os
-
-import runtime  # (first: it sets how TensorFlow loads)
+import re
 
 from absl import flags, logging
-import tensorflow as tf
 
-import checkpoints
+import cli
 import cluster
 import config as config_lib
-import datasets
-import errors
-import evaluation
 import fetch
-import generate
-import losses
-import modes
 from errors import UserError
+
+INTRO = '''\
+main.py: train a DCGAN on your images, MNIST, CelebA, LSUN or a TensorFlow Datasets dataset, and use the model.
+
+  python main.py --train --dataset digits            train on the built-in digits (nothing to download)
+  python main.py --train --dataset faces --crop      train on data/faces/*.jpg, the centre of each, at 64x64
+  python main.py --dataset faces                     a sample grid from the newest checkpoint
+  python main.py --dataset faces --generate 100      100 PNG files
+  python main.py --dataset faces --evaluate          how good the samples are, in numbers
+  tensorboard --logdir logs                          the curves and grids while it trains
+
+Run the same --train command again to resume. A run's files go to checkpoint/, samples/ and logs/, in a folder
+named <dataset>_<height>_<width> (-<run_name>). Data: python download.py mnist|celebA|lsun. More: README.md.'''
 
 # Mode
 flags.DEFINE_boolean('train', False, 'Train (resuming from the newest checkpoint). Without it, load the newest '
-                     'checkpoint and write a sample grid to --sample_dir/<key>/test_<step>.png.')
+                     'checkpoint and write a sample grid to <sample_dir>/<key>/test_<step>.png.')
 flags.DEFINE_boolean('check_data', False, 'Check every file of the dataset and report counts, sizes, modes and bad '
                      'files, then exit (non-zero when the data cannot be trained on).')
-flags.DEFINE_string('checkpoint', 'latest', "The checkpoint to load: 'latest', 'best' (the best by --best_metric, "
-                    "kept by --eval_freq in <checkpoint_dir>/<key>/best/) or a step number. With --train, 'best' or "
-                    'a step rolls the run back to it: newer checkpoints move to <checkpoint_dir>/<key>/rolled_back/.')
 flags.DEFINE_boolean('evaluate', False, 'Score the generator of --checkpoint against --num_samples real images: '
                      'SWD, and for labelled grayscale data a digit classifier\'s Frechet distance, label accuracy '
                      'and class entropy. Prints a table and writes <checkpoint_dir>/<key>/eval_<step>_<N>.json and '
                      'TensorBoard scalars to <log_dir>/<key>/evaluate.')
-# Using a trained model (no --train)
-flags.DEFINE_integer('generate', None, 'Write this many images (any number) as PNG files, with grid.png and '
-                     'manifest.json, to --out_dir.')
-flags.DEFINE_string('labels', None, "Labels to generate or show for a conditional model: 'all' (every class in "
-                    "turn, the default) or a comma-separated list such as 3,3,7, repeated as needed.")
-flags.DEFINE_boolean('visualize', False, 'Write the pictures of --option to --out_dir.')
-flags.DEFINE_enum('option', '0', generate.OPTIONS, 'With --visualize: 0 a sample grid; 1 a PNG sweeping each of '
-                  'the first --num_dims dimensions of z; 2 GIFs sweeping --num_dims random dimensions; 3 GIFs '
-                  'sweeping dimensions from z = 0; 4 one GIF sweeping them all at once; interp a slerp through '
-                  '--seeds as a strip and a GIF; progress a GIF of the training grids in step order.')
-flags.DEFINE_list('seeds', ['0', '1'], 'With --option interp: the seeds (two or more) whose z to pass through; '
-                  "each is image 0 of --generate with that --seed.")
-flags.DEFINE_integer('frames', 16, 'Frames of a sweep, and of each step between two --seeds of interp.')
-flags.DEFINE_integer('num_dims', 10, 'Dimensions of z that --visualize options 1-4 sweep.')
-flags.DEFINE_string('out_dir', None, 'Folder for --generate and --visualize; default '
-                    '<sample_dir>/<key>/generated or <sample_dir>/<key>/visualize.')
-flags.DEFINE_string('export', None, 'Write a SavedModel of the generator to this new folder (serving_default: '
-                    'z [, labels] -> uint8 images).')
-flags.DEFINE_string('freeze', None, 'Write the generator as a frozen GraphDef .pb to this file (inputs '
-                    'sample_z:0 [, sample_labels:0], output sample_images:0).')
+flags.DEFINE_string('checkpoint', 'latest', "The checkpoint to load: 'latest', 'best' (the best by --best_metric, "
+                    "kept by --eval_freq in <checkpoint_dir>/<key>/best/) or a step number. With --train, 'best' or "
+                    'a step rolls the run back to it: newer checkpoints move to <checkpoint_dir>/<key>/rolled_back/.')
 # Data
-flags.DEFINE_string('dataset', 'digits', 'Dataset folder name under --data_dir (a folder of images, MNIST-style '
-                    'IDX files, or an LMDB such as download.py\'s lsun_bedroom), or tfds:NAME[/CONFIG] for '
-                    'TensorFlow Datasets; also the first part of the run key <dataset>_<output_height>_'
-                    f'<output_width>. Built in: {", ".join(datasets.BUILTIN)}.')
+flags.DEFINE_string('dataset', 'digits', 'Dataset folder name under --data_dir (a folder of images, class folders '
+                    'of images, MNIST-style IDX files, or an LMDB such as download.py\'s lsun_bedroom), or '
+                    'tfds:NAME[/CONFIG] for TensorFlow Datasets; also the first part of the run key <dataset>_'
+                    f'<output_height>_<output_width>. Built in: {", ".join(config_lib.BUILTIN_DATASETS)}.')
+flags.DEFINE_string('data_dir', 'data', 'Folder that holds the dataset folder <data_dir>/<dataset>.')
+flags.DEFINE_boolean('crop', False, 'Cut the centre of each image before resizing it to the output size: '
+                     '--input_height x --input_width pixels, or without them the largest centred square (for a '
+                     'square output). Without --crop the whole image is resized, whatever its aspect ratio.')
+flags.DEFINE_string('input_fname_pattern', '*.jpg', 'Glob of the image files inside the dataset folder (or its '
+                    'class folders), e.g. \'*.png\'. Ignored for IDX, LMDB and TFDS datasets.')
+flags.DEFINE_integer('input_height', None, 'Height of the centre crop in pixels; needs --crop. Default the '
+                     'largest centred square.')
+flags.DEFINE_integer('input_width', None, 'Width of the centre crop in pixels; default --input_height.')
+flags.DEFINE_integer('train_size', None, 'Images per epoch, drawn afresh from a shuffle of the whole dataset '
+                     'every epoch; default all.')
+flags.DEFINE_boolean('cache', False, 'Decode a folder of images or an LMDB once into <checkpoint_dir>/datasets/'
+                     '<dataset>/ (output size x channels bytes per image) and train from it, so later epochs and '
+                     'runs skip the decode; made again when the data or sizes change. IDX data is in memory '
+                     'anyway, and TFDS data is always cached.')
+flags.DEFINE_boolean('strict', False, 'Stop with an error on any unreadable or corrupt image file instead of '
+                     'skipping it with a warning.')
 flags.DEFINE_list('lsun_category', None, 'With --dataset lsun: two or more LSUN categories (each fetched by '
                   'python download.py lsun --lsun_category C into <data_dir>/lsun_C) to train one model on, '
                   'conditioned on the category; the run key is lsun_<the categories, sorted, joined by +>. One '
                   'category is --dataset lsun_C.')
-flags.DEFINE_string('data_dir', 'data', 'Folder that holds the dataset folder <data_dir>/<dataset>.')
 flags.DEFINE_string('tfds_data_dir', None, 'Where TensorFlow Datasets keeps what it downloads and prepares '
                     '(--dataset tfds:NAME); default its own, ~/tensorflow_datasets.')
-flags.DEFINE_string('input_fname_pattern', '*.jpg', 'Glob of the image files inside the dataset folder. '
-                    'Ignored for IDX, LMDB and TFDS datasets.')
-flags.DEFINE_boolean('crop', False, 'Cut the centre of each image before resizing it to the output size: '
-                     '--input_height x --input_width pixels, or without them the largest centred square (for a '
-                     'square output). Without --crop the whole image is resized, whatever its aspect ratio.')
-flags.DEFINE_integer('input_height', None, 'Height of the centre crop in pixels, with --crop; default the '
-                     'largest centred square.')
-flags.DEFINE_integer('input_width', None, 'Width of the centre crop in pixels; default --input_height.')
-flags.DEFINE_boolean('strict', False, 'Stop with an error on any unreadable or corrupt image file instead of '
-                     'skipping it with a warning.')
-flags.DEFINE_boolean('cache', False, 'Decode a folder of images or an LMDB once into checkpoint/<key>/'
-                     'image_cache.npy (output size x channels bytes per image) and train from it, so later epochs '
-                     'and runs skip the decode; made again when the data or sizes change. IDX data is in memory '
-                     'anyway, and TFDS data is always cached.')
-flags.DEFINE_integer('train_size', None, 'Images per epoch, drawn afresh from a shuffle of the whole dataset '
-                     'every epoch; default all.')
 # Model
 flags.DEFINE_integer('output_height', None, 'Height of generated images in pixels; default 28 for MNIST-style '
-                     'datasets (mnist, digits, any IDX folder), else 64.')
+                     'datasets (mnist, digits, any IDX folder), the images\' own for small TFDS ones, else 64.')
 flags.DEFINE_integer('output_width', None, 'Width of generated images in pixels; default --output_height.')
 flags.DEFINE_boolean('conditional', True, 'Condition G and D on the labels when the dataset has them '
                      '(MNIST-style IDX, class folders, TFDS labels, LSUN categories); --noconditional ignores them.')
@@ -115,45 +101,79 @@ flags.DEFINE_integer('gf_dim', 64, 'Filters of the last hidden generator layer (
 flags.DEFINE_integer('df_dim', 64, 'Filters of the first discriminator layer (later layers have 2x, 4x, 8x).')
 flags.DEFINE_integer('gfc_dim', 1024, 'Units of the generator\'s fully connected layer (--conditioning mnist).')
 flags.DEFINE_integer('dfc_dim', 1024, 'Units of the discriminator\'s fully connected layer (--conditioning mnist).')
-# Optimizer
+# Training
+flags.DEFINE_integer('epoch', 25, 'Epochs to train in all, counting those of a resumed checkpoint.')
+flags.DEFINE_integer('batch_size', 64, 'Images per training step (2 or more: batch norm needs a batch; 16 or more '
+                     'trains well).')
 flags.DEFINE_float('learning_rate', 2e-4, 'Adam learning rate of both networks.')
 flags.DEFINE_float('beta1', 0.5, 'Adam beta1 (momentum), in [0, 1).')
-flags.DEFINE_integer('batch_size', 64, 'Images per training step.')
-flags.DEFINE_integer('epoch', 25, 'Epochs to train in all, counting those of a resumed checkpoint.')
-flags.DEFINE_integer('d_steps', 1, 'Discriminator updates per step, each on a batch of its own (WGAN-GP uses 5).')
-flags.DEFINE_integer('g_steps', 2, 'Generator updates per step, after the discriminator\'s, on the step\'s z.')
-flags.DEFINE_enum('loss', 'non_saturating', list(losses.LOSSES), 'The GAN loss: non_saturating (the DCGAN '
+flags.DEFINE_enum('loss', 'non_saturating', config_lib.LOSS_NAMES, 'The GAN loss: non_saturating (the DCGAN '
                   'paper\'s), minimax, wasserstein (use with --gradient_penalty), hinge or least_squares.')
 flags.DEFINE_float('gradient_penalty', 0.0, 'Weight of the WGAN-GP gradient penalty added to D\'s loss (10 in the '
                    'paper), with any --loss; 0 for none.')
+flags.DEFINE_integer('d_steps', 1, 'Discriminator updates per step, each on a batch of its own (WGAN-GP uses 5).')
+flags.DEFINE_integer('g_steps', 2, 'Generator updates per step, after the discriminator\'s, on the step\'s z.')
 flags.DEFINE_float('ema', 0.999, 'Decay of the exponential moving average of G\'s weights, which sample grids, '
                    '--generate, --evaluate and export use, in [0, 1); 0 samples from G\'s own weights. With a '
                    'trained model (no --train), --ema 0 uses G\'s own weights instead of their average.')
+flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z; with --generate, the z of every '
+                     'image.')
 # Output
+flags.DEFINE_string('run_name', None, 'A name for this run (letters, digits, ., _, -): its checkpoints, samples '
+                    'and TensorBoard events go to folders <key>-<run_name>, apart from every other run on the same '
+                    'data and size, so two runs (two losses, say) train side by side and show side by side in '
+                    'TensorBoard. Give it again to resume that run or to use its model.')
 flags.DEFINE_string('checkpoint_dir', 'checkpoint', 'Checkpoints go to <checkpoint_dir>/<key>/.')
 flags.DEFINE_string('sample_dir', 'samples', 'Sample grids go to <sample_dir>/<key>/.')
 # absl.logging already defines --log_dir (for log files, which it writes only when asked); it is ours too.
 flags.FLAGS.set_default('log_dir', 'logs')
 flags.FLAGS['log_dir'].help = 'TensorBoard event files go to <log_dir>/<key>/.'
-flags.DEFINE_integer('sample_num', 64, 'Images in each sample grid (any number; the grid need not be square).')
 flags.DEFINE_integer('sample_freq', 100, 'Write a sample grid every this many steps.')
+flags.DEFINE_integer('sample_num', 64, 'Images in each sample grid (any number; the grid need not be square).')
 flags.DEFINE_integer('ckpt_freq', 500, 'Write a checkpoint every this many steps (and at the end).')
 flags.DEFINE_integer('log_freq', 50, 'Log a progress line and TensorBoard scalars every this many steps.')
 flags.DEFINE_integer('max_to_keep', 5, 'Checkpoints to keep; older ones are deleted.')
 flags.DEFINE_float('keep_every_hours', None, 'Also keep one checkpoint every this many hours of training for good, '
                    'beyond --max_to_keep, to roll back to (with --checkpoint STEP) if the run collapses later.')
 # Evaluation
-flags.DEFINE_integer('num_samples', None, 'Images generated and real images compared per evaluation (at most the '
-                     f'dataset size); default {evaluation.DEFAULT_SAMPLES} for --evaluate, '
-                     f'{evaluation.TRAINING_SAMPLES} for --eval_freq.')
 flags.DEFINE_integer('eval_freq', None, 'With --train: evaluate every this many steps (and at the end), and keep the '
                      'checkpoint with the best --best_metric in <checkpoint_dir>/<key>/best/. Default: never.')
-flags.DEFINE_enum('best_metric', None, evaluation.BEST_METRICS, 'The metric that picks the best checkpoint (lower '
+flags.DEFINE_integer('num_samples', None, 'Images generated and real images compared per evaluation (at most the '
+                     f'dataset size); default {config_lib.EVALUATE_SAMPLES} for --evaluate, '
+                     f'{config_lib.TRAINING_EVAL_SAMPLES} for --eval_freq.')
+flags.DEFINE_enum('best_metric', None, config_lib.BEST_METRICS, 'The metric that picks the best checkpoint (lower '
                   'is better): swd, sliced Wasserstein distance; fd, Frechet distance of digit-classifier features '
                   '(labelled grayscale data only). Default fd where it applies, else swd.')
+# Using a trained model (no --train)
+flags.DEFINE_integer('generate', None, 'Write this many images (any number) as PNG files, with grid.png and '
+                     'manifest.json, to --out_dir.')
+flags.DEFINE_string('labels', None, "Labels to generate or show for a conditional model: 'all' (every class in "
+                    "turn, the default), or a comma-separated list of labels or class names such as 3,3,7, "
+                    'repeated as needed.')
+flags.DEFINE_string('out_dir', None, 'Folder for --generate and --visualize; default '
+                    '<sample_dir>/<key>/generated or <sample_dir>/<key>/visualize.')
+flags.DEFINE_boolean('visualize', False, 'Write the pictures of --option to --out_dir.')
+flags.DEFINE_enum('option', '0', config_lib.VISUALIZE_OPTIONS, 'With --visualize: 0 a sample grid; 1 a PNG '
+                  'sweeping each of the first --num_dims dimensions of z; 2 GIFs sweeping --num_dims random '
+                  'dimensions; 3 GIFs sweeping dimensions from z = 0; 4 one GIF sweeping them all at once; interp '
+                  'a slerp through --seeds as a strip and a GIF; progress a GIF of the training grids in step order.')
+flags.DEFINE_list('seeds', ['0', '1'], 'With --option interp: the seeds (two or more) whose z to pass through; '
+                  "each is image 0 of --generate with that --seed.")
+flags.DEFINE_integer('frames', 16, 'Frames of a sweep, and of each step between two --seeds of interp.')
+flags.DEFINE_integer('num_dims', 10, 'Dimensions of z that --visualize options 1-4 sweep.')
+flags.DEFINE_string('export', None, 'Write a SavedModel of the generator to this new folder (serving_default: '
+                    'z [, labels] -> uint8 images).')
+flags.DEFINE_string('freeze', None, 'Write the generator as a frozen GraphDef .pb to this file (inputs '
+                    'sample_z:0 [, sample_labels:0], output sample_images:0).')
 # Runtime
 flags.DEFINE_string('device', None, 'Device of the model, e.g. /gpu:1 or /cpu:0; default the first GPU when '
                     'one is visible, else the CPU. Ops with no kernel there fall back to the CPU.')
+flags.DEFINE_enum('precision', 'auto', ['auto', 'float32', 'bfloat16', 'mixed_float16'], 'auto: bfloat16 on a '
+                  'CPU with bfloat16 units (AMX or AVX512_BF16), mixed_float16 on a GPU of compute capability 7.0 or '
+                  'newer, else float32 (and float32 for multi-worker runs on CPUs). bfloat16: Grappler\'s oneDNN '
+                  'rewrite runs the layers in bfloat16. mixed_float16 (GPUs only): float16 with dynamic loss scaling; '
+                  'an update whose gradients overflow is skipped and counted. At every precision the variables, '
+                  'batch-norm statistics, Adam and the losses stay float32, so a checkpoint resumes at any precision.')
 flags.DEFINE_list('devices', None, 'Train one replica on each of these devices (two or more, e.g. /gpu:0,/gpu:1) '
                   'with MirroredStrategy: each takes --batch_size / N images of every batch, and gradients and '
                   'batch-norm statistics are averaged across them. Checkpoints load on any number of devices.')
@@ -163,25 +183,38 @@ flags.DEFINE_enum('strategy', 'mirrored', ['mirrored', 'multi_worker'], 'mirrore
                   'TF_CONFIG; the batch is split across all workers\' devices, worker 0 writes the checkpoints.')
 flags.DEFINE_float('worker_timeout', 600, 'With --strategy multi_worker: seconds a worker waits for the others '
                    '(to start, or in a training step) before it stops with an error.')
-flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z; with --generate, the z of every '
-                     'image.')
 flags.DEFINE_boolean('deterministic', False, "Use TensorFlow's deterministic kernels, so that a run, stopped and "
                      'resumed or not, ends with the same weights bit for bit (slower on a GPU).')
-flags.DEFINE_enum('precision', 'auto', ['auto', 'float32', 'bfloat16', 'mixed_float16'], 'auto: bfloat16 on a '
-                  'CPU with bfloat16 units (AMX or AVX512_BF16), mixed_float16 on a GPU of compute capability 7.0 or '
-                  'newer, else float32 (and float32 for multi-worker runs on CPUs). bfloat16: Grappler\'s oneDNN '
-                  'rewrite runs the layers in bfloat16. mixed_float16 (GPUs only): float16 with dynamic loss scaling; '
-                  'an update whose gradients overflow is skipped and counted. At every precision the variables, '
-                  'batch-norm statistics, Adam and the losses stay float32, so a checkpoint resumes at any precision.')
 flags.DEFINE_boolean('xla', False, 'Compile the training step with XLA JIT. Off by default: on a CPU the rgb64 step '
                      'measured 10x slower with it than with the oneDNN kernels (bench/README.md); try it on a GPU.')
 
 FLAGS = flags.FLAGS
-tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program logs itself
+
+# What --help shows, group by group, the flags most people need first in each.
+HELP_GROUPS = [
+    ('What to do (without --train: use the newest checkpoint)', ['train', 'check_data', 'evaluate', 'checkpoint']),
+    ('Data', ['dataset', 'data_dir', 'crop', 'input_fname_pattern', 'input_height', 'input_width', 'train_size',
+              'cache', 'strict', 'lsun_category', 'tfds_data_dir']),
+    ('Model', ['output_height', 'output_width', 'conditional', 'conditioning', 'z_dim', 'z_dist', 'gf_dim',
+               'df_dim', 'gfc_dim', 'dfc_dim']),
+    ('Training', ['epoch', 'batch_size', 'learning_rate', 'beta1', 'loss', 'gradient_penalty', 'd_steps', 'g_steps',
+                  'ema', 'seed']),
+    ('Output', ['run_name', 'checkpoint_dir', 'sample_dir', 'log_dir', 'sample_freq', 'sample_num', 'ckpt_freq',
+                'log_freq', 'max_to_keep', 'keep_every_hours']),
+    ('Evaluation', ['eval_freq', 'num_samples', 'best_metric']),
+    ('Using a trained model (without --train)', ['generate', 'labels', 'out_dir', 'visualize', 'option', 'seeds',
+                                                 'frames', 'num_dims', 'export', 'freeze']),
+    ('Runtime', ['device', 'precision', 'devices', 'num_gpus', 'strategy', 'worker_timeout', 'deterministic', 'xla']),
+]
 
 _POSITIVE = ('num_gpus', 'input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim',
              'gf_dim', 'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'd_steps', 'g_steps', 'sample_num',
              'sample_freq', 'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims', 'eval_freq')
+_MODES = ('generate', 'visualize', 'export', 'freeze', 'evaluate')
+BEST = config_lib.BEST_CHECKPOINT
+# A TensorFlow device name: [/job:J][/replica:R][/task:T]/[device:]cpu|gpu|tpu[:N]
+_DEVICE = re.compile(r'(?:/job:[\w.-]+)?(?:/replica:\d+)?(?:/task:\d+)?/?(?:device:)?(cpu|gpu|tpu)(?::(\d+|\*))?',
+                     re.IGNORECASE)
 
 
 def _dataset():
@@ -197,76 +230,168 @@ def _dataset():
     return FLAGS.dataset
   if FLAGS.dataset != 'lsun':
     raise UserError(f'--lsun_category goes with --dataset lsun, not --dataset {FLAGS.dataset}')
-  unknown = [c for c in FLAGS.lsun_category if c not in fetch.LSUN_CATEGORIES]
-  if unknown:
-    raise UserError(f'--lsun_category {unknown[0]!r} is not an LSUN scene category: '
-                    f'{", ".join(fetch.LSUN_CATEGORIES)}')
+  fetch.check_lsun_categories(FLAGS.lsun_category)
   if len(set(FLAGS.lsun_category)) < 2:
     raise UserError(f'--lsun_category {",".join(FLAGS.lsun_category)}: give two or more categories for a '
                     f'conditional model; for one, use --dataset lsun_{FLAGS.lsun_category[0]}')
-  return datasets.category_dataset('lsun', FLAGS.lsun_category)
+  return config_lib.category_dataset('lsun', FLAGS.lsun_category)
 
 
-def _default_output_size():
-  return datasets.default_output_size(config_lib.Config(dataset=_dataset(), data_dir=FLAGS.data_dir,
-                                                        tfds_data_dir=FLAGS.tfds_data_dir))
+def _device_type(flag, name):
+  """The type ('CPU', 'GPU', 'TPU') of a device name such as /gpu:1.
+
+  Raises:
+    UserError: `name` is not a device name.
+  """
+  match = _DEVICE.fullmatch(name)
+  if match is None:
+    raise UserError(f'--{flag} {name!r} is not a device name such as /gpu:0 or /cpu:0')
+  return match[1].upper()
 
 
-def _devices():
-  """--devices or --num_gpus as a tuple of device names; () for a single device."""
+def _checkpoint_step():
+  """--checkpoint as a step number, BEST, or None for the newest."""
+  if FLAGS.checkpoint == 'latest':
+    return None
+  if FLAGS.checkpoint == BEST:
+    return BEST
+  if not FLAGS.checkpoint.isdigit():
+    raise UserError(f"--checkpoint must be 'latest', 'best' or a step number, not {FLAGS.checkpoint!r}")
+  return int(FLAGS.checkpoint)
+
+
+def _seeds():
+  try:
+    seeds = [int(seed) for seed in FLAGS.seeds]
+  except ValueError:
+    raise UserError(f'--seeds must be integers, not {",".join(FLAGS.seeds)}') from None
+  if len(seeds) < 2:
+    raise UserError('--seeds needs two or more seeds to interpolate between')
+  return seeds
+
+
+def check_flags():
+  """Every check that needs nothing but the flags, before TensorFlow loads: a mistake is answered at once.
+
+  Raises:
+    UserError: a flag has a value that cannot work, or flags that do not go together.
+  """
+  using = [f'--{name}' for name in _MODES if FLAGS[name].value]
+  if FLAGS.train and FLAGS.evaluate:
+    raise UserError('--train cannot be combined with --evaluate: use --eval_freq to evaluate while training')
+  if FLAGS.train and using:
+    raise UserError(f'--train cannot be combined with {", ".join(using)}: train first, then use the model')
+  if FLAGS.evaluate and len(using) > 1:
+    raise UserError(f'--evaluate cannot be combined with {", ".join(using[:-1])}: run them one at a time')
+  if FLAGS.check_data and using + ['--train'] * FLAGS.train:
+    raise UserError('--check_data only checks the dataset: run it on its own')
+  for name in _POSITIVE:
+    if FLAGS[name].value is not None and FLAGS[name].value < 1:
+      raise UserError(f'--{name} must be at least 1, not {FLAGS[name].value}')
+  _checkpoint_step()
+  _seeds()
+  if FLAGS.num_samples is not None and FLAGS.num_samples < 2:
+    raise UserError(f'--num_samples must be at least 2, not {FLAGS.num_samples}')
+  if FLAGS.keep_every_hours is not None and not FLAGS.keep_every_hours > 0:
+    raise UserError(f'--keep_every_hours must be above 0, not {FLAGS.keep_every_hours}')
+  if not FLAGS.learning_rate > 0:
+    raise UserError(f'--learning_rate must be above 0, not {FLAGS.learning_rate}')
+  if not 0 <= FLAGS.beta1 < 1:
+    raise UserError(f'--beta1 must be in [0, 1), not {FLAGS.beta1}')
+  if not 0 <= FLAGS.ema < 1:
+    raise UserError(f'--ema must be in [0, 1) (0: no moving average), not {FLAGS.ema}')
+  if not FLAGS.gradient_penalty >= 0:
+    raise UserError(f'--gradient_penalty must be 0 or more, not {FLAGS.gradient_penalty}')
+  if FLAGS.dataset.startswith(config_lib.TFDS_PREFIX):
+    if not FLAGS.dataset[len(config_lib.TFDS_PREFIX):]:
+      raise UserError('--dataset tfds:NAME needs the name of a TensorFlow Datasets dataset, e.g. tfds:cifar10')
+  elif not FLAGS.dataset or os.sep in FLAGS.dataset or FLAGS.dataset in ('.', '..'):
+    raise UserError(f'--dataset must be a folder name inside --data_dir, not {FLAGS.dataset!r}')
+  _dataset()
+  if FLAGS.input_width is not None and FLAGS.input_height is None:
+    raise UserError('--input_width needs --input_height: together they are the size of the --crop')
+  if FLAGS.input_height is not None and not FLAGS.crop:
+    raise UserError(f'--input_height {FLAGS.input_height} is the height of the centre crop, and there is none: add '
+                    '--crop to cut it, or drop --input_height to resize each whole image')
+  if FLAGS.train and FLAGS.batch_size == 1:
+    raise UserError('--batch_size 1 cannot train: batch norm normalizes each feature over the batch, and over one '
+                    'image every feature becomes 0, so D scores every image the same; use 2 or more (16 to 64 train '
+                    'well)')
+  if FLAGS.run_name is not None and not config_lib.RUN_NAME.fullmatch(FLAGS.run_name):
+    raise UserError(f'--run_name {FLAGS.run_name!r} must be a plain name of up to 100 letters, digits, ".", "_" and '
+                    '"-", starting with a letter or digit (it names folders)')
+  if FLAGS.device is not None:
+    _device_type('device', FLAGS.device)
+  _check_devices()
+  if FLAGS.strategy == 'multi_worker' and FLAGS.train:
+    if not FLAGS.worker_timeout > 0:
+      raise UserError(f'--worker_timeout must be above 0, not {FLAGS.worker_timeout}')
+    workers = len(cluster.from_environment().workers)
+    if FLAGS.batch_size % workers:
+      raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across the {workers} workers of '
+                      f'TF_CONFIG; use a multiple of {workers}')
+
+
+def _check_devices():
+  """--devices and --num_gpus, as far as the flags tell (how many GPUs are visible is asked later)."""
   if FLAGS.devices and FLAGS.num_gpus:
     raise UserError('--devices and --num_gpus both choose the devices: give one of them')
   if FLAGS.strategy == 'multi_worker' and (FLAGS.devices or FLAGS.num_gpus):
     raise UserError('--strategy multi_worker uses every GPU of each worker (or its CPU): drop --devices/--num_gpus')
-  if FLAGS.num_gpus:
-    visible = len(tf.config.list_physical_devices('GPU'))
-    if FLAGS.num_gpus > visible:
-      raise UserError(f'--num_gpus {FLAGS.num_gpus}: only {visible} GPU(s) are visible here')
-    devices = [f'/gpu:{index}' for index in range(FLAGS.num_gpus)]
-  else:
-    devices = FLAGS.devices or []
+  devices = FLAGS.devices or [f'/gpu:{index}' for index in range(FLAGS.num_gpus or 0)]
   for name in devices:
-    try:
-      tf.DeviceSpec.from_string(name)
-    except ValueError:
-      raise UserError(f'--devices {name!r} is not a device name such as /gpu:0 or /cpu:0') from None
+    _device_type('devices', name)
   if len(set(devices)) != len(devices):
     raise UserError(f'--devices names a device twice: {",".join(devices)}')
   if len(devices) > 1 and FLAGS.batch_size % len(devices):
     raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across {len(devices)} devices; '
                     f'use a multiple of {len(devices)}')
-  return tuple(devices) if len(devices) > 1 else ()
 
 
-def _multi_worker():
-  """Checks TF_CONFIG and the batch size for --strategy multi_worker (a training run only)."""
-  if FLAGS.strategy != 'multi_worker' or not FLAGS.train:
-    return False
-  if not FLAGS.worker_timeout > 0:
-    raise UserError(f'--worker_timeout must be above 0, not {FLAGS.worker_timeout}')
-  workers = len(cluster.from_environment().workers)
-  if FLAGS.batch_size % workers:
-    raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across the {workers} workers of '
-                    f'TF_CONFIG; use a multiple of {workers}')
-  return True
+def config_from_flags():
+  """Loads TensorFlow and turns the checked flags into a Config (modes.complete() fills in what only the data
+  knows): the devices there are, the precision, the default output size of the data.
+
+  Raises:
+    UserError: --num_gpus asks for more GPUs than are visible, or a --precision this device cannot run.
+  """
+  import runtime  # pylint: disable=import-outside-toplevel; TensorFlow loads here, once the flags are checked
+  import datasets  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program logs itself
+  gpus = len(tf.config.list_physical_devices('GPU'))
+  if FLAGS.num_gpus and FLAGS.num_gpus > gpus:
+    raise UserError(f'--num_gpus {FLAGS.num_gpus}: only {gpus} GPU(s) are visible here')
+  devices = tuple(FLAGS.devices or [f'/gpu:{index}' for index in range(FLAGS.num_gpus or 0)])
+  devices = devices if len(devices) > 1 else ()
+  # the model's device; with --devices, the first of them (the sampler's device in test mode)
+  device = (FLAGS.devices[0] if FLAGS.devices else FLAGS.device) or ('/gpu:0' if gpus else '/cpu:0')
+  multi_worker = FLAGS.strategy == 'multi_worker' and FLAGS.train
+  dataset = _dataset()
+  output_height = FLAGS.output_height or datasets.default_output_size(config_lib.Config(
+      dataset=dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir))
+  return config_lib.Config(
+      dataset=dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
+      input_fname_pattern=FLAGS.input_fname_pattern, input_height=FLAGS.input_height,
+      input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop, train_size=FLAGS.train_size,
+      conditional=FLAGS.conditional, conditioning=FLAGS.conditioning, strict=FLAGS.strict, cache=FLAGS.cache,
+      output_height=output_height, output_width=FLAGS.output_width or output_height, z_dim=FLAGS.z_dim,
+      z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim,
+      loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
+      beta1=FLAGS.beta1, batch_size=FLAGS.batch_size, epoch=FLAGS.epoch, d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
+      run_name=FLAGS.run_name, checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir,
+      log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,
+      log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, keep_every_hours=FLAGS.keep_every_hours,
+      eval_freq=FLAGS.eval_freq, eval_samples=FLAGS.num_samples or config_lib.TRAINING_EVAL_SAMPLES,
+      best_metric=FLAGS.best_metric, device=device, devices=devices, multi_worker=multi_worker,
+      worker_timeout=FLAGS.worker_timeout, seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla,
+      precision=_precision(runtime, tf, device, multi_worker))
 
 
-def _device():
-  """--device; with --devices, the first of them (the sampler's device in test mode)."""
-  device = FLAGS.devices[0] if FLAGS.devices else FLAGS.device
-  if device is None:
-    return '/gpu:0' if tf.config.list_physical_devices('GPU') else '/cpu:0'
-  try:
-    tf.DeviceSpec.from_string(device)
-  except ValueError:
-    flag = 'devices' if FLAGS.devices else 'device'
-    raise UserError(f'--{flag} {device!r} is not a device name such as /gpu:0 or /cpu:0') from None
-  return device
-
-
-def _precision(device, multi_worker):
+def _precision(runtime, tf, device, multi_worker):
   """--precision, with auto resolved for `device`; says which, and why, in the log."""
-  on_gpu = tf.DeviceSpec.from_string(device).device_type == 'GPU' and tf.config.list_physical_devices('GPU')
+  on_gpu = _device_type('device', device) == 'GPU' and tf.config.list_physical_devices('GPU')
   if FLAGS.precision == 'auto':
     precision, why = runtime.auto_precision(device, multi_worker)
     logging.info('precision %s (--precision auto: %s)', precision, why)
@@ -284,85 +409,17 @@ def _precision(device, multi_worker):
   return FLAGS.precision
 
 
-def config_from_flags():
-  """Checks the flags and turns them into a Config; modes.complete() fills in what only the data knows.
-
-  Raises:
-    UserError: a flag has a value that cannot work.
-  """
-  for name in _POSITIVE:
-    if FLAGS[name].value is not None and FLAGS[name].value < 1:
-      raise UserError(f'--{name} must be at least 1, not {FLAGS[name].value}')
-  _checkpoint_step()  # checks --checkpoint
-  if FLAGS.num_samples is not None and FLAGS.num_samples < 2:
-    raise UserError(f'--num_samples must be at least 2, not {FLAGS.num_samples}')
-  if FLAGS.keep_every_hours is not None and not FLAGS.keep_every_hours > 0:
-    raise UserError(f'--keep_every_hours must be above 0, not {FLAGS.keep_every_hours}')
-  if not FLAGS.learning_rate > 0:
-    raise UserError(f'--learning_rate must be above 0, not {FLAGS.learning_rate}')
-  if not 0 <= FLAGS.beta1 < 1:
-    raise UserError(f'--beta1 must be in [0, 1), not {FLAGS.beta1}')
-  if not 0 <= FLAGS.ema < 1:
-    raise UserError(f'--ema must be in [0, 1) (0: no moving average), not {FLAGS.ema}')
-  if not FLAGS.gradient_penalty >= 0:
-    raise UserError(f'--gradient_penalty must be 0 or more, not {FLAGS.gradient_penalty}')
-  dataset = _dataset()
-  if FLAGS.dataset.startswith(datasets.TfdsSource.PREFIX):
-    if not FLAGS.dataset[len(datasets.TfdsSource.PREFIX):]:
-      raise UserError('--dataset tfds:NAME needs the name of a TensorFlow Datasets dataset, e.g. tfds:cifar10')
-  elif not FLAGS.dataset or os.sep in FLAGS.dataset or FLAGS.dataset in ('.', '..'):
-    raise UserError(f'--dataset must be a folder name inside --data_dir, not {FLAGS.dataset!r}')
-  if FLAGS.input_width is not None and FLAGS.input_height is None:
-    raise UserError('--input_width needs --input_height: together they are the size of the --crop')
-  output_height = FLAGS.output_height or _default_output_size()
-  device, multi_worker = _device(), _multi_worker()
-  return config_lib.Config(
-      dataset=dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
-      input_fname_pattern=FLAGS.input_fname_pattern, input_height=FLAGS.input_height,
-      input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop, train_size=FLAGS.train_size,
-      conditional=FLAGS.conditional, conditioning=FLAGS.conditioning, strict=FLAGS.strict, cache=FLAGS.cache,
-      output_height=output_height, output_width=FLAGS.output_width or output_height, z_dim=FLAGS.z_dim,
-      z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim,
-      loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
-      beta1=FLAGS.beta1, batch_size=FLAGS.batch_size, epoch=FLAGS.epoch, d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
-      checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir, log_dir=FLAGS.log_dir,
-      sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,
-      log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, keep_every_hours=FLAGS.keep_every_hours,
-      eval_freq=FLAGS.eval_freq, eval_samples=FLAGS.num_samples or evaluation.TRAINING_SAMPLES,
-      best_metric=FLAGS.best_metric, device=device, devices=_devices(), multi_worker=multi_worker,
-      worker_timeout=FLAGS.worker_timeout, seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla,
-      precision=_precision(device, multi_worker))
-
-
-def _checkpoint_step():
-  """--checkpoint as a step number, checkpoints.BEST, or None for the newest."""
-  if FLAGS.checkpoint == 'latest':
-    return None
-  if FLAGS.checkpoint == checkpoints.BEST:
-    return checkpoints.BEST
-  if not FLAGS.checkpoint.isdigit():
-    raise UserError(f"--checkpoint must be 'latest', 'best' or a step number, not {FLAGS.checkpoint!r}")
-  return int(FLAGS.checkpoint)
-
-
-def _seeds():
-  try:
-    seeds = [int(seed) for seed in FLAGS.seeds]
-  except ValueError:
-    raise UserError(f'--seeds must be integers, not {",".join(FLAGS.seeds)}') from None
-  if len(seeds) < 2:
-    raise UserError('--seeds needs two or more seeds to interpolate between')
-  return seeds
-
-
 def use_trained(config):
-  """No --train: a test grid, or --generate, --visualize, --export, --freeze, from a checkpoint."""
+  """No --train: a test grid, or --generate, --visualize, --export, --freeze, --evaluate, from a checkpoint."""
+  import generate  # pylint: disable=import-outside-toplevel; (after TensorFlow, as in config_from_flags)
+  import modes  # pylint: disable=import-outside-toplevel
+
   config = modes.trained_config(config, size_given=FLAGS.output_height is not None or
                                 FLAGS.output_width is not None, data_dir_given=FLAGS['data_dir'].present,
                                 ema_given=FLAGS['ema'].present)
   checkpoint, seeds = _checkpoint_step(), _seeds()
   if FLAGS.evaluate:
-    return modes.evaluate(config, FLAGS.num_samples or evaluation.DEFAULT_SAMPLES, checkpoint)
+    return modes.evaluate(config, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES, checkpoint)
   generate.parse_labels(FLAGS.labels, config.y_dim, config.class_names)  # checks --labels before anything is written
   if FLAGS.generate:
     modes.generate(config, FLAGS.generate, FLAGS.labels, FLAGS.out_dir, checkpoint)
@@ -378,16 +435,9 @@ def use_trained(config):
 def main(argv):
   if len(argv) > 1:
     raise UserError(f'unexpected argument {argv[1]!r}; flags start with --')
-  using = [f'--{name}' for name in ('generate', 'visualize', 'export', 'freeze', 'evaluate') if FLAGS[name].value]
-  if FLAGS.train and FLAGS.evaluate:
-    raise UserError('--train cannot be combined with --evaluate: use --eval_freq to evaluate while training')
-  if FLAGS.train and using:
-    raise UserError(f'--train cannot be combined with {", ".join(using)}: train first, then use the model')
-  if FLAGS.evaluate and len(using) > 1:
-    raise UserError(f'--evaluate cannot be combined with {", ".join(using[:-1])}: run them one at a time')
-  if FLAGS.check_data and using + ['--train'] * FLAGS.train:
-    raise UserError('--check_data only checks the dataset: run it on its own')
+  check_flags()
   config = config_from_flags()
+  import modes  # pylint: disable=import-outside-toplevel; (after TensorFlow, as in config_from_flags)
   if FLAGS.check_data:
     modes.check_data(config)
   elif FLAGS.train:
@@ -397,4 +447,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  errors.run_program(main)
+  cli.run_program(main, INTRO, HELP_GROUPS)

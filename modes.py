@@ -32,6 +32,9 @@ import utils
 from errors import UserError, op_error_text
 
 
+SMALL_BATCH = 8  # a batch below this gets a warning: batch norm's statistics over so few images are noise
+
+
 def complete(config, dataset):
   """The config with what only the data knows: its channels, its label classes (none with --noconditional),
   and the default --best_metric: fd where the digit classifier applies (labelled grayscale data), else swd.
@@ -58,9 +61,9 @@ def prepare(config):
   Raises:
     UserError: see datasets.load and complete.
   """
-  dataset = datasets.load(config, strict=config.strict, cache_dir=config.checkpoint_path)
+  dataset = datasets.load(config, strict=config.strict, cache_dir=config.data_cache_path)
   if config.cache:
-    dataset = datasets.cache_images(dataset, config, config.checkpoint_path)
+    dataset = datasets.cache_images(dataset, config, config.data_cache_path)
   return complete(config, dataset), dataset
 
 
@@ -85,11 +88,7 @@ def _train(config, from_step, worker):
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   config, dataset = prepare(config)
-  used = min(len(dataset), config.train_size or len(dataset))
-  if config.batch_size * config.d_steps > used:
-    raise UserError(f'--batch_size {config.batch_size} is larger than the {used // config.d_steps} images an epoch '
-                    f'uses per D update ({len(dataset)} in {os.path.join(config.data_dir, config.dataset)}'
-                    f'{f", {config.d_steps} D updates a step" if config.d_steps > 1 else ""}); lower --batch_size')
+  _check_batch_size(config, len(dataset))
   logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, len(dataset), config.c_dim,
                f'{config.y_dim} label classes (--conditioning {config.conditioning})' if config.y_dim
                else 'unconditional')
@@ -101,7 +100,7 @@ def _train(config, from_step, worker):
                  len(shown), config.y_dim, ', '.join(names), config.sample_num)
   if losses.LOSSES[config.loss].floor is None:
     logging.info('--loss %s has no least value for D\'s loss: the D-has-won watch is off', config.loss)
-  _warn_if_epochs_move(config)
+  _warn_if_changed(config)
   evaluator = None
   if config.eval_freq and worker == 0:
     evaluator = evaluation.Evaluator(dataset, config, config.eval_samples,
@@ -125,14 +124,49 @@ def _train(config, from_step, worker):
   return step, stopped_by
 
 
-def _warn_if_epochs_move(config):
-  """The epoch and batch to resume at follow from the step and the steps per epoch, which these flags change."""
+def _check_batch_size(config, count):
+  """Refuses a batch larger than what an epoch gives each D update, naming the flags that set both; warns of a
+  batch too small for batch norm's statistics (main.py refuses a batch of one).
+
+  Raises:
+    UserError: the batch does not fit in an epoch.
+  """
+  limited = config.train_size is not None and config.train_size < count
+  used = config.train_size if limited else count
+  if config.batch_size * config.d_steps > used:
+    folder = os.path.join(config.data_dir, config.dataset)
+    source = f'--train_size {used}' if limited else f'the {count} images of {folder}'
+    split = f', shared by --d_steps {config.d_steps} D updates a step' if config.d_steps > 1 else ''
+    fixes = ['lower --batch_size'] + ['raise --train_size'] * limited + ['lower --d_steps'] * (config.d_steps > 1)
+    raise UserError(f'--batch_size {config.batch_size} is larger than the {used // config.d_steps} images an epoch '
+                    f'gives each D update ({source}{split}): {" or ".join(fixes)}')
+  if config.batch_size < SMALL_BATCH:
+    logging.warning('--batch_size %d: batch norm normalizes each feature over the batch, and its statistics over %d '
+                    'images are noise, so training is unsteady and may not learn at all; %d or more is usual',
+                    config.batch_size, config.batch_size, 16)
+
+
+def _warn_if_changed(config):
+  """A resumed run may change how it trains (not a shape: that stops it in trainer.restore): says what changed."""
   saved = config_lib.load(config.checkpoint_path)
-  for name in ('batch_size', 'train_size', 'd_steps'):
-    if saved is not None and getattr(saved, name) != getattr(config, name):
-      logging.warning('--%s is %s, the checkpoint was trained with %s: the step count goes on, but the epoch and '
-                      'batch to resume at are counted with the new value', name, getattr(config, name),
-                      getattr(saved, name))
+  resumed = saved is not None and checkpoints.steps(config.checkpoint_path)
+  changed = config_lib.training_differences(saved, config) if resumed else []
+  if not changed:
+    return
+  listed = ', '.join(f'--{name} {_flag_value(new)} (it was {_flag_value(old)})' for name, old, new in changed)
+  epoch_note = ('; the step count goes on, but the epoch and batch to resume at are counted with the new '
+                + '/'.join(f'--{name}' for name, _, _ in changed if name in config_lib.EPOCH_FIELDS))
+  logging.warning('resuming %s with flags that differ from the run that wrote it: %s. Training goes on with the new '
+                  'values%s', config.checkpoint_path, listed,
+                  epoch_note if any(name in config_lib.EPOCH_FIELDS for name, _, _ in changed) else '')
+
+
+def _flag_value(value):
+  if value is None:
+    return 'unset'
+  if isinstance(value, bool):
+    return 'on' if value else 'off'
+  return value
 
 
 def check_data(config):
@@ -144,7 +178,7 @@ def check_data(config):
   Raises:
     UserError: the data cannot be trained on as it is (with --strict: because of bad entries).
   """
-  report = datasets.check(config, cache_dir=config.checkpoint_path)
+  report = datasets.check(config, cache_dir=config.data_cache_path)
   print(report.text())
   problems = report.problems + ([f'{report.bad} bad files (--strict)'] if config.strict and report.bad else [])
   if problems:
@@ -155,13 +189,23 @@ def check_data(config):
 
 # Using a trained generator
 
-def _saved_keys(config):
-  """The output sizes of the checkpoints saved for --dataset, as {(height, width): key}."""
+def _trained_runs(config):
+  """The runs trained on --dataset, as {folder name: (height, width, run name or None)}: the folders of
+  <checkpoint_dir> named by the dataset's key that hold a checkpoint (one that a failed run left without one does
+  not count)."""
   if not os.path.isdir(config.checkpoint_dir):
     return {}
-  pattern = re.escape(config_lib.key_prefix(config.dataset)) + r'_(\d+)_(\d+)'
-  matches = (re.fullmatch(pattern, name) for name in sorted(os.listdir(config.checkpoint_dir)))
-  return {(int(m[1]), int(m[2])): m[0] for m in matches if m}
+  pattern = re.escape(config_lib.key_prefix(config.dataset)) + r'_(\d+)_(\d+)(?:-(.+))?'
+  runs = {}
+  for name in sorted(os.listdir(config.checkpoint_dir)):
+    match = re.fullmatch(pattern, name)
+    if match and checkpoints.steps(os.path.join(config.checkpoint_dir, name)):
+      runs[name] = (int(match[1]), int(match[2]), match[3])
+  return runs
+
+
+def _flags_of(height, width, run_name):
+  return f'--output_height {height} --output_width {width}' + (f' --run_name {run_name}' if run_name else '')
 
 
 def trained_config(config, size_given=True, data_dir_given=True, ema_given=False):
@@ -176,20 +220,22 @@ def trained_config(config, size_given=True, data_dir_given=True, ema_given=False
   Raises:
     UserError: there is no checkpoint for the key; the message names the flags that make the key.
   """
-  saved_keys = _saved_keys(config)
-  if not size_given and len(saved_keys) == 1:
-    (height, width), = saved_keys  # the only size trained for this dataset
+  runs = _trained_runs(config)
+  sizes = [(height, width) for height, width, run_name in runs.values() if run_name == config.run_name]
+  if not size_given and len(sizes) == 1:
+    (height, width), = sizes  # the only size trained for this dataset (and run name)
     config = dataclasses.replace(config, output_height=height, output_width=width)
   saved = config_lib.load(config.checkpoint_path)
   if saved is None or not checkpoints.steps(config.checkpoint_path):
-    others = [key for key in saved_keys.values() if key != config.key]
-    hint = f'; found instead: {", ".join(others)} (set --output_height/--output_width)' if others else ''
-    raise UserError(f'no checkpoint in {config.checkpoint_path} (the key comes from --dataset {config.dataset} '
-                    f'--output_height {config.output_height} --output_width {config.output_width}){hint}; '
-                    'train first with --train')
+    others = [f'{name} ({_flags_of(*run)})' for name, run in runs.items() if name != config.key]
+    hint = f'; found instead: {", ".join(others)}' if others else ''
+    made_of = _flags_of(config.output_height, config.output_width, config.run_name)
+    raise UserError(f'no checkpoint in {config.checkpoint_path} (the folder comes from --dataset {config.dataset} '
+                    f'{made_of}){hint}; train first with --train')
   return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
                              log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
-                             device=config.device, devices=config.devices, multi_worker=False, seed=config.seed,
+                             run_name=config.run_name, device=config.device, devices=config.devices,
+                             multi_worker=False, seed=config.seed,
                              precision=config.precision,
                              data_dir=config.data_dir if data_dir_given else saved.data_dir, strict=config.strict,
                              ema=config.ema if ema_given else saved.ema)
@@ -217,10 +263,18 @@ def trained_generator(config, checkpoint=None):
     yield generate_lib.Generator(dcgan, sess), int(sess.run(dcgan.global_step)), path
 
 
+def _own_weights_suffix(config):
+  """'_noema' when --ema 0 samples G's own weights of a model that also has their average (whose pictures keep
+  the plain names), so that the two never overwrite each other; else ''."""
+  saved = config_lib.load(config.checkpoint_path)
+  return '_noema' if not config.ema and saved is not None and saved.ema else ''
+
+
 def sample(config, checkpoint=None):
-  """Test mode: a grid of the fixed sample z to <sample_dir>/<key>/test_<step>.png; returns its path."""
+  """Test mode: a grid of the fixed sample z to <sample_dir>/<key>/test_<step>.png (test_<step>_noema.png from
+  G's own weights, --ema 0); returns its path."""
   with trained_generator(config, checkpoint) as (gen, step, _):
-    path = os.path.join(config.sample_path, f'test_{step:06d}.png')
+    path = os.path.join(config.sample_path, f'test_{step:06d}{_own_weights_suffix(config)}.png')
     utils.save_png(path, gen.dcgan.sample_grid(gen.sess))
   logging.info('wrote %s', path)
   return path
@@ -233,7 +287,7 @@ def generate(config, count, labels=None, out_dir=None, checkpoint=None):
     labels: --labels as given ('all', '3,3,7' or None).
   """
   label_ids = generate_lib.parse_labels(labels, config.y_dim, config.class_names)
-  out_dir = out_dir or os.path.join(config.sample_path, 'generated')
+  out_dir = out_dir or os.path.join(config.sample_path, 'generated' + _own_weights_suffix(config))
   utils.ensure_writable(out_dir)
   with trained_generator(config, checkpoint) as (gen, step, _):
     manifest = generate_lib.generate(gen, count, label_ids, config.seed, out_dir)
@@ -246,7 +300,7 @@ def visualize(config, option, labels=None, out_dir=None, checkpoint=None, frames
   label_ids = generate_lib.parse_labels(labels, config.y_dim, config.class_names)
   if num_dims > config.z_dim:
     raise UserError(f'--num_dims {num_dims} is more than the {config.z_dim} dimensions of z')
-  out_dir = out_dir or os.path.join(config.sample_path, 'visualize')
+  out_dir = out_dir or os.path.join(config.sample_path, 'visualize' + _own_weights_suffix(config))
   utils.ensure_writable(out_dir)
   with trained_generator(config, checkpoint) as (gen, step, _):
     files = generate_lib.visualize(gen, option, out_dir, labels=label_ids, seed=config.seed, frames=frames,
@@ -278,22 +332,25 @@ def evaluate(config, num_samples=evaluation.DEFAULT_SAMPLES, checkpoint=None):
 
 
 def _evaluate(config, num_samples, checkpoint):
-  dataset = datasets.load(config, strict=config.strict, cache_dir=config.checkpoint_path)
+  dataset = datasets.load(config, strict=config.strict, cache_dir=config.data_cache_path)
   if dataset.channels != config.c_dim or (config.y_dim and dataset.num_classes != config.y_dim):
     raise UserError(f'{os.path.join(config.data_dir, config.dataset)} holds images with {dataset.channels} '
                     f'channel(s) and {dataset.num_classes} label classes, but the model was trained on '
                     f'{config.c_dim} and {config.y_dim}: point --data_dir at the data it was trained on')
   if checkpoints.find(config.checkpoint_path, checkpoint) is None:  # before a classifier is trained
     raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
+  suffix = _own_weights_suffix(config)
+  log_path = os.path.join(config.log_path, 'evaluate' + suffix)
   with evaluation.Evaluator(dataset, config, num_samples, trainer.session_config(config.device)) as evaluator, \
       trained_generator(config, checkpoint) as (gen, step, path):
-    writer = tf.compat.v1.summary.FileWriter(os.path.join(config.log_path, 'evaluate'))
+    writer = tf.compat.v1.summary.FileWriter(log_path)
     try:
-      results, json_path = evaluator.evaluate(gen, step, checkpoint=path, writer=writer)
+      results, json_path = evaluator.evaluate(gen, step, checkpoint=path, writer=writer, suffix=suffix)
     finally:
       writer.close()
-  print(f'{path} (step {step}): {evaluator.num_samples} generated against {evaluator.num_samples} real images '
-        f'of {os.path.join(config.data_dir, config.dataset)}')
+  weights = ", G's own weights (--ema 0)" if suffix else ''
+  print(f'{path} (step {step}{weights}): {evaluator.num_samples} generated against {evaluator.num_samples} real '
+        f'images of {os.path.join(config.data_dir, config.dataset)}')
   print(evaluation.table(results))
-  logging.info('wrote %s and TensorBoard scalars to %s', json_path, os.path.join(config.log_path, 'evaluate'))
+  logging.info('wrote %s and TensorBoard scalars to %s', json_path, log_path)
   return results

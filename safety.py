@@ -89,7 +89,8 @@ class Watchdog:
 
 def check_finite(stats, step, last_good):
   """Raises Diverged when a loss of `step` is NaN or Inf; `last_good` is the newest checkpoint's path or None."""
-  bad = [f'{name} {stats[name]}' for name in ('d_loss', 'g_loss') if not math.isfinite(stats[name])]
+  bad = [f'{name} {stats[name]}' for name in ('d_loss', 'g_loss', 'g_update_loss')
+         if name in stats and not math.isfinite(stats[name])]
   if bad:
     raise Diverged(f'training diverged at step {step}: {", ".join(bad)}; nothing after it was saved. '
                    f'{resume_hint(last_good)}')

@@ -105,12 +105,12 @@ def restore(dcgan, sess, step=None):
   if differences:
     raise UserError(f'the checkpoint in {cfg.checkpoint_path} does not fit: it was trained with ' +
                     ', '.join(f'{_describe_field(f)} {old} (now {new})' for f, old, new in differences) +
-                    '; use the old values or another --checkpoint_dir')
+                    '; use the old values, or --run_name NAME to start a new run beside it')
   if saved and saved.class_names and cfg.class_names and saved.class_names != cfg.class_names:
     raise UserError(f'the checkpoint in {cfg.checkpoint_path} was trained on the classes '
                     f'{", ".join(saved.class_names)} (labels 0 to {len(saved.class_names) - 1}), but the data now has '
-                    f'{", ".join(cfg.class_names)}: its labels would change meaning; restore the class folders or use '
-                    'another --checkpoint_dir')
+                    f'{", ".join(cfg.class_names)}: its labels would change meaning; restore the class folders, or use '
+                    '--run_name NAME to start a new run beside it')
   stored = dict(tf.train.list_variables(path))
   if dcgan.training:
     names = dcgan.checkpoint_names()
@@ -304,11 +304,13 @@ class Trainer:
     times on the step's z.
 
     Returns:
-      dict of this step's losses, D(x), D(G(z)), the gradient penalty, D's logits and the z of G's updates.
+      dict of the numbers of the step's last D update, all from its one forward pass before D changes (so they
+      agree with each other: the log line and TensorBoard show them): d_loss, g_loss, D(x), D(G(z)), the gradient
+      penalty, D's logits; then g_update_loss, G's loss in its last update, and z, the z of G's updates.
     """
     dcgan = self.dcgan
     loss, model_ = dcgan.loss, dcgan.model
-    d_fetches = {'train': dcgan.train_ops.d_train, 'd_loss': loss.d_loss, 'D(x)': loss.d_real,
+    d_fetches = {'train': dcgan.train_ops.d_train, 'd_loss': loss.d_loss, 'g_loss': loss.g_loss, 'D(x)': loss.d_real,
                  'D(G(z))': loss.d_fake, 'gradient_penalty': loss.penalty, 'real_logits': model_.real_logits,
                  'fake_logits': model_.fake_logits}
     # (1) update D; the last update also counts the step (before G's, whose moving average reads the count)
@@ -318,7 +320,7 @@ class Trainer:
                        dcgan.step_feed(step, update))
     # (2) update G --g_steps times, so that D does not win too early
     feed = dcgan.step_feed(step)
-    g_fetches = {'train': dcgan.train_ops.g_train, 'g_loss': loss.g_loss}
+    g_fetches = {'train': dcgan.train_ops.g_train, 'g_update_loss': loss.g_loss}
     if dcgan.overflows is not None:  # mixed float16: the updates skipped so far in this run
       g_fetches['overflowed_updates'] = dcgan.overflows
     for _ in range(self.config.g_steps):

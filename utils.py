@@ -4,9 +4,13 @@ $ python main.py --train --dataset digits    # grids made here land in samples/d
 """
 
 import contextlib
+import datetime
+import fcntl
 import io
+import json
 import math
 import os
+import socket
 import sys
 import time
 
@@ -120,6 +124,82 @@ def quiet_stderr():
   finally:
     os.dup2(saved, 2)
     os.close(saved)
+
+
+class Busy(Exception):
+  """Another process holds the lock; the message says which ('pid P on host H since T (command)')."""
+
+
+def _makedirs(folder):
+  """Makes `folder` and its missing parents; returns those it made, outermost first."""
+  made, path = [], os.path.abspath(folder)
+  while not os.path.isdir(path) and os.path.dirname(path) != path:
+    made.insert(0, path)
+    path = os.path.dirname(path)
+  os.makedirs(folder, exist_ok=True)
+  return made
+
+
+def _holder(path, tries=10):
+  """What the lock file says of the process that holds it. A holder that took the lock a moment ago may not have
+  written it yet: read again for up to a second."""
+  for _ in range(tries):
+    try:
+      with open(path) as f:
+        info = json.load(f)
+      return f'pid {info["pid"]} on {info["host"]} since {info["started"]} ({info["command"]})'
+    except (OSError, ValueError, KeyError, TypeError):
+      time.sleep(0.1)
+  return 'another process (it has not said which)'
+
+
+@contextlib.contextmanager
+def exclusive_lock(path, what):
+  """Holds an exclusive lock on the file `path` while the block runs, the one way this program keeps two
+  processes from writing the same files (a run's checkpoint folder, download.py's data folder).
+
+  The lock is fcntl.flock's: the kernel drops it when the process ends, even by kill -9, so there is never a
+  stale lock to clear on a local disk. The file names its holder (pid, host, start, command, `what`) for the
+  other process's error. On release the file is deleted, and so are the folders this call made if nothing else
+  was put in them: a command that stops before it writes anything leaves nothing behind.
+
+  Raises:
+    Busy: another process holds the lock.
+  """
+  made = _makedirs(os.path.dirname(path) or '.')
+  while True:
+    try:
+      fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # the last holder removed the folder it had made: make it again
+      made = _makedirs(os.path.dirname(path) or '.')
+      continue
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(fd)
+      raise Busy(_holder(path)) from None
+    try:  # the last holder may have deleted the file between our open and our flock: lock the one there now
+      if os.fstat(fd).st_ino == os.stat(path).st_ino:
+        break
+    except FileNotFoundError:
+      pass
+    os.close(fd)
+  try:
+    started = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+    info = {'pid': os.getpid(), 'host': socket.gethostname(), 'started': started, 'what': what,
+            'command': ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]) or what}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)
+    yield
+  finally:
+    with contextlib.suppress(OSError):
+      os.remove(path)  # (still held: no other process can have taken this file meanwhile)
+    os.close(fd)  # (closing the last descriptor releases the lock)
+    for folder in reversed(made):
+      try:
+        os.rmdir(folder)  # only when empty
+      except OSError:
+        break
 
 
 def fsync(path):

@@ -179,7 +179,7 @@ def main_in_process(*args):
     absl_logging.set_verbosity(absl_logging.INFO)  # as main.py logs under app.run (the flag's default is WARNING)
     main.main(argv)
   except flags.Error as e:
-    return InProcess(2, f'{e} (see --helpfull)')
+    return InProcess(2, f'{e} (see --help)')
   except UserError as e:
     return InProcess(e.exit_code, str(e))
   finally:

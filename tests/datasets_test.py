@@ -175,9 +175,20 @@ def test_missing_empty_and_unmatched_folders_are_errors(tmp_path):
   with pytest.raises(UserError, match=r'no file matches .*empty/\*.jpg; the folder is empty'):
     datasets.load(_config(tmp_path, 'empty'))
   write_images(str(tmp_path / 'pngs'), 2)
-  with pytest.raises(UserError, match=r"no file matches .*pngs/\*.jpg; it holds 2 other entries, e.g. '000.png' "
-                                      r'\(set --input_fname_pattern\)'):
+  with pytest.raises(UserError, match=r"no file matches .*pngs/\*.jpg; it holds 2 other entries, e.g. '000.png'; "
+                                      r"2 .png files are at its top: set --input_fname_pattern '\*.png'$"):
     datasets.load(_config(tmp_path, 'pngs'))
+  for name, count in (('cat', 3), ('dog', 2)):  # class folders of PNGs, and a note: the pattern is the same there
+    write_images(str(tmp_path / 'pets' / name), count, ext='png')
+  (tmp_path / 'pets' / 'notes.txt').write_text('two classes')
+  with pytest.raises(UserError, match=r"no file matches .*pets/\*.jpg; it holds 3 other entries, e.g. 'cat'; 5 .png "
+                                      r"files are in its class folders: set --input_fname_pattern '\*.png'$"):
+    datasets.load(_config(tmp_path, 'pets'))
+  (tmp_path / 'notes').mkdir()
+  (tmp_path / 'notes' / 'a.txt').write_text('not an image')
+  with pytest.raises(UserError, match=r"no file matches .*notes/\*.jpg; it holds 1 other entries, e.g. 'a.txt'; none "
+                                      r'of them is an image file \(JPEG, PNG, GIF, BMP or WebP\)$'):
+    datasets.load(_config(tmp_path, 'notes'))
 
 
 def test_class_folders_give_labels_in_sorted_order_with_their_names(tmp_path):

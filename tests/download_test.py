@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, TINY_MODEL, assert_user_error, main_in_process, shared
+from conftest import ROOT, TINY_MODEL, assert_user_error, main_in_process, shared, write_idx_dataset
 from http_server import LoopbackServer
 
 WRAPPER = '''
@@ -90,12 +90,38 @@ def test_download_mnist_then_train_on_it_as_the_readme_says(tmp_path, monkeypatc
     (['mnist', '--from_file', 'x.zip'], ['--from_file takes the zip of one dataset']),
     (['celebA', '--from_file', 'nowhere.zip'], ['--from_file nowhere.zip is not a file']),
     (['mnist', '--retries', '-1'], ['--retries must be at least 0']),
-    (['mnist', '--no_such_flag'], ['Unknown command line flag', 'no_such_flag', '(see --helpfull)']),
+    (['mnist', '--no_such_flag'], ['Unknown command line flag', 'no_such_flag', '(see --help)']),
     (['mnist', '--timeout', 'soon'], ["flag --timeout=soon: could not convert string to float: 'soon'"]),
+    (['mnist', '--mirror', '127.0.0.1:8765/'], ["--mirror '127.0.0.1:8765/' is not an http:// or https:// URL; "
+                                                'write it as http://127.0.0.1:8765/']),
+    (['mnist', '--mirror', 'ftp://host/mnist/'], ["--mirror 'ftp://host/mnist/' is not an http:// or https:// URL"]),
 ])
 def test_mistakes_are_one_line_and_exit_2(tmp_path, args, fragments):
   assert_user_error(_download(args, tmp_path), *fragments)
-  assert not os.path.exists(tmp_path / 'data' / 'mnist')
+  assert not os.path.exists(tmp_path / 'data')  # nothing made: no dataset folder, no lock file
+
+
+def test_a_dataset_that_trained_survives_a_download_from_a_mirror_with_another_version(tmp_path, monkeypatch):
+  """The first hour of a user with their own MNIST subset: download.py must not take it away."""
+  monkeypatch.chdir(tmp_path)
+  write_idx_dataset(str(tmp_path / 'data' / 'mnist'), 64)
+  mine = {name: (tmp_path / 'data' / 'mnist' / name).read_bytes() for name in os.listdir(tmp_path / 'data' / 'mnist')}
+  assert main_in_process('--train', '--dataset', 'mnist', '--epoch', '1', '--batch_size', '32', *TINY_MODEL,
+                         '--conditioning', 'mnist').returncode == 0
+  official = {name: os.urandom(len(data) + 1000) for name, data in mine.items()}  # the table's files
+  served = {name: data[:len(data) // 2] for name, data in official.items()}  # a mirror's complete, other files
+  with LoopbackServer(served) as server:
+    result = _download(['mnist', '--mirror', server.url], tmp_path, official)
+  error = assert_user_error(result, 'could not download train-', 'ubyte.gz from', 'it serves a file of',
+                            'is as it was: keep it with --keep_mine')
+  assert 'connection closed' not in error
+  assert sorted(os.listdir(tmp_path / 'data' / 'mnist')) == sorted(mine)  # no .bad, .part or .mine beside them
+  assert all((tmp_path / 'data' / 'mnist' / name).read_bytes() == data for name, data in mine.items())
+  assert main_in_process('--train', '--dataset', 'mnist', '--epoch', '2', '--batch_size', '32', *TINY_MODEL,
+                         '--conditioning', 'mnist').returncode == 0  # and the run goes on
+  kept = _download(['mnist', '--mirror', server.url, '--keep_mine'], tmp_path, official)  # (the server is gone:
+  assert kept.returncode == 0, kept.stderr  # nothing is asked of it)
+  assert kept.stderr.count('kept and used as it is (--keep_mine)') == 2
 
 
 def test_a_bad_checksum_or_no_source_is_one_line_and_leaves_nothing(tmp_path):
@@ -104,7 +130,7 @@ def test_a_bad_checksum_or_no_source_is_one_line_and_leaves_nothing(tmp_path):
     error = assert_user_error(_download(['mnist'], tmp_path, files, mirror=server.url),
                               f'could not download train-images-idx3-ubyte.gz from {server.url}')
     assert 'checksum mismatch (md5 ' in error and error.endswith('removed the download')
-    assert os.listdir(tmp_path / 'data') == ['.download.lock']  # no dataset folder, no .part
+    assert not os.path.exists(tmp_path / 'data')  # no dataset folder, no .part, no lock: nothing was made
     error = assert_user_error(_download(['mnist', '--mirror', f'{server.url}a/,{server.url}b/'], tmp_path, files),
                               'every mirror failed for train-images-idx3-ubyte.gz: ')
     assert f'{server.url}a/train-images-idx3-ubyte.gz: HTTP 404 Not Found; {server.url}b/' in error

@@ -129,9 +129,26 @@ def test_a_checksum_mismatch_removes_the_download(tmp_path):
 def test_a_server_that_sends_too_much_is_cut_off_and_its_bytes_dropped(tmp_path):
   data = _bytes(10_000)
   with LoopbackServer({'a.bin': data + b'more and more'}) as server:
+    server.behaviours['a.bin'] = ['no_length']  # (a length in the headers would be refused before the body)
     with pytest.raises(UserError, match='it sent more than the 10,000 bytes of a.bin'):
       fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
   assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize('behaviour', ['ok', 'no_length'])
+def test_a_whole_file_of_another_size_is_a_size_mismatch_at_once_and_leaves_no_part(tmp_path, behaviour):
+  data, other = _bytes(30_000), _bytes(12_345, seed=1)
+  (tmp_path / 'a.bin.part').write_bytes(data[:1000])  # what an earlier run received from a good mirror
+  with LoopbackServer({'a.bin': other}) as server:
+    server.behaviours['a.bin'] = ['ignore_range' if behaviour == 'ok' else behaviour]
+    with pytest.raises(UserError) as error:
+      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+    assert len(server.requests) == 1  # not retried: another try would give the same file
+  assert str(error.value) == (f'could not download a.bin from {server.url}a.bin: it serves a file of 12,345 bytes, '
+                              'not the 30,000 bytes of a.bin (another version of the file, or not the file)'
+                              + ('' if behaviour == 'ok' else '; removed what it sent'))
+  # told by its headers, nothing of it is written and an earlier .part stays; read to its end, what it sent goes
+  assert _files(tmp_path) == (['a.bin.part'] if behaviour == 'ok' else [])
 
 
 def test_a_stalled_server_gives_up_after_the_timeout_and_keeps_the_bytes(tmp_path):
@@ -145,13 +162,51 @@ def test_a_stalled_server_gives_up_after_the_timeout_and_keeps_the_bytes(tmp_pat
   assert (tmp_path / 'a.bin.part').read_bytes() == data[:10]  # kept for the next run to resume
 
 
-def test_a_file_that_is_not_the_right_one_is_moved_aside_and_fetched_again(tmp_path):
-  data = _bytes(5000)
-  (tmp_path / 'a.bin').write_bytes(b'someone else wrote this')
-  with LoopbackServer({'a.bin': data}) as server:
-    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
-  assert (tmp_path / 'a.bin').read_bytes() == data
-  assert (tmp_path / 'a.bin.bad').read_bytes() == b'someone else wrote this'
+def test_a_file_that_is_not_the_right_one_is_untouched_until_a_verified_one_replaces_it(tmp_path, caplog):
+  data, mine = _bytes(5000), b'someone else wrote this'
+  (tmp_path / 'a.bin').write_bytes(mine)
+  remote = _remote('a.bin', data)
+  with LoopbackServer({'a.bin': data[:4000]}) as server:  # a mirror with another version: the fetch fails
+    with pytest.raises(UserError) as error:
+      fetch.fetch_file(fetch._with_mirrors(remote, [server.url]), str(tmp_path), FAST)
+  assert str(error.value).endswith(f'. {tmp_path / "a.bin"}, which is not that file, is as it was: keep it with '
+                                   '--keep_mine, or run again when a source works to replace it')
+  assert _files(tmp_path) == ['a.bin'] and (tmp_path / 'a.bin').read_bytes() == mine
+  with LoopbackServer({'a.bin': data}) as server, caplog.at_level(std_logging.WARNING):
+    assert fetch.fetch_file(fetch._with_mirrors(remote, [server.url]), str(tmp_path), FAST, keep_mine=True) \
+        == str(tmp_path / 'a.bin')
+    assert server.requests == []  # kept and used as it is
+    assert (tmp_path / 'a.bin').read_bytes() == mine
+    fetch.fetch_file(fetch._with_mirrors(remote, [server.url]), str(tmp_path), FAST)
+  assert (tmp_path / 'a.bin').read_bytes() == data  # replaced by the verified download, in one rename
+  assert (tmp_path / 'a.bin.mine').read_bytes() == mine  # and the user's file kept beside it
+  md5 = hashlib.md5(mine).hexdigest()
+  assert f'(it has 23 bytes and md5 {md5}; the file download.py fetches has 5,000 bytes and md5 ' in caplog.text
+  assert f'replaced it, and kept yours as {tmp_path / "a.bin.mine"}' in caplog.text
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_and_is_not_asked_again(tmp_path, monkeypatch):
+  """No network: the names of the mirrors do not resolve. Nothing leaves the machine: the lookup is the test's."""
+  looked_up = []
+  real = socket.getaddrinfo
+
+  def getaddrinfo(host, *args, **kwargs):
+    if host.endswith('.invalid'):
+      looked_up.append(host)
+      raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+    return real(host, *args, **kwargs)
+
+  monkeypatch.setattr(socket, 'getaddrinfo', getaddrinfo)
+  slow = fetch.Transfer(retries=5, timeout=5.0, backoff=10.0)  # a retry would wait 10 s: the test would show it
+  mirrors = ['http://one.invalid/', 'http://two.invalid/']
+  for name in ('a.bin', 'b.bin'):
+    with pytest.raises(UserError) as error:
+      fetch.fetch_file(fetch._with_mirrors(_remote(name, b'x'), mirrors), str(tmp_path), slow)
+    assert str(error.value) == (f'no network? could not reach any source of {name}: one.invalid (cannot resolve the '
+                                'host name), two.invalid (cannot resolve the host name); check the connection, or '
+                                'use --mirror with a mirror you can reach')
+  assert looked_up == ['one.invalid', 'two.invalid']  # once each, and not again for the second file
+  assert _files(tmp_path) == []
 
 
 def test_drive_answering_with_a_quota_page_says_how_to_fetch_by_hand(tmp_path, monkeypatch):

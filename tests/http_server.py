@@ -8,6 +8,7 @@ Only 127.0.0.1 is ever contacted. Each file may be given a list of behaviours, u
   'html'          answer 200 with an HTML page
   ('stall', n)    send the headers and n bytes, then nothing for 3 s
   'loop'          redirect to the same URL, for ever
+  'no_length'     serve the whole file with 200 and no Content-Length: its end is where the connection closes
 When the list is used up, requests are served 'ok'.
 """
 
@@ -70,6 +71,15 @@ class LoopbackServer:
           self.send_header('Content-Range', f'bytes */{len(data)}')
           self.send_header('Content-Length', '0')
           self.end_headers()
+          return
+        if behaviour == 'no_length':
+          self.send_response(200)
+          self.send_header('Content-Type', 'application/octet-stream')
+          self.send_header('Connection', 'close')
+          self.end_headers()
+          self.wfile.write(data)
+          self.wfile.flush()
+          self.close_connection = True
           return
         self.send_response(206 if asked else 200)
         self.send_header('Content-Type', 'application/octet-stream')

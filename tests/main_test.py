@@ -107,8 +107,8 @@ def test_one_writer_per_key_and_readers_work_meanwhile(trained, tiny_idx_root, t
   run_dir = tmp_path
   shutil.copytree(trained[0] / 'ckpt', run_dir / 'ckpt')
   key_dir = run_dir / 'ckpt' / 'tiny_28_28'
-  before = sorted(os.listdir(key_dir))
   with checkpoints.writer_lock(str(key_dir), 'a test'):  # as a run in another terminal holds it
+    before = sorted(os.listdir(key_dir))
     for args in ([*TRAIN, '--epoch', '2'], ['--dataset', 'tiny', '--evaluate', '--num_samples', '20']):
       error = assert_error(main_in_process(*args, *dir_flags(run_dir, tiny_idx_root)),
                            f'{key_dir} is in use: pid {os.getpid()} on {socket.gethostname()} since',
@@ -155,7 +155,11 @@ def test_test_mode_without_a_checkpoint_says_where_it_looked(trained, tmp_path):
     (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--batch_size', '4'],
      ['--batch_size 4 is larger than the 3 images']),
     (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--batch_size', '2', '--d_steps', '2'],
-     ['--batch_size 2 is larger than the 1 images an epoch uses per D update', '2 D updates a step']),
+     ['--batch_size 2 is larger than the 1 images an epoch gives each D update', 'shared by --d_steps 2 D updates '
+      'a step): lower --batch_size or lower --d_steps']),
+    (['--dataset', 'pngs', '--input_fname_pattern', '*.png', '--batch_size', '2', '--train_size', '1'],
+     ['--batch_size 2 is larger than the 1 images an epoch gives each D update (--train_size 1): lower '
+      '--batch_size or raise --train_size']),
     (['--batch_size', '0'], ['--batch_size must be at least 1, not 0']),
     (['--d_steps', '0'], ['--d_steps must be at least 1, not 0']),
     (['--beta1', '1.5'], ['--beta1 must be in [0, 1)']),
@@ -176,13 +180,83 @@ def test_test_mode_without_a_checkpoint_says_where_it_looked(trained, tmp_path):
     (['--dataset', 'lsun', '--lsun_category', 'bedroom,tower'],
      ['no dataset folder', 'lsun_bedroom: download it with: python download.py lsun --lsun_category bedroom']),
     (['stray'], ["unexpected argument 'stray'"]),
+    (['--batch_size', '1'], ['--batch_size 1 cannot train: batch norm normalizes each feature over the batch',
+                             'use 2 or more']),
+    (['--input_height', '20'], ['--input_height 20 is the height of the centre crop, and there is none: add --crop']),
+    (['--run_name', '../other'], ["--run_name '../other' must be a plain name"]),
+    (['--devices', '/cpu:0,cpu1'], ["--devices 'cpu1' is not a device name"]),
 ])
 def test_bad_input_gets_one_sentence_and_exit_code_2(tmp_path, args, fragments):
   write_images(str(tmp_path / 'data' / 'pngs'), 3)
   assert_error(main_in_process('--train', *args, *dir_flags(tmp_path, str(tmp_path / 'data'))), *fragments)
-  # nothing written, apart from the record of what the data check found
+  # nothing written but what was learnt of the data, kept for the dataset: no run folder, no lock file
   assert not os.path.exists(tmp_path / 'samples') and not os.path.exists(tmp_path / 'logs')
-  assert not glob.glob(str(tmp_path / 'ckpt' / '*' / 'DCGAN.model*'))
+  assert set(os.listdir(tmp_path / 'ckpt')) <= {'datasets'} if os.path.exists(tmp_path / 'ckpt') else True
+
+
+def test_check_data_and_failed_runs_leave_nothing_that_changes_what_later_commands_find(tmp_path):
+  write_images(str(tmp_path / 'data' / 'pngs'), 8)
+  data = ['--dataset', 'pngs', '--input_fname_pattern', '*.png', *dir_flags(tmp_path, tmp_path / 'data')]
+  assert main_in_process('--check_data', *data) == (0, None)  # (without --output_height: 64x64 by default)
+  assert os.listdir(tmp_path / 'ckpt') == ['datasets']  # no run folder: what it found is kept for the dataset
+  train = ['--train', *data, '--batch_size', '4', '--epoch', '1', *TINY_MODEL]
+  assert main_in_process(*train, '--output_height', '16') == (0, None)
+  assert_error(main_in_process(*train, '--output_height', '48', '--train_size', '2'), '--batch_size 4 is larger')
+  os.makedirs(tmp_path / 'ckpt' / 'pngs_32_32')  # a folder without a checkpoint, as a killed first run leaves one
+  assert sorted(os.listdir(tmp_path / 'ckpt')) == ['datasets', 'pngs_16_16', 'pngs_32_32']
+  assert main_in_process(*data) == (0, None)  # test mode finds the one size trained
+  assert sorted(os.listdir(tmp_path / 'samples' / 'pngs_16_16')) == ['test_000002.png', 'train_00_000002.png']
+  assert checkpoints.LOCK_FILE not in os.listdir(tmp_path / 'ckpt' / 'pngs_16_16')  # released, and gone
+
+
+def test_run_names_keep_two_runs_on_the_same_data_apart(tmp_path, caplog):
+  write_images(str(tmp_path / 'data' / 'pngs'), 8)
+  data = ['--dataset', 'pngs', '--input_fname_pattern', '*.png', *dir_flags(tmp_path, tmp_path / 'data')]
+  train = ['--train', *data, '--batch_size', '4', '--epoch', '1', '--output_height', '16', *TINY_MODEL]
+  assert main_in_process(*train) == (0, None)
+  assert main_in_process(*train, '--run_name', 'hinge', '--loss', 'hinge') == (0, None)
+  for folder in ('ckpt', 'samples', 'logs'):
+    assert sorted(os.listdir(tmp_path / folder)) == (['datasets'] if folder == 'ckpt' else []) + [
+        'pngs_16_16', 'pngs_16_16-hinge']
+  assert json.loads((tmp_path / 'ckpt' / 'pngs_16_16-hinge' / 'config.json').read_text())['loss'] == 'hinge'
+  assert json.loads((tmp_path / 'ckpt' / 'pngs_16_16' / 'config.json').read_text())['loss'] == 'non_saturating'
+  assert sorted(read_events(str(tmp_path / 'logs' / 'pngs_16_16-hinge')).scalars['d_loss']) == [1, 2]
+  assert sorted(read_events(str(tmp_path / 'logs' / 'pngs_16_16')).scalars['d_loss']) == [1, 2]  # not mixed
+  assert main_in_process(*data, '--run_name', 'hinge') == (0, None)  # its model, found without the size
+  assert sorted(os.listdir(tmp_path / 'samples' / 'pngs_16_16-hinge')) == ['test_000002.png', 'train_00_000002.png']
+  assert_error(main_in_process(*data, '--run_name', 'other'), 'no checkpoint in', 'pngs_64_64-other',
+               'found instead: pngs_16_16 (--output_height 16 --output_width 16), pngs_16_16-hinge (--output_height '
+               '16 --output_width 16 --run_name hinge)')
+  caplog.clear()
+  with caplog.at_level(std_logging.WARNING):  # the named run resumes with other training flags: each is named
+    assert main_in_process(*train, '--run_name', 'hinge', '--epoch', '2', '--learning_rate', '0.0001',
+                           '--batch_size', '2', '--z_dist', 'normal') == (0, None)
+  assert (f'resuming {tmp_path / "ckpt" / "pngs_16_16-hinge"} with flags that differ from the run that wrote it: '
+          '--z_dist normal (it was uniform_signed), --loss non_saturating (it was hinge), --learning_rate 0.0001 (it '
+          'was 0.0002), --batch_size 2 (it was 4). Training goes on with the new values; the step count goes on, but '
+          'the epoch and batch to resume at are counted with the new --batch_size') in caplog.text
+  assert '--batch_size 2: batch norm normalizes each feature over the batch, and its statistics over 2 images are ' \
+         'noise' in caplog.text
+
+
+def test_g_s_own_weights_write_their_pictures_apart_from_the_average_s(trained_models, tmp_path):
+  model_dir, dataset = trained_models['cond']  # (the MNIST model: its pictures differ after a few steps)
+  run_dir = tmp_path
+  shutil.copytree(model_dir / 'ckpt', run_dir / 'ckpt')
+  flags = ['--dataset', dataset, *dir_flags(run_dir, 'data')]
+  for extra in ([], ['--ema', '0']):
+    assert main_in_process(*flags, *extra) == (0, None)
+    assert main_in_process(*flags, *extra, '--generate', '3') == (0, None)
+  samples = run_dir / 'samples' / f'{dataset}_28_28'
+  assert sorted(os.listdir(samples)) == ['generated', 'generated_noema', 'test_000004.png', 'test_000004_noema.png']
+  average, own = (np.asarray(Image.open(samples / name)) for name in ('test_000004.png', 'test_000004_noema.png'))
+  assert not np.array_equal(average, own)
+  data = ['--data_dir', str(model_dir.parent / 'data'), '--num_samples', '20']
+  for extra in ([], ['--ema', '0']):
+    assert main_in_process('--dataset', dataset, '--evaluate', *dir_flags(run_dir, 'data'), *data, *extra) == (0, None)
+  key = run_dir / 'ckpt' / f'{dataset}_28_28'
+  assert sorted(glob.glob('eval_*', root_dir=key)) == ['eval_000004_20.json', 'eval_000004_20_noema.json']
+  assert sorted(os.listdir(run_dir / 'logs' / f'{dataset}_28_28')) == ['evaluate', 'evaluate_noema']
 
 
 def test_the_process_prints_one_error_line_and_exits_2(tmp_path):
@@ -267,7 +341,9 @@ def test_cache_trains_to_the_same_weights(tmp_path, caplog):
     if name == 'reused':
       assert 'reading the 40 decoded images from' in caplog.text
   key = 'faces_32_32'
-  assert np.load(tmp_path / 'cached' / 'ckpt' / key / 'image_cache.npy').shape == (40, 32, 32, 3)
+  cache = tmp_path / 'cached' / 'ckpt' / 'datasets' / 'faces' / 'images_32x32' / 'image_cache.npy'
+  assert np.load(cache).shape == (40, 32, 32, 3)  # kept for the dataset, not for the run
+  assert not glob.glob(str(tmp_path / 'cached' / 'ckpt' / key / 'image_cache*'))
   # decoded and cached runs (the second resumed at epoch 1 from the cache) end with the same weights
   assert_same_values(tmp_path / 'decoded' / 'ckpt' / key / 'DCGAN.model-10',
                      tmp_path / 'cached' / 'ckpt' / key / 'DCGAN.model-10')
@@ -282,8 +358,8 @@ def test_a_cache_that_does_not_fit_on_the_disk_is_one_line(tmp_path):
                            capture_output=True, text=True, timeout=600,
                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10)))
   assert 'File too large' in assert_user_error(process, 'could not write the image cache', 'without --cache')
-  assert not glob.glob(str(tmp_path / 'ckpt' / 'faces_32_32' / 'image_cache*'))
-  assert not glob.glob(str(tmp_path / 'ckpt' / 'faces_32_32' / 'DCGAN*'))
+  assert not glob.glob(str(tmp_path / 'ckpt' / 'datasets' / 'faces' / '*' / 'image_cache*'))
+  assert not os.path.exists(tmp_path / 'ckpt' / 'faces_32_32')  # the run stopped before training: no run folder
 
 
 def test_an_lmdb_with_a_broken_entry_trains_and_resumes_at_any_image_size(tmp_path, caplog):
@@ -299,12 +375,18 @@ def test_an_lmdb_with_a_broken_entry_trains_and_resumes_at_any_image_size(tmp_pa
   assert 'dataset lsun_tower_val: 20 images, 3 channel(s), unconditional' in caplog.text
   key = tmp_path / 'ckpt' / 'lsun_tower_val_16_16'
   assert sorted(os.listdir(key)) == ['DCGAN.model-2.data-00000-of-00001', 'DCGAN.model-2.index', 'checkpoint',
-                                     'config.json', 'data_check.npz', 'lmdb_keys.npz', 'run.lock']
+                                     'config.json']
+  # what was learnt of the data is kept for the dataset, where a run of any size finds it
+  assert sorted(os.listdir(tmp_path / 'ckpt' / 'datasets' / 'lsun_tower_val')) == ['data_check.npz', 'lmdb_keys.npz']
   caplog.clear()
   with caplog.at_level(std_logging.INFO):
     assert main_in_process(*run, '--epoch', '2').returncode == 0
   assert 'at step 2 (epoch 1, batch 0)' in caplog.text and 'skipping 1 of 21' in caplog.text
   assert 'decoding 20 images of lsun_tower_val once' not in caplog.text  # the check was remembered
+  caplog.clear()
+  with caplog.at_level(std_logging.INFO):  # another size
+    assert main_in_process(*run, '--epoch', '1', '--output_height', '8').returncode == 0
+  assert 'decoding 20 images of lsun_tower_val once' not in caplog.text and 'skipping 1 of 21' in caplog.text
   assert tf.train.latest_checkpoint(str(key)).endswith('DCGAN.model-4')
 
 

@@ -123,6 +123,29 @@ def test_d_winning_is_warned_in_the_log_and_in_tensorboard(tmp_path, monkeypatch
   assert list(texts) == [3] and texts[3].startswith('D has won for 3 steps')
 
 
+@pytest.mark.parametrize('loss', ['non_saturating', 'hinge'])
+def test_the_numbers_of_a_step_come_from_one_forward_pass(tmp_path, loss):
+  """d_loss, g_loss, D(x) and D(G(z)) (the log line, TensorBoard) all read D's logits of the step's last D update:
+  G's loss agrees with D(G(z)) beside it, not with a later phase of the step."""
+  cfg, dataset = _digits_setup(tmp_path, loss=loss)
+  run = trainer.Trainer(cfg, dataset)
+  with run.session() as sess:
+    sess.run(run.dcgan.init)
+    run.start_epoch(sess, 0, 0)
+    stats = run.train_step(sess, 0)
+  real, fake = (stats[name].astype(np.float64).ravel() for name in ('real_logits', 'fake_logits'))
+  if loss == 'non_saturating':
+    expected = {'D(x)': np.mean(1 / (1 + np.exp(-real))), 'D(G(z))': np.mean(1 / (1 + np.exp(-fake))),
+                'g_loss': np.mean(np.log1p(np.exp(-fake))),
+                'd_loss': np.mean(np.log1p(np.exp(-real))) + np.mean(np.log1p(np.exp(fake)))}
+  else:
+    expected = {'D(x)': np.mean(real), 'D(G(z))': np.mean(fake), 'g_loss': -np.mean(fake),
+                'd_loss': np.mean(np.maximum(0, 1 - real)) + np.mean(np.maximum(0, 1 + fake))}
+  for name, value in expected.items():
+    assert stats[name] == pytest.approx(value, rel=2e-2, abs=2e-3), name
+  assert np.isfinite(stats['g_update_loss'])  # G's own updates' loss, for the divergence check only
+
+
 def test_a_short_run_writes_the_numbers_of_its_first_and_last_steps(tmp_path):
   cfg, dataset = _digits_setup(tmp_path, epoch=3, log_freq=50, loss='wasserstein', gradient_penalty=10)  # 12 steps
   trainer.Trainer(cfg, dataset).train()

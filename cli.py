@@ -1,0 +1,92 @@
+"""How main.py and download.py meet the user on the command line: --help in groups, one 'error:' line.
+
+Both programs define their flags with absl and list them in groups, [(title, [flag names, the common first])];
+run_program parses the flags, answers --help and --helpfull with those groups (no absl test, TPU or developer
+flags), and turns a UserError, an OSError or a flag that does not parse into one line on stderr and an exit code.
+Nothing here loads TensorFlow: a program that loads it only after its flags are checked answers a mistake at once.
+
+$ python main.py --help
+$ python main.py --train --epoch 0      # error: --epoch must be at least 1, not 0
+"""
+
+import sys
+import textwrap
+
+from absl import app, flags
+
+from errors import UserError
+
+HELP_FLAGS = ('--help', '-help', '-h', '-?', '--helpshort', '--helpfull')
+WIDTH = 100
+_NAME_COLUMN = 24
+# absl's own flags that --helpfull shows: how much it logs, and where (the others are for testing absl itself)
+_ABSL_FLAGS = ('verbosity', 'logtostderr', 'alsologtostderr', 'stderrthreshold', 'showprefixforinfo',
+               'logger_levels', 'only_check_args', 'pdb_post_mortem', 'run_with_profiling', 'profile_file')
+
+
+def _flag_line(flag):
+  """'  --[no]crop  Cut the centre ... (default: off)' wrapped to WIDTH, the help under its name when long."""
+  if isinstance(flag, flags.BooleanFlag):
+    name, default = f'--[no]{flag.name}', 'on' if flag.default else 'off'
+  else:
+    name = f'--{flag.name}'
+    value = flag.default_as_str if flag.default is not None else None
+    default = None if value in (None, "''") else value.strip("'")
+  text = flag.help.strip() + (f' (default: {default})' if default is not None else '')
+  indent = ' ' * (_NAME_COLUMN + 4)
+  head = f'  {name}'
+  if len(head) <= _NAME_COLUMN + 1:
+    return textwrap.fill(text, WIDTH, initial_indent=head.ljust(_NAME_COLUMN + 4), subsequent_indent=indent)
+  return head + '\n' + textwrap.fill(text, WIDTH, initial_indent=indent, subsequent_indent=indent)
+
+
+def help_text(intro, groups, full=False):
+  """The text of --help: `intro`, then each group's flags in its order; --helpfull adds absl's logging flags.
+
+  Raises:
+    KeyError: a group names a flag that is not defined (tests/cli_test.py checks every program's groups).
+  """
+  registered = flags.FLAGS._flags()  # pylint: disable=protected-access; {name: Flag}, the short names too
+  if full:
+    groups = groups + [('Logging and debugging (absl)', [name for name in _ABSL_FLAGS if name in registered])]
+  parts = [intro.strip(), '']
+  for title, names in groups:
+    parts += [f'{title}:'] + [_flag_line(registered[name]) for name in names] + ['']
+  parts.append('--helpfull also lists absl\'s logging flags.' if not full else
+               'Boolean flags: --name or --noname. Others: --name=value or --name value.')
+  return '\n'.join(parts)
+
+
+def run_program(main, intro, groups, interrupted='interrupted'):
+  """Runs `main(argv)` as a command-line program with absl's flags.
+
+  --help (and -h, --helpshort) prints help_text(intro, groups) and exits 0; --helpfull adds absl's own flags. A
+  UserError, an OSError or a flag that does not parse becomes one 'error: ' line on stderr and exit code 2 (or
+  the error's own exit_code); Ctrl-C prints `interrupted` and exits with 130.
+  """
+  def run(argv):
+    try:
+      main(argv)
+    except UserError as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+      print(interrupted, file=sys.stderr)
+      sys.exit(130)
+    except OSError as e:
+      print(f'error: {e.strerror or e}: {e.filename}' if e.filename else f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+
+  def parse(argv):
+    asked = [arg for arg in argv[1:] if arg in HELP_FLAGS]
+    if asked:
+      print(help_text(intro, groups, full='--helpfull' in asked))
+      sys.exit(0)
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      print(f'error: {e} (see --help)', file=sys.stderr)
+      sys.exit(2)
+
+  app.run(run, flags_parser=parse)
+

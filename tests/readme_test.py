@@ -1,0 +1,54 @@
+"""The README's code blocks that a user can run without downloading anything run as written.
+
+Each block after a line `<!-- tests/readme_test.py runs this block ... -->` runs, in README order, in one folder
+that holds only data/mnist (a small MNIST of the user's: 80 digits, the fewest that --eval_freq's digit classifier
+takes), as a user would run them one after the other: main.py's commands in this process (main_in_process, exit
+code 0 each), Python blocks in a process of their own that imports nothing of this project. A `print(...)  # X`
+line of a Python block must print X.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+from conftest import ROOT, main_in_process, write_idx_dataset
+
+MARK = '<!-- tests/readme_test.py runs this block'
+
+
+def marked_blocks(text):
+  """[(language, [lines])] of the fenced code blocks that follow a MARK line, in order."""
+  blocks = []
+  for match in re.finditer(re.escape(MARK) + r'[^\n]*\n```(\w*)\n(.*?)\n```', text, re.DOTALL):
+    blocks.append((match[1], match[2].splitlines()))
+  return blocks
+
+
+def test_the_marked_blocks_are_found_with_their_commands():
+  blocks = marked_blocks(open(os.path.join(ROOT, 'README.md')).read())
+  assert [language for language, _ in blocks] == ['', '', 'python']
+  assert blocks[0][1][0].startswith('python main.py --train --dataset mnist --eval_freq 500')
+
+
+def test_the_marked_blocks_run_as_written(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # main.py's folders are relative, as in the README: data/, checkpoint/, ...
+  write_idx_dataset(str(tmp_path / 'data' / 'mnist'), 80)
+  for language, lines in marked_blocks(open(os.path.join(ROOT, 'README.md')).read()):
+    if language == 'python':
+      result = subprocess.run([sys.executable, '-c', '\n'.join(lines)], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+      assert result.returncode == 0, result.stderr
+      claims = [line.split('#', 1)[1].strip() for line in lines if line.startswith('print(') and '#' in line]
+      assert result.stdout.splitlines() == claims
+      continue
+    for line in lines:
+      command = shlex.split(line, comments=True)
+      assert command[:2] == ['python', 'main.py'], line
+      assert main_in_process(*command[2:]) == (0, None), line
+  key = tmp_path / 'checkpoint' / 'mnist_28_28'
+  assert os.path.exists(key / 'best' / 'best.json') and len(os.listdir(tmp_path / 'samples' / 'mnist_28_28' /
+                                                                        'generated')) == 1000 + 2
+  assert {'interp.gif', 'progress.gif'} <= set(os.listdir(tmp_path / 'samples' / 'mnist_28_28' / 'visualize'))
+  assert os.path.exists(tmp_path / 'exported' / 'mnist.pb')
