@@ -9,6 +9,7 @@ $ python main.py --help
 $ python main.py --train --epoch 0      # error: --epoch must be at least 1, not 0
 """
 
+import os
 import sys
 import textwrap
 
@@ -80,7 +81,10 @@ def run_program(main, intro, groups, interrupted='interrupted'):
   def parse(argv):
     asked = [arg for arg in argv[1:] if arg in HELP_FLAGS]
     if asked:
-      print(help_text(intro, groups, full='--helpfull' in asked))
+      try:
+        print(help_text(intro, groups, full='--helpfull' in asked), flush=True)
+      except BrokenPipeError:  # (--help | head): the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
       sys.exit(0)
     try:
       return flags.FLAGS(argv)

@@ -36,7 +36,7 @@ TFDS_PREFIX = 'tfds:'  # --dataset tfds:NAME is a TensorFlow Datasets dataset
 BEST_CHECKPOINT = 'best'  # --checkpoint best: the one kept by --eval_freq
 LOSS_NAMES = ('non_saturating', 'minimax', 'wasserstein', 'hinge', 'least_squares')  # losses.LOSSES
 VISUALIZE_OPTIONS = ('0', '1', '2', '3', '4', 'interp', 'progress')  # generate.visualize
-BEST_METRICS = ('swd', 'fd')  # evaluation.py: what --best_metric may pick
+BEST_METRICS = ('swd', 'fd', 'fid', 'kid')  # evaluation.py: what --best_metric may pick
 EVALUATE_SAMPLES = 10000  # --evaluate's default --num_samples
 TRAINING_EVAL_SAMPLES = 2000  # --eval_freq's
 # Fields that change what training does without changing a variable's shape: a resumed run may change them, and
@@ -99,7 +99,8 @@ class Config:
   # Evaluation
   eval_freq: Optional[int] = None  # None: no evaluation during training
   eval_samples: int = TRAINING_EVAL_SAMPLES
-  best_metric: Optional[str] = None  # default: from the data (fd for labelled grayscale data, else swd)
+  best_metric: Optional[str] = None  # default: fd for labelled grayscale data, else fid with the network, else swd
+  inception_dir: Optional[str] = None  # the FID network's folder; None: <data_dir>/inception
   # Runtime
   device: str = '/cpu:0'
   devices: tuple = ()  # two or more: one replica on each (MirroredStrategy); else the model is on `device`
@@ -127,6 +128,11 @@ class Config:
   @property
   def log_path(self):
     return os.path.join(self.log_dir, self.key)
+
+  @property
+  def inception_path(self):
+    """The folder of the FID paper's Inception network (classify_image_graph_def.pb)."""
+    return self.inception_dir or os.path.join(self.data_dir, 'inception')
 
   @property
   def data_cache_path(self):

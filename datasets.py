@@ -555,13 +555,13 @@ class LmdbSource(EncodedSource):
     kept there (unless `path` is None)."""
     source = cls(name, folder, _lmdb_env(folder), np.zeros(0, np.uint8), np.zeros(1, np.int64))
     fingerprint = source.fingerprint()
-    saved = _load_arrays(path, fingerprint) if path else None
+    saved = load_arrays(path, fingerprint) if path else None
     if saved is not None:
       source.keys, source.offsets = saved['keys'], saved['offsets']
       return source
     source.keys, source.offsets = source._list_keys()
     if path:
-      _save_arrays(path, fingerprint=fingerprint, keys=source.keys, offsets=source.offsets)
+      save_arrays(path, fingerprint=fingerprint, keys=source.keys, offsets=source.offsets)
     return source
 
   def _list_keys(self):
@@ -760,7 +760,7 @@ def _class_folders(folder, pattern):
   return classes if any(classes.values()) else {}
 
 
-def _save_arrays(path, **arrays):
+def save_arrays(path, **arrays):
   """np.savez to `path` in a single rename (numpy would add '.npz' to a temporary name of its own)."""
   def write(temporary):
     with open(temporary, 'wb') as f:
@@ -768,8 +768,8 @@ def _save_arrays(path, **arrays):
   utils.write_atomically(path, write)
 
 
-def _load_arrays(path, fingerprint):
-  """{name: array} saved by _save_arrays with this `fingerprint`, or None (none yet, stale or unreadable)."""
+def load_arrays(path, fingerprint):
+  """{name: array} saved by save_arrays with this `fingerprint`, or None (none yet, stale or unreadable)."""
   try:
     with np.load(path) as saved:
       if str(saved['fingerprint']) != fingerprint:
@@ -830,13 +830,17 @@ def _fit(image, config):
   return tf.saturate_cast(tf.round(image), tf.uint8)
 
 
-def image_cache_folder(cache_dir, config):
-  """Where the images decoded at one output size and crop are kept (--cache, TFDS): cache_dir/images_<h>x<w>,
-  with _crop or _crop<H>x<W> after it for a crop."""
-  name = f'images_{config.output_height}x{config.output_width}'
+def fit_name(config):
+  """The output size and crop in a file name: '64x64', '64x64_crop', '64x64_crop108x108'."""
+  name = f'{config.output_height}x{config.output_width}'
   if config.crop:
     name += '_crop' + (f'{config.input_height}x{config.input_width}' if config.input_height else '')
-  return os.path.join(cache_dir, name)
+  return name
+
+
+def image_cache_folder(cache_dir, config):
+  """Where the images decoded at one output size and crop are kept (--cache, TFDS): cache_dir/images_<fit_name>."""
+  return os.path.join(cache_dir, f'images_{fit_name(config)}')
 
 
 def _fit_key(config):
@@ -900,6 +904,78 @@ def read_images(source, config, indices):
   return np.concatenate(batches)
 
 
+# A folder of image files to score (--evaluate --images)
+
+def _listed_files(folder):
+  """The image files of `folder` to score: those manifest.json lists when there is one (a --generate folder,
+  whose grid.png is not a sample), else every file with an image's extension, in name order."""
+  manifest = os.path.join(folder, 'manifest.json')
+  if os.path.isfile(manifest):
+    try:
+      with open(manifest) as f:
+        return [os.path.join(folder, entry['file']) for entry in json.load(f)]
+    except (OSError, ValueError, KeyError, TypeError):
+      logging.warning('%s is not a manifest of --generate: scoring every image file of %s', manifest, folder)
+  return sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+
+
+def read_folder(folder, limit=None, strict=False):
+  """Reads the image files of a folder as they are (see _listed_files), with Pillow.
+
+  Args:
+    folder: the folder.
+    limit: read at most this many readable images.
+    strict: a file that is not a readable image is an error, not a note.
+
+  Returns:
+    ([uint8 [height, width, 1 or 3] per image, in name order], [notes for the user: the files skipped]).
+
+  Raises:
+    UserError: the folder is missing or holds no readable image file (with strict: any unreadable one).
+  """
+  if not os.path.isdir(folder):
+    raise UserError(f'--images {folder} is not a folder')
+  images, bad = [], []
+  for path in _listed_files(folder):
+    if limit is not None and len(images) >= limit:
+      break
+    try:
+      with Image.open(path) as image:
+        grey = image.mode in GRAYSCALE_MODES
+        pixels = np.asarray(image.convert('L' if grey else 'RGB'))
+      images.append(pixels[:, :, np.newaxis] if grey else pixels)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+      bad.append(f'{os.path.basename(path)} ({first_line(e)})')
+  if bad and strict:
+    raise UserError(f'{len(bad)} files in {folder} cannot be read as images (--strict): {"; ".join(bad[:3])}')
+  if not images:
+    found = f'{len(bad)} files that cannot be read as images, e.g. {bad[0]}' if bad else 'no image file'
+    raise UserError(f'--images {folder} holds {found} ({", ".join(IMAGE_EXTENSIONS)} files are read)')
+  notes = [f'skipping {len(bad)} files in {folder} that cannot be read as images: {"; ".join(bad[:3])}'
+           + ('; ...' if len(bad) > 3 else '')] if bad else []
+  return images, notes
+
+
+def fit_images(images, height, width, channels):
+  """Images of any sizes and channels -> uint8 [n, height, width, channels]: grey to RGB or RGB to grey, and the
+  whole image resized (Pillow's Lanczos) where its size differs.
+
+  Returns:
+    (the array, how many images were resized).
+  """
+  out = np.empty((len(images), height, width, channels), np.uint8)
+  resized = 0
+  for i, pixels in enumerate(images):
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    image = image.convert('L' if channels == 1 else 'RGB')
+    if image.size != (width, height):
+      image, resized = image.resize((width, height), Image.LANCZOS), resized + 1
+    array = np.asarray(image)
+    out[i] = array[:, :, np.newaxis] if channels == 1 else array
+  return out, resized
+
+
 # Checking every entry of an encoded source
 
 @dataclasses.dataclass
@@ -928,7 +1004,7 @@ class Scan:
 
   def save(self, path, fingerprint):
     bad = sorted(self.bad.items())
-    _save_arrays(path, fingerprint=fingerprint, heights=self.heights, widths=self.widths, formats=self.formats,
+    save_arrays(path, fingerprint=fingerprint, heights=self.heights, widths=self.widths, formats=self.formats,
                  modes=self.modes, format_names=np.array(self.format_names, str),
                  mode_names=np.array(self.mode_names, str), bad_index=np.array([i for i, _ in bad], np.int64),
                  bad_why=np.array([why for _, why in bad], str))
@@ -936,7 +1012,7 @@ class Scan:
   @staticmethod
   def load(path, fingerprint, count):
     """The Scan saved at `path` for `fingerprint` and `count` entries, or None (then the check runs again)."""
-    saved = _load_arrays(path, fingerprint)
+    saved = load_arrays(path, fingerprint)
     if saved is None or len(saved['heights']) != count:
       return None
     return Scan(saved['heights'], saved['widths'], saved['formats'], saved['modes'], saved['format_names'].tolist(),

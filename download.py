@@ -1,4 +1,5 @@
-"""Downloads MNIST, CelebA and LSUN scene categories into --data_dir, checked, ready for main.py.
+"""Downloads MNIST, CelebA, LSUN scene categories and the FID paper's Inception network into --data_dir, checked,
+ready for main.py.
 
 A program of its own, beside main.py (the only other module with flags). The files, their sizes, checksums and
 mirrors stand in one table in fetch.py. Interrupted downloads resume from their `.part` files when run again;
@@ -10,6 +11,7 @@ $ python download.py celebA                                 # data/celebA/*.jpg,
 $ python download.py lsun --lsun_category bedroom --lsun_split val   # data/lsun_bedroom_val (LMDB, 4.5 MiB)
 $ python download.py celebA --from_file ~/Downloads/img_align_celeba.zip   # a zip fetched by hand
 $ python download.py mnist --mirror http://10.0.0.5:8000/   # your own mirror: <URL><file name>
+$ python download.py inception                              # data/inception/classify_image_graph_def.pb: FID
 """
 
 import os
@@ -21,7 +23,7 @@ import cli
 import fetch
 from errors import UserError
 
-DATASETS = ('mnist', 'celebA', 'lsun')
+DATASETS = ('mnist', 'celebA', 'lsun', 'inception')
 INTRO = '''\
 download.py: fetch a dataset into data/, checked against its published size and checksum, ready for main.py.
 
@@ -30,6 +32,8 @@ download.py: fetch a dataset into data/, checked against its published size and 
   python download.py lsun --lsun_category bedroom          data/lsun_bedroom/, an LMDB, 43 GiB
   python download.py lsun --lsun_category bedroom --lsun_split val        300 images: a quick first try
   python download.py celebA --from_file img_align_celeba.zip              a zip you fetched in a browser
+  python download.py inception                             data/inception/, the FID network (89 MB): main.py
+                                                           --evaluate then reports FID, KID, precision, recall
   python download.py mnist --mirror http://10.0.0.5:8000/  your own mirror, serving the files by name
 
 Run the same command again to resume an interrupted download. More: README.md, "Get the data".'''
@@ -42,8 +46,11 @@ flags.DEFINE_enum('lsun_split', 'train', fetch.LSUN_SPLITS, 'LSUN split: train (
 flags.DEFINE_list('mirror', None, 'Base URL(s) of a mirror that serves the files by name (<URL><file name>), tried '
                   'in order instead of every built-in source and Google Drive. Default: the environment variable '
                   f'{fetch.MIRROR_ENV}, else the built-in sources.')
-flags.DEFINE_string('from_file', None, 'A zip you downloaded yourself (celebA, or one LSUN category): checked '
-                    'against the same checksum and unpacked; the file is left where it is.')
+flags.DEFINE_string('from_file', None, 'A file you downloaded yourself (the zip of celebA or of one LSUN category, '
+                    'inception-2015-12-05.tgz or classify_image_graph_def.pb): checked against the same size and '
+                    'checksum and unpacked; the file is left where it is.')
+flags.DEFINE_string('inception_dir', None, 'Folder that receives the Inception network (main.py --inception_dir); '
+                    'default <data_dir>/inception.')
 flags.DEFINE_boolean('keep_mine', False, 'A file already in the dataset folder that is not the one download.py '
                      'fetches (your own subset, another version) is kept and used as it is; without it, it is '
                      'replaced once the right file has arrived and been verified, and kept beside it as <name>.mine.')
@@ -57,7 +64,7 @@ FLAGS = flags.FLAGS
 
 
 def _downloads(names):
-  """The fetch.Download of each name (mnist, celebA, lsun; any case), LSUN once per --lsun_category."""
+  """The fetch.Download of each name (mnist, celebA, lsun, inception; any case), LSUN once per --lsun_category."""
   chosen = []
   for name in names:
     match = {known.lower(): known for known in DATASETS}.get(name.lower())
@@ -68,6 +75,8 @@ def _downloads(names):
       chosen.append(fetch.MNIST)
     elif match == 'celebA':
       chosen.append(fetch.CELEBA)
+    elif match == 'inception':
+      chosen.append(fetch.INCEPTION)
     else:
       fetch.check_lsun_categories(FLAGS.lsun_category)
       chosen += [fetch.lsun(category, FLAGS.lsun_split) for category in FLAGS.lsun_category]
@@ -98,7 +107,8 @@ def main(argv):
   mirrors = _mirrors()
   if FLAGS.from_file:
     if len(downloads) != 1 or len(downloads[0].files) != 1:
-      raise UserError('--from_file takes the zip of one dataset: celebA, or lsun with one --lsun_category')
+      raise UserError('--from_file takes the file of one dataset: celebA, lsun with one --lsun_category, or '
+                      'inception')
     if not os.path.isfile(FLAGS.from_file):
       raise UserError(f'--from_file {FLAGS.from_file} is not a file')
   if FLAGS.retries < 0 or not FLAGS.timeout > 0:
@@ -108,8 +118,15 @@ def main(argv):
   transfer = fetch.Transfer(retries=FLAGS.retries, timeout=FLAGS.timeout)
   with fetch.locked(FLAGS.data_dir):
     for download in downloads:
+      folder = FLAGS.inception_dir if download is fetch.INCEPTION else None
       result = fetch.get(download, FLAGS.data_dir, transfer, mirrors=mirrors, from_file=FLAGS.from_file,
-                         keep_downloads=FLAGS.keep_downloads, keep_mine=FLAGS.keep_mine)
+                         keep_downloads=FLAGS.keep_downloads, keep_mine=FLAGS.keep_mine, folder=folder)
+      if download is fetch.INCEPTION:
+        where = f' --inception_dir {FLAGS.inception_dir}' if FLAGS.inception_dir else (
+            f' --data_dir {FLAGS.data_dir}' if FLAGS.data_dir != 'data' else '')
+        logging.info('the Inception network is ready in %s: python main.py --evaluate --dataset NAME%s reports '
+                     'fid, kid, precision and recall', result.folder, where)
+        continue
       command = ' '.join(['python main.py --train --dataset', download.folder, download.train]).strip()
       if FLAGS.data_dir != 'data':
         command += f' --data_dir {FLAGS.data_dir}'
@@ -117,7 +134,7 @@ def main(argv):
 
 
 HELP_GROUPS = [
-    ('What to fetch', ['lsun_category', 'lsun_split', 'data_dir']),
+    ('What to fetch', ['lsun_category', 'lsun_split', 'data_dir', 'inception_dir']),
     ('From where', ['mirror', 'from_file', 'retries', 'timeout']),
     ('What to keep', ['keep_mine', 'keep_downloads']),
 ]

@@ -13,13 +13,16 @@ import collections
 import contextlib
 import dataclasses
 import errno
+import gzip
 import hashlib
 import http.client
 import os
 import shutil
 import socket
+import tarfile
 import time
 import zipfile
+import zlib
 from typing import Optional
 
 import requests
@@ -49,13 +52,14 @@ class Remote:
   Attributes:
     name: its file name, on the server and on disk.
     size: bytes.
-    checksum: 'md5:<hex>' or 'sha256:<hex>'.
+    checksum: 'md5:<hex>' or 'sha256:<hex>'; None where none is published (the size is checked alone, and what
+      is taken out of the file is checked by its own).
     bases: base URLs that end in '/', tried in order; the URL is base + name.
     drive_id: a Google Drive file id, fetched with gdown when there is no --mirror.
   """
   name: str
   size: int
-  checksum: str
+  checksum: Optional[str]
   bases: tuple = ()
   drive_id: Optional[str] = None
 
@@ -69,11 +73,14 @@ class Download:
     files: the Remote files.
     archive: the files are zips to unpack into `folder` (their top folder stripped), then delete.
     train: the flags of main.py that train on it, after --dataset.
+    member: the one file kept of a .tgz (the only file of `files`), with its own size and checksum; the .tgz is
+      deleted once it is out.
   """
   folder: str
   files: tuple
   archive: bool = False
   train: str = ''
+  member: Optional[Remote] = None
 
 
 def _mnist(name, size, md5):
@@ -115,6 +122,14 @@ LSUN_ZIPS = {
     'tower_val': (5223709, '7f5257847bc01f4e40d4a1b3e24dd8fcd37063f12ca8cf31e726c2ee0b1ae104'),
 }
 LSUN_CATEGORIES = tuple(sorted({name.rsplit('_', 1)[0] for name in LSUN_ZIPS}))
+
+# The FID paper's Inception network, as TTUR's fid.py and TF-GAN fetch it. No checksum of the archive is published
+# (its size, 88,931,400 bytes, shows in many public logs); the GraphDef inside has a published size and MD5 (OpenAI's
+# evaluation protocol for ADM, which serves the same file), checked once it is out of the archive.
+INCEPTION_URL = 'http://download.tensorflow.org/models/image/imagenet/'
+INCEPTION_GRAPH = Remote('classify_image_graph_def.pb', 95673916, 'md5:e6bb154e85f5d4331c22abcddb5dcf31')
+INCEPTION = Download('inception', (Remote('inception-2015-12-05.tgz', 88931400, None, (INCEPTION_URL,)),),
+                     member=INCEPTION_GRAPH)
 LSUN_SPLITS = ('train', 'val')
 
 
@@ -178,6 +193,8 @@ def verify(path, remote):
   size = os.path.getsize(path)
   if size != remote.size:
     return f'it has {size:,} bytes, not {remote.size:,}'
+  if remote.checksum is None:
+    return None
   algorithm, expected = remote.checksum.split(':')
   actual = checksum_of(path, algorithm)
   return None if actual == expected else f'checksum mismatch ({algorithm} {actual}, expected {expected})'
@@ -186,6 +203,9 @@ def verify(path, remote):
 def mismatch(path, remote):
   """How the file at `path` differs from `remote`, its size and checksum beside the expected ones; None when it
   matches. The checksum is computed even when the sizes differ: it is what a user compares with a published one."""
+  if remote.checksum is None:
+    size = os.path.getsize(path)
+    return None if size == remote.size else f'it has {size:,} bytes; the file download.py fetches has {remote.size:,}'
   algorithm, expected = remote.checksum.split(':')
   size, actual = os.path.getsize(path), checksum_of(path, algorithm)
   if size == remote.size and actual == expected:
@@ -573,7 +593,7 @@ Result = collections.namedtuple('Result', 'folder fetched')
 """folder: the dataset folder; fetched: False when it was there already."""
 
 
-def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads=False, keep_mine=False):
+def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads=False, keep_mine=False, folder=None):
   """Fetches, verifies and (for archives) unpacks one dataset into data_dir/<download.folder>.
 
   Args:
@@ -581,9 +601,11 @@ def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads
     data_dir: the folder that holds the dataset folders.
     transfer: a Transfer.
     mirrors: base URLs that replace every built-in source, tried in order.
-    from_file: an archive the user downloaded, checked and unpacked instead (archives of one file only).
+    from_file: an archive the user downloaded, checked and unpacked instead (archives of one file only); for a
+      Download with a member, that member itself will do too.
     keep_downloads: keep the zip after unpacking it.
     keep_mine: a file already there that does not match is used as it is, not replaced (see fetch_file).
+    folder: the dataset folder, if not data_dir/<download.folder>.
 
   Returns:
     A Result.
@@ -591,8 +613,10 @@ def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads
   Raises:
     UserError: see fetch_file and unpack; also a --from_file that does not match.
   """
-  folder = os.path.join(data_dir, download.folder)
+  folder = folder or os.path.join(data_dir, download.folder)
   remotes = [_with_mirrors(r, mirrors) if mirrors else r for r in download.files]
+  if download.member:
+    return _get_member(download.member, remotes[0], folder, data_dir, transfer, from_file, keep_downloads, keep_mine)
   if download.archive and os.path.isdir(folder):
     logging.info('%s is there already: nothing to download (delete it to fetch it again)', folder)
     return Result(folder, False)
@@ -621,6 +645,112 @@ def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads
       os.rmdir(target_dir)
     raise
   return Result(folder, True)
+
+
+def _get_member(member, archive, folder, data_dir, transfer, from_file, keep_downloads, keep_mine):
+  """get() of a Download whose one kept file, `member`, comes out of the .tgz `archive` into `folder`.
+
+  A verified member already there is kept; one that is not the right file is treated as fetch_file() treats a
+  file of the user's (kept with keep_mine, else replaced only by a verified one, and kept beside it as .mine).
+  """
+  target = os.path.join(folder, member.name)
+  theirs = mismatch(target, member) if os.path.exists(target) else None
+  if os.path.exists(target) and theirs is None:
+    logging.info('%s is already there (checksum ok)', target)
+    return Result(folder, False)
+  if theirs is not None and keep_mine:
+    logging.warning('%s is not the file download.py fetches (%s): kept and used as it is (--keep_mine)', target,
+                    theirs)
+    return Result(folder, False)
+  if theirs is not None:
+    logging.warning('%s is not the file download.py fetches (%s). It stays as it is until the right file has '
+                    'arrived and been verified, then moves to %s; to keep it in place instead, stop now and run '
+                    'again with --keep_mine', target, theirs, _spare_name(target))
+  created = not os.path.isdir(folder)
+  downloaded = None  # the archive, when this run fetched it
+  try:
+    if from_file and os.path.basename(from_file) == member.name:  # the member itself, fetched by hand
+      part = utils.temporary_name(target)
+      os.makedirs(folder, exist_ok=True)
+      shutil.copyfile(from_file, part)
+    else:
+      if from_file:
+        problem = verify(from_file, archive)
+        if problem:
+          raise UserError(f'--from_file {from_file} is not {archive.name}: {problem}')
+      else:
+        check_space(data_dir, [(archive.size - _partial(data_dir, archive), '{} to download'),
+                               (member.size, '{} for ' + member.name)])
+        os.makedirs(data_dir, exist_ok=True)
+        downloaded = fetch_file(archive, data_dir, transfer, keep_mine)
+      try:
+        part = _extract(from_file or downloaded, member, target)
+      except _Damaged:
+        if downloaded:  # (its size was right, but it cannot be read: never kept, as a file of wrong checksum)
+          os.remove(downloaded)
+        raise
+    try:
+      problem = verify(part, member)
+      if problem:
+        if downloaded:  # (its size was right, but what is in it is not: never kept, as a file of wrong checksum)
+          os.remove(downloaded)
+        raise UserError(f'{member.name} from {from_file or archive.name} is not the file download.py fetches: '
+                        f'{problem}; removed it{" and the archive" if downloaded else ""}')
+      if theirs is not None:
+        spare = _spare_name(target)
+        _keep_as(target, spare)
+        logging.warning('%s was not the file download.py fetches: replaced it, and kept yours as %s', target, spare)
+      os.replace(part, target)
+    finally:
+      if os.path.exists(part):
+        os.remove(part)
+  except BaseException:
+    if created and os.path.isdir(folder) and not os.listdir(folder):
+      os.rmdir(folder)
+    raise
+  if downloaded and not keep_downloads:
+    os.remove(downloaded)
+  return Result(folder, True)
+
+
+class _Damaged(UserError):
+  """An archive that cannot be read, or does not hold what it should."""
+
+
+def _extract(archive_path, member, target):
+  """Takes `member` (by name) out of the .tgz at `archive_path` into a temporary file beside `target`.
+
+  Returns:
+    The temporary file's path (the caller verifies it and renames it, or removes it).
+
+  Raises:
+    _Damaged: the archive cannot be read (a cut tar, a broken gzip stream) or does not hold the member.
+    UserError: the disk is full.
+  """
+  part = utils.temporary_name(target)
+  os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+  try:
+    with tarfile.open(archive_path, 'r:gz') as tar:
+      info = next((m for m in tar if m.isfile() and os.path.basename(m.name) == member.name), None)
+      if info is None:
+        raise _Damaged(f'{archive_path} holds no {member.name}: not the archive download.py fetches')
+      with tar.extractfile(info) as source, open(part, 'wb') as out, utils.Meter(
+          info.size, f'taking {member.name} out of {os.path.basename(archive_path)}', in_bytes=True) as meter:
+        for block in iter(lambda: source.read(1 << 22), b''):
+          out.write(block)
+          meter.update(len(block))
+  except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+    if os.path.exists(part):
+      os.remove(part)
+    raise _Damaged(f'{archive_path} is not a readable .tgz ({e})') from None
+  except OSError as e:
+    if os.path.exists(part):
+      os.remove(part)
+    if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+      raise UserError(f'disk full while taking {member.name} out of {archive_path}: {e.strerror}; free some space '
+                      'and run the same command') from None
+    raise
+  return part
 
 
 def _partial(folder, remote):

@@ -20,6 +20,7 @@ $ python main.py --train --dataset mnist --eval_freq 500        # evaluate while
 $ python main.py --train --dataset celebA --crop --loss hinge --run_name hinge  # a second run beside the first
 """
 
+import dataclasses
 import os
 import re
 
@@ -49,10 +50,11 @@ flags.DEFINE_boolean('train', False, 'Train (resuming from the newest checkpoint
                      'checkpoint and write a sample grid to <sample_dir>/<key>/test_<step>.png.')
 flags.DEFINE_boolean('check_data', False, 'Check every file of the dataset and report counts, sizes, modes and bad '
                      'files, then exit (non-zero when the data cannot be trained on).')
-flags.DEFINE_boolean('evaluate', False, 'Score the generator of --checkpoint against --num_samples real images: '
-                     'SWD, and for labelled grayscale data a digit classifier\'s Frechet distance, label accuracy '
-                     'and class entropy. Prints a table and writes <checkpoint_dir>/<key>/eval_<step>_<N>.json and '
-                     'TensorBoard scalars to <log_dir>/<key>/evaluate.')
+flags.DEFINE_boolean('evaluate', False, 'Score the generator of --checkpoint (or with --images, a folder of images) '
+                     'against --num_samples real images: FID, KID, precision and recall on the FID paper\'s Inception '
+                     'network (python download.py inception), SWD, and for labelled grayscale data a digit '
+                     'classifier\'s numbers. Prints a table and writes <checkpoint_dir>/<key>/eval_<step>_<N>.json, '
+                     'TensorBoard scalars to <log_dir>/<key>/evaluate and <sample_dir>/<key>/nearest_<step>.png.')
 flags.DEFINE_string('checkpoint', 'latest', "The checkpoint to load: 'latest', 'best' (the best by --best_metric, "
                     "kept by --eval_freq in <checkpoint_dir>/<key>/best/) or a step number. With --train, 'best' or "
                     'a step rolls the run back to it: newer checkpoints move to <checkpoint_dir>/<key>/rolled_back/.')
@@ -142,15 +144,21 @@ flags.DEFINE_integer('num_samples', None, 'Images generated and real images comp
                      f'dataset size); default {config_lib.EVALUATE_SAMPLES} for --evaluate, '
                      f'{config_lib.TRAINING_EVAL_SAMPLES} for --eval_freq.')
 flags.DEFINE_enum('best_metric', None, config_lib.BEST_METRICS, 'The metric that picks the best checkpoint (lower '
-                  'is better): swd, sliced Wasserstein distance; fd, Frechet distance of digit-classifier features '
-                  '(labelled grayscale data only). Default fd where it applies, else swd.')
+                  'is better): fid or kid, of the Inception network\'s features (python download.py inception); '
+                  'swd, sliced Wasserstein distance; fd, Frechet distance of digit-classifier features (labelled '
+                  'grayscale data only). Default fd where it applies, else fid where the network is, else swd.')
+flags.DEFINE_string('images', None, 'With --evaluate: score this folder of image files (another tool\'s samples, '
+                    'a --generate folder) against --dataset instead of a model, with the same numbers; at '
+                    '--output_height x --output_width, or the size most of them have.')
+flags.DEFINE_string('inception_dir', None, 'Folder of the FID paper\'s Inception network, classify_image_graph_def.pb '
+                    '(python download.py inception puts it there); default <data_dir>/inception.')
 # Using a trained model (no --train)
 flags.DEFINE_integer('generate', None, 'Write this many images (any number) as PNG files, with grid.png and '
                      'manifest.json, to --out_dir.')
 flags.DEFINE_string('labels', None, "Labels to generate or show for a conditional model: 'all' (every class in "
                     "turn, the default), or a comma-separated list of labels or class names such as 3,3,7, "
                     'repeated as needed.')
-flags.DEFINE_string('out_dir', None, 'Folder for --generate and --visualize; default '
+flags.DEFINE_string('out_dir', None, 'Folder for --generate, --visualize and --evaluate --images; default '
                     '<sample_dir>/<key>/generated or <sample_dir>/<key>/visualize.')
 flags.DEFINE_boolean('visualize', False, 'Write the pictures of --option to --out_dir.')
 flags.DEFINE_enum('option', '0', config_lib.VISUALIZE_OPTIONS, 'With --visualize: 0 a sample grid; 1 a PNG '
@@ -201,7 +209,7 @@ HELP_GROUPS = [
                   'ema', 'seed']),
     ('Output', ['run_name', 'checkpoint_dir', 'sample_dir', 'log_dir', 'sample_freq', 'sample_num', 'ckpt_freq',
                 'log_freq', 'max_to_keep', 'keep_every_hours']),
-    ('Evaluation', ['eval_freq', 'num_samples', 'best_metric']),
+    ('Evaluation', ['eval_freq', 'num_samples', 'best_metric', 'images', 'inception_dir']),
     ('Using a trained model (without --train)', ['generate', 'labels', 'out_dir', 'visualize', 'option', 'seeds',
                                                  'frames', 'num_dims', 'export', 'freeze']),
     ('Runtime', ['device', 'precision', 'devices', 'num_gpus', 'strategy', 'worker_timeout', 'deterministic', 'xla']),
@@ -285,6 +293,9 @@ def check_flags():
     raise UserError(f'--evaluate cannot be combined with {", ".join(using[:-1])}: run them one at a time')
   if FLAGS.check_data and using + ['--train'] * FLAGS.train:
     raise UserError('--check_data only checks the dataset: run it on its own')
+  if FLAGS.images is not None and not FLAGS.evaluate:
+    raise UserError('--images goes with --evaluate: python main.py --evaluate --images DIR --dataset NAME scores '
+                    'the images of DIR against the dataset')
   for name in _POSITIVE:
     if FLAGS[name].value is not None and FLAGS[name].value < 1:
       raise UserError(f'--{name} must be at least 1, not {FLAGS[name].value}')
@@ -384,7 +395,8 @@ def config_from_flags():
       log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,
       log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, keep_every_hours=FLAGS.keep_every_hours,
       eval_freq=FLAGS.eval_freq, eval_samples=FLAGS.num_samples or config_lib.TRAINING_EVAL_SAMPLES,
-      best_metric=FLAGS.best_metric, device=device, devices=devices, multi_worker=multi_worker,
+      best_metric=FLAGS.best_metric, inception_dir=FLAGS.inception_dir, device=device, devices=devices,
+      multi_worker=multi_worker,
       worker_timeout=FLAGS.worker_timeout, seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla,
       precision=_precision(runtime, tf, device, multi_worker))
 
@@ -414,6 +426,10 @@ def use_trained(config):
   import generate  # pylint: disable=import-outside-toplevel; (after TensorFlow, as in config_from_flags)
   import modes  # pylint: disable=import-outside-toplevel
 
+  if FLAGS.images is not None:  # no model: the images of a folder against the dataset
+    size_given = FLAGS.output_height is not None or FLAGS.output_width is not None
+    return modes.evaluate_images(config if size_given else dataclasses.replace(config, output_height=None),
+                                 FLAGS.images, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES, FLAGS.out_dir)
   config = modes.trained_config(config, size_given=FLAGS.output_height is not None or
                                 FLAGS.output_width is not None, data_dir_given=FLAGS['data_dir'].present,
                                 ema_given=FLAGS['ema'].present)

@@ -1,4 +1,5 @@
-"""Sample-quality numbers computed in numpy: sliced Wasserstein distance, Frechet distance, class entropy.
+"""Sample-quality numbers on pixels and classes, in numpy: sliced Wasserstein distance, class entropy (the numbers
+on features, FID, KID, precision and recall, are in feature_metrics.py).
 
 SWD follows the progressive GAN paper (Karras et al. 2018, appendix D): each image becomes a Laplacian pyramid
 whose coarsest level is about 16x16; from every level 128 random 7x7 patches per image are taken, normalized per
@@ -162,25 +163,6 @@ def swd(images_a, images_b, seed=0):
                                                      descriptors(level_b, [seed, 1, index]), [seed, 2, index])
   result['mean'] = float(np.mean(list(result.values())))
   return result
-
-
-def frechet_distance(features_a, features_b):
-  """The Frechet distance between Gaussians fitted to two feature sets (the FID formula on other features).
-
-  Args:
-    features_a, features_b: float [count, dims]; the counts may differ, each at least 2.
-
-  Returns:
-    |mean_a - mean_b|^2 + trace(cov_a + cov_b - 2 sqrt(cov_a cov_b)); lower is closer, about 0 for equal sets.
-  """
-  mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
-  cov_a = np.cov(features_a, rowvar=False).astype(np.float64)
-  cov_b = np.cov(features_b, rowvar=False).astype(np.float64)
-  # trace(sqrt(cov_a cov_b)) is the sum of the square roots of the eigenvalues of cov_a cov_b, which are real
-  # and >= 0 for covariances; rounding can make them slightly complex or negative.
-  eigenvalues = np.linalg.eigvals(cov_a @ cov_b).real
-  root_trace = np.sum(np.sqrt(np.clip(eigenvalues, 0, None)))
-  return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * root_trace)
 
 
 def class_entropy(predicted, num_classes):

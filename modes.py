@@ -10,6 +10,7 @@ $ python main.py --train --dataset mnist                   # modes.train
 $ python main.py --dataset mnist --generate 100            # modes.generate
 """
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -25,6 +26,7 @@ import config as config_lib
 import datasets
 import evaluation
 import generate as generate_lib
+import inception
 import losses
 import model
 import trainer
@@ -37,19 +39,25 @@ SMALL_BATCH = 8  # a batch below this gets a warning: batch norm's statistics ov
 
 def complete(config, dataset):
   """The config with what only the data knows: its channels, its label classes (none with --noconditional),
-  and the default --best_metric: fd where the digit classifier applies (labelled grayscale data), else swd.
+  and the default --best_metric: fd where the digit classifier applies (labelled grayscale data), else fid where
+  the Inception network is there, else swd.
 
   Raises:
-    UserError: --best_metric fd for data the digit classifier cannot score.
+    UserError: --best_metric fd for data the digit classifier cannot score, or fid or kid without the network.
   """
   classifier = evaluation.uses_classifier(dataset)
+  has_inception = inception.find(config.inception_path) is not None
   if config.best_metric == 'fd' and not classifier:
     raise UserError(f'--best_metric fd needs labelled grayscale data (MNIST-style IDX files) for its digit '
-                    f'classifier; {dataset.name} is not: use --best_metric swd')
+                    f'classifier; {dataset.name} is not: use --best_metric swd, or fid')
+  if config.best_metric in evaluation.INCEPTION_METRICS and not has_inception:
+    raise UserError(f'--best_metric {config.best_metric} needs the Inception network of the FID paper in '
+                    f'{config.inception_path}: python download.py inception fetches it (or use --best_metric swd)')
+  default = 'fd' if classifier else 'fid' if has_inception else 'swd'
   return dataclasses.replace(config, c_dim=dataset.channels,
                              y_dim=dataset.num_classes if config.conditional else 0,
                              class_names=dataset.class_names if config.conditional else None,
-                             best_metric=config.best_metric or ('fd' if classifier else 'swd'))
+                             best_metric=config.best_metric or default)
 
 
 def prepare(config):
@@ -234,9 +242,8 @@ def trained_config(config, size_given=True, data_dir_given=True, ema_given=False
                     f'{made_of}){hint}; train first with --train')
   return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
                              log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
-                             run_name=config.run_name, device=config.device, devices=config.devices,
-                             multi_worker=False, seed=config.seed,
-                             precision=config.precision,
+                             run_name=config.run_name, inception_dir=config.inception_dir, device=config.device,
+                             devices=config.devices, multi_worker=False, seed=config.seed, precision=config.precision,
                              data_dir=config.data_dir if data_dir_given else saved.data_dir, strict=config.strict,
                              ema=config.ema if ema_given else saved.ema)
 
@@ -348,9 +355,62 @@ def _evaluate(config, num_samples, checkpoint):
       results, json_path = evaluator.evaluate(gen, step, checkpoint=path, writer=writer, suffix=suffix)
     finally:
       writer.close()
+    nearest = os.path.join(config.sample_path, f'nearest_{step:06d}{suffix}.png')
+    utils.save_png(nearest, evaluator.nearest_grid(evaluator.last_fake))
   weights = ", G's own weights (--ema 0)" if suffix else ''
-  print(f'{path} (step {step}{weights}): {evaluator.num_samples} generated against {evaluator.num_samples} real '
-        f'images of {os.path.join(config.data_dir, config.dataset)}')
+  print(f'{path} (step {step}{weights}): {_protocol_line(evaluator, config)}')
   print(evaluation.table(results))
-  logging.info('wrote %s and TensorBoard scalars to %s', json_path, log_path)
+  logging.info('wrote %s, TensorBoard scalars to %s, and %s: samples beside their nearest real images', json_path,
+               log_path, nearest)
   return results
+
+
+def _protocol_line(evaluator, config):
+  space = ('; Inception features at 299x299 (resized inside the network)' if evaluator.inception else '')
+  return (f'{evaluator.num_samples} generated against {evaluator.num_samples} real images of '
+          f'{os.path.join(config.data_dir, config.dataset)} at {config.output_height}x{config.output_width}{space}')
+
+
+def evaluate_images(config, images_dir, num_samples=evaluation.DEFAULT_SAMPLES, out_dir=None):
+  """--evaluate --images DIR: scores a folder of image files (another tool's samples, --generate's) against the
+  dataset, with the numbers and the cached real features of --evaluate.
+
+  The images are compared at --output_height x --output_width when given, else at the size most of them have;
+  images of another size are resized to it, with a note. The first num_samples of them (in name order; the files
+  of manifest.json for a --generate folder) are scored against as many real images.
+
+  Returns:
+    {metric: value}.
+
+  Raises:
+    UserError: the folder is missing or holds no readable image, or the dataset cannot be read.
+  """
+  images, notes = datasets.read_folder(images_dir, limit=num_samples, strict=config.strict)
+  for note in notes:
+    logging.warning('%s', note)
+  if config.output_height is None:
+    sizes = collections.Counter(image.shape[:2] for image in images)
+    (height, width), _ = sizes.most_common(1)[0]
+    config = dataclasses.replace(config, output_height=height, output_width=width)
+  dataset = datasets.load(config, strict=config.strict, cache_dir=config.data_cache_path)
+  config = dataclasses.replace(config, c_dim=dataset.channels, y_dim=0, z_dim=1)
+  fake, resized = datasets.fit_images(images, config.output_height, config.output_width, dataset.channels)
+  if resized:
+    logging.warning('%d of the %d images in %s are not %dx%d: resized to it (the whole image, with Pillow\'s '
+                    'Lanczos filter) to compare them with the real images at that size', resized, len(images),
+                    images_dir, config.output_height, config.output_width)
+  count = min(num_samples, len(fake))
+  out_dir = out_dir or os.path.join(config.sample_path, f'evaluate_{os.path.basename(os.path.normpath(images_dir))}')
+  utils.ensure_writable(out_dir)
+  with evaluation.Evaluator(dataset, config, count, trainer.session_config(config.device)) as evaluator:
+    results = evaluator.score(fake[:evaluator.num_samples])
+    json_path = os.path.join(out_dir, f'eval_{evaluator.num_samples}.json')
+    evaluation.write_record(json_path, {'images': os.path.abspath(images_dir), **evaluator.protocol(),
+                                        'metrics': results})
+    nearest = os.path.join(out_dir, 'nearest.png')
+    utils.save_png(nearest, evaluator.nearest_grid(evaluator.last_fake))
+  print(f'{images_dir}: {_protocol_line(evaluator, config).replace("generated", "images")}')
+  print(evaluation.table(results))
+  logging.info('wrote %s and %s: the images beside their nearest real images', json_path, nearest)
+  return results
+

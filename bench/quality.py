@@ -28,6 +28,7 @@ from scipy import ndimage  # noqa: E402
 
 import classifier  # noqa: E402
 import datasets  # noqa: E402
+import feature_metrics  # noqa: E402
 import metrics  # noqa: E402
 import runs  # noqa: E402  (bench/)
 import trainer  # noqa: E402
@@ -65,7 +66,7 @@ def rank_damaged_digits(classifier_dir):
     start = time.monotonic()
     swd = metrics.swd(a, images_b)['mean']
     classes, features = digit_classifier.predict(images_b)
-    row = {'set': name, 'swd': swd, 'fd': metrics.frechet_distance(reference_features, features),
+    row = {'set': name, 'swd': swd, 'fd': feature_metrics.frechet_distance_of(reference_features, features),
            'label_accuracy': float(np.mean(classes == b_labels)), 'class_entropy': metrics.class_entropy(classes, 10),
            'seconds': time.monotonic() - start}
     print(json.dumps(row))

@@ -125,6 +125,16 @@ def once_per_run(tmp_path_factory, name, make):
 
 
 @pytest.fixture(scope='session')
+def stand_in_inception(tmp_path_factory):
+  """A folder holding the stand-in of the FID network (inception.write_stand_in) as classify_image_graph_def.pb:
+  pass it as --inception_dir (its features are random, not Inception's)."""
+  import inception  # pylint: disable=import-outside-toplevel
+  folder = tmp_path_factory.mktemp('inception')
+  inception.write_stand_in(str(folder / inception.GRAPH_FILE))
+  return folder
+
+
+@pytest.fixture(scope='session')
 def tiny_idx_root(tmp_path_factory):
   """A data_dir holding `tiny/`: 96 labelled 28x28 digits as gzipped IDX files."""
   root = tmp_path_factory.mktemp('data')

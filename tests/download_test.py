@@ -5,6 +5,7 @@ with them (names, sizes, checksums) and then runs download.py as __main__, uncha
 """
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -12,11 +13,14 @@ import resource
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
 
-from conftest import ROOT, TINY_MODEL, assert_user_error, main_in_process, shared, write_idx_dataset
+import inception as inception_lib
+from conftest import (ROOT, TINY_MODEL, assert_user_error, main_in_process, shared, write_idx_dataset,
+                      write_images)
 from http_server import LoopbackServer
 
 WRAPPER = '''
@@ -26,6 +30,11 @@ import fetch
 files = json.loads(os.environ['TEST_MNIST_FILES'])
 fetch.MNIST = fetch.Download('mnist', tuple(fetch.Remote(name, size, checksum, ('http://127.0.0.1:9/',))
                                             for name, size, checksum in files))
+if 'TEST_INCEPTION' in os.environ:  # (archive size, member size, member checksum) of the test's stand-in
+  archive, size, checksum = json.loads(os.environ['TEST_INCEPTION'])
+  fetch.INCEPTION = fetch.Download('inception', (fetch.Remote(fetch.INCEPTION.files[0].name, archive, None,
+                                                              ('http://127.0.0.1:9/',)),),
+                                   member=fetch.Remote(fetch.INCEPTION_GRAPH.name, size, checksum))
 sys.argv = ['download.py'] + sys.argv[1:]
 runpy.run_path(os.path.join({root!r}, 'download.py'), run_name='__main__')
 '''
@@ -35,16 +44,19 @@ def _table(files):
   return [[name, len(data), 'md5:' + hashlib.md5(data).hexdigest()] for name, data in files.items()]
 
 
-def _download(args, cwd, files=None, mirror=None, limit=None, background=False):
+def _download(args, cwd, files=None, mirror=None, limit=None, background=False, inception=None):
   """Runs download.py with `args` (a Popen with `background`); with `files` ({name: bytes}) the table's MNIST is
-  those files."""
+  those files, with `inception` ((archive bytes, member bytes)) the table's Inception network is that archive."""
   env = dict(os.environ)
   env.pop('DCGAN_MIRROR', None)
   if mirror:
     env['DCGAN_MIRROR'] = mirror
   command = [sys.executable, os.path.join(ROOT, 'download.py')]
-  if files is not None:
-    env['TEST_MNIST_FILES'] = json.dumps(_table(files))
+  if files is not None or inception is not None:
+    env['TEST_MNIST_FILES'] = json.dumps(_table(files or {}))
+    if inception is not None:
+      archive, member = inception
+      env['TEST_INCEPTION'] = json.dumps([len(archive), len(member), 'md5:' + hashlib.md5(member).hexdigest()])
     command = [sys.executable, '-c', WRAPPER.format(root=ROOT)]
   preexec = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))) if limit else None
   if background:  # Ctrl-C reaches it as it reaches a program in a terminal, even when the tests run in the
@@ -85,9 +97,9 @@ def test_download_mnist_then_train_on_it_as_the_readme_says(tmp_path, monkeypatc
 
 @pytest.mark.parametrize('args, fragments', [
     ([], ['name the datasets to download: mnist celebA lsun']),
-    (['imagenet'], ["download.py knows mnist, celebA, lsun, not 'imagenet'"]),
+    (['imagenet'], ["download.py knows mnist, celebA, lsun, inception, not 'imagenet'"]),
     (['lsun', '--lsun_category', 'kitchenette'], ["--lsun_category 'kitchenette' is not an LSUN scene category"]),
-    (['mnist', '--from_file', 'x.zip'], ['--from_file takes the zip of one dataset']),
+    (['mnist', '--from_file', 'x.zip'], ['--from_file takes the file of one dataset']),
     (['celebA', '--from_file', 'nowhere.zip'], ['--from_file nowhere.zip is not a file']),
     (['mnist', '--retries', '-1'], ['--retries must be at least 0']),
     (['mnist', '--no_such_flag'], ['Unknown command line flag', 'no_such_flag', '(see --help)']),
@@ -165,3 +177,55 @@ def test_ctrl_c_keeps_the_part_for_the_next_run(tmp_path):
   assert process.returncode == 130, stderr
   assert 'interrupted: what was received is kept in the .part files; run the same command to resume' in stderr
   assert part.read_bytes() == data[:4096]
+
+
+def _stand_in_archive(graph=None, extra=b'Apache License 2.0'):
+  """(the bytes of a .tgz like inception-2015-12-05.tgz holding the stand-in network, the network's bytes)."""
+  graph = graph if graph is not None else inception_lib.stand_in_graph_def().SerializeToString()
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
+    for name, data in (('LICENSE', extra), ('classify_image_graph_def.pb', graph)):
+      info = tarfile.TarInfo(name)
+      info.size = len(data)
+      tar.addfile(info, io.BytesIO(data))
+  return buffer.getvalue(), graph
+
+
+def test_download_inception_from_a_mirror_then_evaluate_reports_fid(tmp_path, monkeypatch, capsys):
+  archive, graph = _stand_in_archive()
+  with LoopbackServer({'inception-2015-12-05.tgz': archive}) as server:
+    result = _download(['inception', '--mirror', server.url], tmp_path, inception=(archive, graph))
+    assert result.returncode == 0, result.stderr
+    assert 'the Inception network is ready in data/inception: python main.py --evaluate' in result.stderr
+    assert os.listdir(tmp_path / 'data') == ['inception']  # the archive is gone, the network kept
+    assert (tmp_path / 'data' / 'inception' / 'classify_image_graph_def.pb').read_bytes() == graph
+    served = len(server.requests)
+    again = _download(['inception', '--mirror', server.url], tmp_path, inception=(archive, graph))
+    assert again.returncode == 0 and '(checksum ok)' in again.stderr and len(server.requests) == served
+  monkeypatch.chdir(tmp_path)  # main.py finds it in data/inception, as a user's would
+  write_images(str(tmp_path / 'data' / 'faces'), 12, size=(16, 16))
+  assert main_in_process('--train', '--dataset', 'faces', '--input_fname_pattern', '*.png', '--output_height', '16',
+                         '--batch_size', '4', '--epoch', '1', *TINY_MODEL) == (0, None)
+  capsys.readouterr()
+  assert main_in_process('--dataset', 'faces', '--evaluate') == (0, None)
+  names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
+  assert names[:6] == ['fid', 'fid_real', 'kid', 'kid_std', 'precision', 'recall']
+
+
+def test_a_damaged_or_wrong_inception_archive_leaves_nothing(tmp_path):
+  archive, graph = _stand_in_archive()
+  middle = len(archive) // 2
+  damaged = archive[:middle] + bytes([archive[middle] ^ 0xFF]) + archive[middle + 1:]
+  # (a flipped byte in the compressed stream: the archive's size is right, the network inside is not)
+  with LoopbackServer({'inception-2015-12-05.tgz': damaged}) as server:
+    error = assert_user_error(_download(['inception', '--mirror', server.url], tmp_path, inception=(archive, graph)))
+  assert error.startswith('error: classify_image_graph_def.pb from inception-2015-12-05.tgz is not the file '
+                          'download.py fetches: checksum mismatch (md5 ')
+  assert error.endswith('removed it and the archive')
+  assert not os.path.exists(tmp_path / 'data')  # nothing kept: no archive to resume a bad file from
+  truncated = archive[:len(archive) - 40]  # the tar and the gzip end cut off: announced as a file of that size
+  with LoopbackServer({'inception-2015-12-05.tgz': truncated}) as server:
+    error = assert_user_error(_download(['inception', '--mirror', server.url], tmp_path,
+                                        inception=(truncated, graph)))
+  assert 'inception-2015-12-05.tgz is not a readable .tgz' in error
+  assert not os.path.exists(tmp_path / 'data')

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from scipy import ndimage
 
 import checkpoints
@@ -18,7 +19,8 @@ import config as config_lib
 import datasets
 import digits
 import evaluation
-import metrics
+import feature_metrics
+import inception
 import modes
 import trainer
 from conftest import (TINY_MODEL, assert_error, assert_same_values, dir_flags, main_in_process, shared,
@@ -45,7 +47,7 @@ def test_classifier_learns_real_mnist_and_its_features_order_blur_and_noise(tmp_
     a, b = images[order[:3000]], images[order[3000:6000]]
     features_a = digit_classifier.predict(a)[1]
     noise = np.random.default_rng(1).integers(0, 256, b.shape, dtype=np.uint8)
-    distances = [metrics.frechet_distance(features_a, digit_classifier.predict(x)[1])
+    distances = [feature_metrics.frechet_distance_of(features_a, digit_classifier.predict(x)[1])
                  for x in (b, _blur(b, 0.7), _blur(b, 2.0), noise)]
     assert distances == sorted(distances), distances
     assert distances[2] > 20 * distances[0], distances  # heavy blur is far from the real-vs-real figure
@@ -232,3 +234,133 @@ def test_best_without_eval_freq_and_fd_without_labels_are_one_sentence(trained_m
                                '16', '--eval_freq', '1', '--best_metric', 'fd',
                                *dir_flags(tmp_path, tmp_path / 'data')),
                '--best_metric fd needs labelled grayscale data', 'use --best_metric swd')
+
+
+# The numbers of the GAN literature, on the stand-in of the FID network
+
+def _fid_by_eigenvalues(a, b):
+  """FID from two feature sets by the eigenvalues of the product of their covariances (a general eigensolver,
+  not ours; scipy's sqrtm, as TTUR's fid.py, gives the same to 1e-5 but takes 15 s at 2048 dimensions)."""
+  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  root_trace = np.sum(np.sqrt(np.clip(np.linalg.eigvals(cov_a @ cov_b).real, 0, None)))
+  return np.sum((a.mean(axis=0) - b.mean(axis=0)) ** 2) + np.trace(cov_a + cov_b) - 2 * root_trace
+
+
+def test_inception_numbers_rank_real_unseen_and_noise_and_the_real_side_is_computed_once(
+    tmp_path, stand_in_inception, monkeypatch):
+  images, _ = digits.make_digits(400, seed=6)
+  images = images[..., np.newaxis]
+  dataset = datasets.PixelSource('shapes', images[:240].copy(), None)  # unlabelled: no digit classifier
+  cfg = config_lib.Config(dataset='shapes', checkpoint_dir=str(tmp_path / 'ckpt'), output_height=28, output_width=28,
+                          c_dim=1, y_dim=0, z_dim=8, inception_dir=str(stand_in_inception))
+  computed = []
+  features_of = inception.Features.__call__
+  monkeypatch.setattr(inception.Features, '__call__', lambda self, x, what='': (computed.append(len(x)),
+                                                                                 features_of(self, x, what))[1])
+  with evaluation.Evaluator(dataset, cfg, 150, SESSION) as evaluator:
+    real = evaluator.score(evaluator.real.copy())
+    unseen = evaluator.score(images[240:390])
+    unseen_features = evaluator.fake_inception
+    noise = evaluator.score(np.random.default_rng(0).integers(0, 256, (150, 28, 28, 1), np.uint8))
+    real_features = evaluator.real_inception
+  assert real['fid'] == pytest.approx(0, abs=1e-3) and (real['precision'], real['recall']) == (1.0, 1.0)
+  assert unseen['fid'] < noise['fid'] / 10 and unseen['kid'] < noise['kid'] / 10
+  assert unseen['precision'] > 0.5 and noise['precision'] == 0.0
+  # the same numbers as formulas written apart from ours, on the same pool_3 features
+  # (FID is a difference of traces in the hundreds: two ways of taking the square root agree to about 1e-5)
+  assert unseen['fid'] == pytest.approx(_fid_by_eigenvalues(real_features.astype(np.float64),
+                                                        unseen_features.astype(np.float64)), rel=1e-6, abs=1e-4)
+  assert unseen['kid'] == pytest.approx(_mmd_by_matrices(unseen_features, real_features) * 1e3, rel=1e-6)
+  assert computed == [150, 150, 150, 150]  # the real sample once, then each generated set
+  cache = tmp_path / 'ckpt' / 'datasets' / 'shapes' / 'inception_28x28_150.npz'
+  assert cache.exists()
+  computed.clear()
+  with evaluation.Evaluator(dataset, cfg, 150, SESSION):
+    pass
+  assert computed == []  # read back from the dataset's cache
+  dataset.images[:] = 255 - dataset.images  # the data changed: computed again
+  with evaluation.Evaluator(dataset, cfg, 150, SESSION):
+    pass
+  assert computed == [150]
+
+
+def _mmd_by_matrices(x, y):
+  """KID of two sets of at most 1000 (one subset, all of each), written out from its definition."""
+  x, y = x.astype(np.float64), y.astype(np.float64)
+  k = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3
+  m = len(x)
+  return ((k(x, x).sum() - np.trace(k(x, x))) / (m * (m - 1)) + (k(y, y).sum() - np.trace(k(y, y))) / (m * (m - 1))
+          - 2 * k(x, y).mean())
+
+
+def test_evaluate_images_scores_a_folder_with_a_bad_file_and_other_sizes(tmp_path, stand_in_inception, capsys,
+                                                                         caplog):
+  write_images(str(tmp_path / 'data' / 'faces'), 30, size=(16, 16), seed=1)
+  folder = tmp_path / 'theirs'
+  write_images(str(folder), 24, size=(16, 16), seed=2)
+  write_images(str(folder / 'big'), 3, size=(20, 20), seed=3)
+  for path in (folder / 'big').iterdir():
+    path.rename(folder / f'big_{path.name}')
+  (folder / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n not really')
+  (folder / 'notes.txt').write_text('not an image, and not named like one')
+  flags = ['--evaluate', '--images', str(folder), '--dataset', 'faces', '--input_fname_pattern', '*.png',
+           '--inception_dir', str(stand_in_inception), *dir_flags(tmp_path, tmp_path / 'data')]
+  capsys.readouterr()
+  with caplog.at_level(logging.WARNING):
+    assert main_in_process(*flags) == (0, None)
+  assert 'skipping 1 files in' in caplog.text and 'broken.png' in caplog.text
+  assert '3 of the 27 images in' in caplog.text and 'are not 16x16: resized to it' in caplog.text
+  printed = capsys.readouterr().out
+  assert f'{folder}: 27 images against 27 real images of' in printed and 'Inception features at 299x299' in printed
+  out = tmp_path / 'samples' / 'faces_16_16' / 'evaluate_theirs'
+  record = json.loads((out / 'eval_27.json').read_text())
+  assert record['images'] == str(folder) and record['size'] == [16, 16] and record['num_samples'] == 27
+  with Image.open(out / 'nearest.png') as grid:
+    assert grid.size == (4 * 18 + 2, 8 * 18 + 2)  # 8 samples, each beside its 3 nearest real images
+  # An independent computation on the same features: the folder's 27 images against the 27 real ones drawn
+  chosen = np.random.default_rng(evaluation.EVAL_SEED).choice(30, 27, replace=False)
+  cfg = config_lib.Config(dataset='faces', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
+                          output_height=16, output_width=16)
+  real_images = datasets.read_images(datasets.load(cfg), cfg, np.sort(chosen))
+  mine, _ = datasets.read_folder(str(folder))
+  fake, _ = datasets.fit_images(mine, 16, 16, 3)
+  with inception.Features(str(stand_in_inception / inception.GRAPH_FILE), SESSION) as features:
+    real_features, fake_features = features(real_images), features(fake)
+  metrics_ = record['metrics']
+  assert metrics_['fid'] == pytest.approx(_fid_by_eigenvalues(real_features.astype(np.float64),
+                                                          fake_features.astype(np.float64)), rel=1e-6, abs=1e-4)
+  assert metrics_['kid'] == pytest.approx(_mmd_by_matrices(fake_features, real_features) * 1e3, rel=1e-6)
+  assert (metrics_['precision'], metrics_['recall']) == feature_metrics.precision_recall(real_features,
+                                                                                          fake_features)
+
+
+def test_evaluate_without_the_network_says_what_it_skips_and_fid_cannot_pick_the_best(trained_models, tmp_path,
+                                                                                      caplog, capsys):
+  run_dir, name = trained_models['uncond']
+  flags = ['--dataset', name, *dir_flags(run_dir, run_dir / 'data'), '--inception_dir', str(tmp_path / 'none')]
+  with caplog.at_level(logging.WARNING):
+    assert main_in_process('--evaluate', *flags) == (0, None)
+  assert (f'fid, kid, precision and recall need the Inception network of the FID paper, {tmp_path / "none"}/'
+          'classify_image_graph_def.pb, which is not there: python download.py inception fetches it') in caplog.text
+  assert 'fid' not in capsys.readouterr().out
+  write_images(str(tmp_path / 'data' / 'rgb'), 4)
+  assert_error(main_in_process('--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height',
+                               '16', '--eval_freq', '1', '--best_metric', 'fid', '--inception_dir',
+                               str(tmp_path / 'none'), *dir_flags(tmp_path, tmp_path / 'data')),
+               '--best_metric fid needs the Inception network of the FID paper in', 'python download.py inception')
+
+
+def test_eval_freq_with_the_network_keeps_the_best_by_fid(tmp_path, stand_in_inception):
+  write_images(str(tmp_path / 'data' / 'rgb'), 24, size=(16, 16))
+  assert main_in_process('--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16',
+                         '--batch_size', '8', '--epoch', '2', '--eval_freq', '3', '--num_samples', '24',
+                         '--inception_dir', str(stand_in_inception), *TINY_MODEL,
+                         *dir_flags(tmp_path, tmp_path / 'data')) == (0, None)
+  key_dir = tmp_path / 'ckpt' / 'rgb_16_16'
+  best = checkpoints.best(str(key_dir))
+  assert best['metric'] == 'fid'  # the default for RGB data where the network is
+  records = [json.loads((key_dir / f'eval_{step:06d}_24.json').read_text()) for step in (3, 6)]
+  assert best['value'] == min(record['metrics']['fid'] for record in records)
+  assert {'fid', 'kid', 'kid_std', 'precision', 'recall', 'swd'} <= set(records[0]['metrics'])
+  tags = {value.tag for event in _events(tmp_path / 'logs' / 'rgb_16_16') for value in event.summary.value}
+  assert {'eval/fid', 'eval/kid', 'eval/precision', 'eval/recall'} <= tags
