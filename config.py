@@ -23,7 +23,7 @@ RUN_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}')  # a --run_name: one p
 
 # Fields that set the shapes of the variables: a checkpoint loads only into a graph with the same values.
 SHAPE_FIELDS = ('output_height', 'output_width', 'c_dim', 'y_dim', 'conditioning', 'z_dim', 'gf_dim', 'df_dim',
-                'gfc_dim', 'dfc_dim')
+                'gfc_dim', 'dfc_dim', 'spectral_norm', 'd_batch_norm')
 # How a conditional model takes its labels (networks.py); the first is the default, chosen on real MNIST
 # (README.md, "Labels and conditioning"). 'mnist' is what checkpoints written before the choice hold.
 CONDITIONINGS = ('projection', 'concat', 'mnist')
@@ -36,13 +36,15 @@ TFDS_PREFIX = 'tfds:'  # --dataset tfds:NAME is a TensorFlow Datasets dataset
 BEST_CHECKPOINT = 'best'  # --checkpoint best: the one kept by --eval_freq
 LOSS_NAMES = ('non_saturating', 'minimax', 'wasserstein', 'hinge', 'least_squares')  # losses.LOSSES
 VISUALIZE_OPTIONS = ('0', '1', '2', '3', '4', 'interp', 'progress')  # generate.visualize
+AUGMENT_POLICIES = ('color', 'translation', 'cutout')  # augment.py's DiffAugment
 BEST_METRICS = ('swd', 'fd', 'fid', 'kid')  # evaluation.py: what --best_metric may pick
 EVALUATE_SAMPLES = 10000  # --evaluate's default --num_samples
 TRAINING_EVAL_SAMPLES = 2000  # --eval_freq's
 # Fields that change what training does without changing a variable's shape: a resumed run may change them, and
 # is told which it changed (modes.train). The epoch to resume at is counted with the new values of the last three.
-TRAINING_FIELDS = ('data_dir', 'input_fname_pattern', 'crop', 'input_height', 'input_width', 'z_dist', 'loss',
-                   'gradient_penalty', 'ema', 'learning_rate', 'beta1', 'g_steps', 'seed', 'precision',
+TRAINING_FIELDS = ('data_dir', 'input_fname_pattern', 'crop', 'input_height', 'input_width', 'mirror', 'z_dist',
+                   'loss', 'gradient_penalty', 'r1', 'r1_every', 'augment', 'ema', 'ema_start', 'learning_rate',
+                   'd_learning_rate', 'g_learning_rate', 'beta1', 'beta2', 'g_steps', 'seed', 'precision',
                    'batch_size', 'train_size', 'd_steps')
 EPOCH_FIELDS = ('batch_size', 'train_size', 'd_steps')
 
@@ -60,6 +62,7 @@ class Config:
   crop: bool = False
   train_size: Optional[int] = None
   conditional: bool = True  # condition on the data's labels when it has them
+  mirror: Optional[bool] = None  # x-flips of the real images (None: from the data, modes.complete)
   strict: bool = False  # any bad image is an error
   cache: bool = False  # decode the images once into a memory-mapped file
   # Model
@@ -75,12 +78,21 @@ class Config:
   df_dim: int = 64
   gfc_dim: int = 1024
   dfc_dim: int = 1024
+  spectral_norm: bool = False  # D's weights divided by their largest singular value
+  d_batch_norm: bool = True  # D's batch norms (SN-DCGAN drops them)
   # Losses and optimizer
   loss: str = 'non_saturating'  # a name in losses.LOSSES
   gradient_penalty: float = 0.0  # weight of WGAN-GP's penalty in D's loss
+  r1: float = 0.0  # gamma of the R1 penalty on real images; 0: none
+  r1_every: int = 16  # R1 every this many steps (lazy), scaled by it
+  augment: str = 'none'  # DiffAugment's policies, comma-separated (augment.POLICIES), or none
   ema: float = 0.999  # decay of the moving average of G's weights that samples use; 0: none
+  ema_start: int = 0  # the step from which the average averages; before it, it follows G's weights
   learning_rate: float = 2e-4
+  d_learning_rate: Optional[float] = None  # D's Adam learning rate; None: learning_rate
+  g_learning_rate: Optional[float] = None  # G's; None: learning_rate
   beta1: float = 0.5
+  beta2: float = 0.999
   batch_size: int = 64
   epoch: int = 25
   d_steps: int = 1
@@ -140,6 +152,22 @@ class Config:
     images of each size): one folder per dataset, shared by runs of every size and name, and never a run's
     folder, so that --check_data or a run that fails leaves no run folder behind."""
     return os.path.join(self.checkpoint_dir, DATA_CACHE_DIR, key_prefix(self.dataset))
+
+
+def augment_policies(text):
+  """--augment as the tuple of AUGMENT_POLICIES it names: 'color,translation' -> ('color', 'translation'); 'none'
+  or '' -> ().
+
+  Raises:
+    ValueError: a name that is not a policy (the message names the known ones).
+  """
+  names = [name.strip() for name in (text or '').split(',') if name.strip()]
+  if names == ['none']:
+    return ()
+  unknown = [name for name in names if name not in AUGMENT_POLICIES]
+  if unknown:
+    raise ValueError(f'--augment {unknown[0]!r} is not one of {", ".join(AUGMENT_POLICIES)} or none')
+  return tuple(dict.fromkeys(names))  # (in the given order, once each)
 
 
 def category_dataset(prefix, categories):

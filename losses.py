@@ -108,3 +108,18 @@ def gradient_penalty(mixed, mixed_logits):
   gradient, = tf.gradients(mixed_logits, mixed)
   norm = tf.sqrt(tf.reduce_sum(tf.square(gradient), axis=[1, 2, 3]) + 1e-12)
   return tf.reduce_mean(tf.square(norm - 1.0))
+
+
+def r1_penalty(real, real_logits):
+  """R1 (Mescheder et al. 2018): mean ||grad_x D(x)||^2 over the real images as D sees them; --r1 gamma weighs it
+  by gamma / 2 in D's loss (every --r1_every steps, times that many: lazy, as StyleGAN2).
+
+  Args:
+    real: float [batch, height, width, channels], the real images D is given (augmented, with --augment).
+    real_logits: D(real), float [batch, 1].
+
+  Returns:
+    A scalar tensor, the penalty before its weight.
+  """
+  gradient, = tf.gradients(tf.reduce_sum(real_logits), real)
+  return tf.reduce_mean(tf.reduce_sum(tf.square(gradient), axis=[1, 2, 3]))

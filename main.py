@@ -78,6 +78,9 @@ flags.DEFINE_boolean('cache', False, 'Decode a folder of images or an LMDB once 
                      '<dataset>/ (output size x channels bytes per image) and train from it, so later epochs and '
                      'runs skip the decode; made again when the data or sizes change. IDX data is in memory '
                      'anyway, and TFDS data is always cached.')
+flags.DEFINE_boolean('mirror', None, 'Show D each real image x-flipped half of the time (a fresh draw each epoch, '
+                     'from --seed: a resumed run sees the same): twice the data where a flip keeps the meaning. '
+                     'Default: on for colour images, off for grayscale ones (digits and letters are not mirrored).')
 flags.DEFINE_boolean('strict', False, 'Stop with an error on any unreadable or corrupt image file instead of '
                      'skipping it with a warning.')
 flags.DEFINE_list('lsun_category', None, 'With --dataset lsun: two or more LSUN categories (each fetched by '
@@ -103,21 +106,37 @@ flags.DEFINE_integer('gf_dim', 64, 'Filters of the last hidden generator layer (
 flags.DEFINE_integer('df_dim', 64, 'Filters of the first discriminator layer (later layers have 2x, 4x, 8x).')
 flags.DEFINE_integer('gfc_dim', 1024, 'Units of the generator\'s fully connected layer (--conditioning mnist).')
 flags.DEFINE_integer('dfc_dim', 1024, 'Units of the discriminator\'s fully connected layer (--conditioning mnist).')
+flags.DEFINE_boolean('spectral_norm', False, 'Divide each of D\'s weights by its largest singular value (spectral '
+                     'normalization, Miyato et al. 2018; one power iteration per D update).')
+flags.DEFINE_boolean('d_batch_norm', True, 'Batch norm in D; --nod_batch_norm drops it, as SN-DCGAN does with '
+                     '--spectral_norm.')
 # Training
 flags.DEFINE_integer('epoch', 25, 'Epochs to train in all, counting those of a resumed checkpoint.')
 flags.DEFINE_integer('batch_size', 64, 'Images per training step (2 or more: batch norm needs a batch; 16 or more '
                      'trains well).')
-flags.DEFINE_float('learning_rate', 2e-4, 'Adam learning rate of both networks.')
+flags.DEFINE_float('learning_rate', 2e-4, 'Adam learning rate of both networks (see --d_learning_rate, '
+                   '--g_learning_rate).')
+flags.DEFINE_float('d_learning_rate', None, 'D\'s Adam learning rate (two time-scales, TTUR); default --learning_rate.')
+flags.DEFINE_float('g_learning_rate', None, 'G\'s Adam learning rate; default --learning_rate.')
 flags.DEFINE_float('beta1', 0.5, 'Adam beta1 (momentum), in [0, 1).')
+flags.DEFINE_float('beta2', 0.999, 'Adam beta2, in [0, 1).')
+flags.DEFINE_string('augment', 'none', 'Differentiable augmentation (DiffAugment) of every image D sees, real and '
+                    'generated, in both updates: a comma-separated list of color, translation, cutout, or none.')
 flags.DEFINE_enum('loss', 'non_saturating', config_lib.LOSS_NAMES, 'The GAN loss: non_saturating (the DCGAN '
                   'paper\'s), minimax, wasserstein (use with --gradient_penalty), hinge or least_squares.')
 flags.DEFINE_float('gradient_penalty', 0.0, 'Weight of the WGAN-GP gradient penalty added to D\'s loss (10 in the '
                    'paper), with any --loss; 0 for none.')
+flags.DEFINE_float('r1', 0.0, 'Gamma of the R1 penalty (gamma / 2 times the squared norm of D\'s gradient on the '
+                   'real images) in D\'s loss; 0 for none.')
+flags.DEFINE_integer('r1_every', 16, 'Add --r1\'s penalty every this many steps, that many times heavier (lazy '
+                     'regularization, as StyleGAN2).')
 flags.DEFINE_integer('d_steps', 1, 'Discriminator updates per step, each on a batch of its own (WGAN-GP uses 5).')
 flags.DEFINE_integer('g_steps', 2, 'Generator updates per step, after the discriminator\'s, on the step\'s z.')
 flags.DEFINE_float('ema', 0.999, 'Decay of the exponential moving average of G\'s weights, which sample grids, '
                    '--generate, --evaluate and export use, in [0, 1); 0 samples from G\'s own weights. With a '
                    'trained model (no --train), --ema 0 uses G\'s own weights instead of their average.')
+flags.DEFINE_integer('ema_start', 0, 'The step from which the average of G\'s weights averages; before it, it is G\'s '
+                     'weights (BigGAN starts at 1000).')
 flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z; with --generate, the z of every '
                      'image.')
 # Output
@@ -202,11 +221,12 @@ FLAGS = flags.FLAGS
 HELP_GROUPS = [
     ('What to do (without --train: use the newest checkpoint)', ['train', 'check_data', 'evaluate', 'checkpoint']),
     ('Data', ['dataset', 'data_dir', 'crop', 'input_fname_pattern', 'input_height', 'input_width', 'train_size',
-              'cache', 'strict', 'lsun_category', 'tfds_data_dir']),
+              'mirror', 'cache', 'strict', 'lsun_category', 'tfds_data_dir']),
     ('Model', ['output_height', 'output_width', 'conditional', 'conditioning', 'z_dim', 'z_dist', 'gf_dim',
-               'df_dim', 'gfc_dim', 'dfc_dim']),
-    ('Training', ['epoch', 'batch_size', 'learning_rate', 'beta1', 'loss', 'gradient_penalty', 'd_steps', 'g_steps',
-                  'ema', 'seed']),
+               'df_dim', 'gfc_dim', 'dfc_dim', 'spectral_norm', 'd_batch_norm']),
+    ('Training', ['epoch', 'batch_size', 'augment', 'learning_rate', 'd_learning_rate', 'g_learning_rate', 'beta1',
+                  'beta2', 'loss', 'gradient_penalty', 'r1', 'r1_every', 'd_steps', 'g_steps', 'ema', 'ema_start',
+                  'seed']),
     ('Output', ['run_name', 'checkpoint_dir', 'sample_dir', 'log_dir', 'sample_freq', 'sample_num', 'ckpt_freq',
                 'log_freq', 'max_to_keep', 'keep_every_hours']),
     ('Evaluation', ['eval_freq', 'num_samples', 'best_metric', 'images', 'inception_dir']),
@@ -217,7 +237,8 @@ HELP_GROUPS = [
 
 _POSITIVE = ('num_gpus', 'input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim',
              'gf_dim', 'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'd_steps', 'g_steps', 'sample_num',
-             'sample_freq', 'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims', 'eval_freq')
+             'sample_freq', 'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims', 'eval_freq',
+             'r1_every')
 _MODES = ('generate', 'visualize', 'export', 'freeze', 'evaluate')
 BEST = config_lib.BEST_CHECKPOINT
 # A TensorFlow device name: [/job:J][/replica:R][/task:T]/[device:]cpu|gpu|tpu[:N]
@@ -305,10 +326,20 @@ def check_flags():
     raise UserError(f'--num_samples must be at least 2, not {FLAGS.num_samples}')
   if FLAGS.keep_every_hours is not None and not FLAGS.keep_every_hours > 0:
     raise UserError(f'--keep_every_hours must be above 0, not {FLAGS.keep_every_hours}')
-  if not FLAGS.learning_rate > 0:
-    raise UserError(f'--learning_rate must be above 0, not {FLAGS.learning_rate}')
-  if not 0 <= FLAGS.beta1 < 1:
-    raise UserError(f'--beta1 must be in [0, 1), not {FLAGS.beta1}')
+  for name in ('learning_rate', 'd_learning_rate', 'g_learning_rate'):
+    if FLAGS[name].value is not None and not FLAGS[name].value > 0:
+      raise UserError(f'--{name} must be above 0, not {FLAGS[name].value}')
+  for name in ('beta1', 'beta2'):
+    if not 0 <= FLAGS[name].value < 1:
+      raise UserError(f'--{name} must be in [0, 1), not {FLAGS[name].value}')
+  if not FLAGS.r1 >= 0:
+    raise UserError(f'--r1 must be 0 or more, not {FLAGS.r1}')
+  if FLAGS.ema_start < 0:
+    raise UserError(f'--ema_start must be 0 or more, not {FLAGS.ema_start}')
+  try:
+    config_lib.augment_policies(FLAGS.augment)
+  except ValueError as e:
+    raise UserError(str(e)) from None
   if not 0 <= FLAGS.ema < 1:
     raise UserError(f'--ema must be in [0, 1) (0: no moving average), not {FLAGS.ema}')
   if not FLAGS.gradient_penalty >= 0:
@@ -390,6 +421,10 @@ def config_from_flags():
       output_height=output_height, output_width=FLAGS.output_width or output_height, z_dim=FLAGS.z_dim,
       z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim,
       loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
+      mirror=FLAGS.mirror, spectral_norm=FLAGS.spectral_norm, d_batch_norm=FLAGS.d_batch_norm, r1=FLAGS.r1,
+      r1_every=FLAGS.r1_every, augment=','.join(config_lib.augment_policies(FLAGS.augment)) or 'none',
+      ema_start=FLAGS.ema_start, d_learning_rate=FLAGS.d_learning_rate, g_learning_rate=FLAGS.g_learning_rate,
+      beta2=FLAGS.beta2,
       beta1=FLAGS.beta1, batch_size=FLAGS.batch_size, epoch=FLAGS.epoch, d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
       run_name=FLAGS.run_name, checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir,
       log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,

@@ -20,7 +20,9 @@ import tensorflow as tf
 
 import cluster as cluster_lib
 import datasets
+import augment
 import losses
+import ops
 import utils
 from networks import DISCRIMINATOR, GENERATOR, discriminator, generator
 
@@ -30,24 +32,30 @@ SAMPLE_Z_STREAM = 1 << 31  # seeds the fixed grid z apart from the per-step z, w
 EMA_NAME = 'ExponentialMovingAverage'  # the suffix of the averaged weights' names in checkpoints
 LOSS_SCALE_SCOPE = 'loss_scale'  # mixed float16's loss scales and overflow count: never in a checkpoint
 
-GANInputs = collections.namedtuple('GANInputs', 'images labels z z_labels mix')
+GANInputs = collections.namedtuple('GANInputs', 'images labels z z_labels mix augment_seed')
 """images: float [batch, height, width, c_dim] in [-1, 1]; labels: their one-hot float [batch, y_dim] or None;
 z: float [batch, z_dim]; z_labels: one-hot [batch, y_dim] asked of G, or None; mix: float [batch] in [0, 1],
-where the gradient penalty's images lie between real and generated, or None without a penalty. G's inputs are
-fed, never read from the data iterator, so a G update does not consume a batch."""
+where the gradient penalty's images lie between real and generated, or None without a penalty; augment_seed:
+int64 [2], the seed of this update's augmentations (--augment), or None. G's inputs are fed, never read from the
+data iterator, so a G update does not consume a batch."""
 
-GANModel = collections.namedtuple('GANModel', 'inputs generated real_logits fake_logits mixed mixed_logits')
-"""generated: G(z) in [-1, 1]; real_logits: D(x) [batch, 1]; fake_logits: D(G(z)) [batch, 1]: D's raw outputs.
-For the gradient penalty (else None): mixed, images between real and generated ones (inputs.mix of the way
-from G(z) to x); mixed_logits, D on them."""
+GANModel = collections.namedtuple('GANModel', 'inputs generated real_seen real_logits fake_logits mixed '
+                                              'mixed_logits')
+"""generated: G(z) in [-1, 1]; real_seen: the real images as D sees them (augmented with --augment); real_logits:
+D(x) [batch, 1]; fake_logits: D(G(z)) [batch, 1]: D's raw outputs (of the augmented images with --augment). For
+the gradient penalty (else None): mixed, images between real and generated ones (inputs.mix of the way from G(z)
+to x); mixed_logits, D on them."""
 
-GANLoss = collections.namedtuple('GANLoss', 'd_loss g_loss penalty d_real d_fake')
+GANLoss = collections.namedtuple('GANLoss', 'd_loss g_loss penalty d_real d_fake r1')
 """Scalars: D's loss (with the weighted gradient penalty), G's loss, the penalty before its weight (0 without
-one), and D(x) and D(G(z)) as the loss reads D: mean probabilities, or mean raw scores (see losses.py)."""
+one), and D(x) and D(G(z)) as the loss reads D: mean probabilities, or mean raw scores (see losses.py); r1, the R1
+penalty before its weight (--r1), or None without it: D's loss adds it only in the lazy updates."""
 
-GANTrainOps = collections.namedtuple('GANTrainOps', 'd_train g_train step_inc')
-"""d_train: one Adam step on D; g_train: one Adam step on G, then its moving average; step_inc: adds 1 to
-global_step, once a step however many updates of D and G it makes (TF-GAN's global_step_inc_op)."""
+GANTrainOps = collections.namedtuple('GANTrainOps', 'd_train d_train_r1 g_train step_inc')
+"""d_train: one Adam step on D; d_train_r1: the same with --r1's penalty, r1_every times its weight, added (lazy
+R1, as StyleGAN2: the trainer runs it every --r1_every steps instead of d_train), or None; g_train: one Adam step
+on G, then its moving average; step_inc: adds 1 to global_step, once a step however many updates of D and G it
+makes (TF-GAN's global_step_inc_op)."""
 
 Sampler = collections.namedtuple('Sampler', 'z labels images')
 """z: placeholder [None, z_dim]; labels: int32 placeholder [None] or None; images: uint8 [None, h, w, c]."""
@@ -55,17 +63,24 @@ Sampler = collections.namedtuple('Sampler', 'z labels images')
 
 def gan_model(inputs, config):
   """Calls G once and D twice (on real images, then with shared variables on G's output), and with a gradient
-  penalty a third time, on images between the real and the generated ones."""
+  penalty a third time, on images between the real and the generated ones. With --augment, D sees every image
+  augmented (augment.apply), real and generated each by draws of their own, and G's gradient flows through."""
   generated = generator(inputs.z, inputs.z_labels, config, is_training=True)
-  real_logits = discriminator(inputs.images, inputs.labels, config)
-  fake_logits = discriminator(generated, inputs.z_labels, config, reuse=True)
+  real_seen, fake_seen = inputs.images, generated
+  policies = augment.parse(config.augment)
+  if policies:
+    with tf.name_scope('augment'):
+      real_seen = augment.apply(inputs.images, policies, inputs.augment_seed)
+      fake_seen = augment.apply(generated, policies, inputs.augment_seed + tf.constant([1, 0], tf.int64))
+  real_logits = discriminator(real_seen, inputs.labels, config)
+  fake_logits = discriminator(fake_seen, inputs.z_labels, config, reuse=True)
   mixed = mixed_logits = None
   if inputs.mix is not None:
     with tf.name_scope('inputs/'):  # the third of D's inputs
       mix = tf.reshape(inputs.mix, [-1, 1, 1, 1])
-      mixed = mix * inputs.images + (1.0 - mix) * generated
+      mixed = mix * real_seen + (1.0 - mix) * fake_seen
     mixed_logits = discriminator(mixed, inputs.labels, config, reuse=True)
-  return GANModel(inputs, generated, real_logits, fake_logits, mixed, mixed_logits)
+  return GANModel(inputs, generated, real_seen, real_logits, fake_logits, mixed, mixed_logits)
 
 
 def gan_loss(model, config):
@@ -77,8 +92,9 @@ def gan_loss(model, config):
     penalty = losses.gradient_penalty(model.mixed, model.mixed_logits)
     d_loss += config.gradient_penalty * penalty
   shown = tf.sigmoid if loss.probability else tf.identity
+  r1 = losses.r1_penalty(model.real_seen, model.real_logits) if config.r1 else None
   return GANLoss(d_loss=d_loss, g_loss=g_loss, penalty=penalty, d_real=tf.reduce_mean(shown(model.real_logits)),
-                 d_fake=tf.reduce_mean(shown(model.fake_logits)))
+                 d_fake=tf.reduce_mean(shown(model.fake_logits)), r1=r1)
 
 
 def scope_collection(key, scope):
@@ -87,8 +103,8 @@ def scope_collection(key, scope):
 
 
 def gan_train_ops(loss, config, global_step):
-  """One Adam optimizer for D and one for G, each on its own variables and batch-norm updates, and the op that
-  counts steps.
+  """One Adam optimizer for D and one for G (--d_learning_rate, --g_learning_rate), each on its own variables and
+  batch-norm (and spectral-norm) updates, and the op that counts steps.
 
   Raises:
     ValueError: a trainable variable or an update op belongs to neither network.
@@ -107,21 +123,39 @@ def gan_train_ops(loss, config, global_step):
     with tf1.variable_scope(LOSS_SCALE_SCOPE):  # (not in checkpoints: a run resumes at any precision)
       overflows = tf1.get_variable('overflows', [], tf.int64, tf1.zeros_initializer(), trainable=False,
                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-  train = {}
-  for net, net_loss, name in ((DISCRIMINATOR, loss.d_loss, 'd_adam'), (GENERATOR, loss.g_loss, 'g_adam')):
-    optimizer = tf1.train.AdamOptimizer(config.learning_rate, beta1=config.beta1, name=name)
-    if overflows is not None:
-      with tf1.variable_scope(LOSS_SCALE_SCOPE, reuse=tf1.AUTO_REUSE):
-        # float16 gradients of the loss times a scale that grows until they overflow, then halves; an update
-        # whose gradients overflowed is skipped, and counted
-        optimizer = tf1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, 'dynamic')
-    with tf.control_dependencies(updates[net]):
-      gradients = optimizer.compute_gradients(net_loss, var_list=variables[net])
-      train[net] = optimizer.apply_gradients(gradients)
-    if overflows is not None:
-      finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g, _ in gradients if g is not None])
-      train[net] = tf.group(train[net], overflows.assign_add(tf.cast(tf.logical_not(finite), tf.int64)))
-  return GANTrainOps(d_train=train[DISCRIMINATOR], g_train=train[GENERATOR], step_inc=global_step.assign_add(1))
+  d_optimizer = _adam(config.d_learning_rate or config.learning_rate, config, 'd_adam', overflows)
+  g_optimizer = _adam(config.g_learning_rate or config.learning_rate, config, 'g_adam', overflows)
+  d_train = _minimize(d_optimizer, loss.d_loss, variables[DISCRIMINATOR], updates[DISCRIMINATOR], overflows)
+  d_train_r1 = None
+  if loss.r1 is not None:
+    # Lazy R1 (StyleGAN2): every --r1_every steps this update runs instead of d_train, the penalty weighted that
+    # many times; the same optimizer, so the same Adam moments
+    lazy = loss.d_loss + config.r1_every * config.r1 / 2.0 * loss.r1
+    d_train_r1 = _minimize(d_optimizer, lazy, variables[DISCRIMINATOR], updates[DISCRIMINATOR], overflows)
+  g_train = _minimize(g_optimizer, loss.g_loss, variables[GENERATOR], updates[GENERATOR], overflows)
+  return GANTrainOps(d_train=d_train, d_train_r1=d_train_r1, g_train=g_train, step_inc=global_step.assign_add(1))
+
+
+def _adam(learning_rate, config, name, overflows):
+  """Adam with --beta1 and --beta2; at mixed float16 (`overflows` given) inside dynamic loss scaling: float16
+  gradients of the loss times a scale that grows until they overflow, then halves."""
+  optimizer = tf1.train.AdamOptimizer(learning_rate, beta1=config.beta1, beta2=config.beta2, name=name)
+  if overflows is None:
+    return optimizer
+  with tf1.variable_scope(LOSS_SCALE_SCOPE, reuse=tf1.AUTO_REUSE):
+    return tf1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, 'dynamic')
+
+
+def _minimize(optimizer, net_loss, variables, updates, overflows):
+  """One step of `optimizer` on `net_loss` over `variables`, after the network's batch-norm and spectral-norm
+  `updates`; at mixed float16 an update whose gradients overflowed is skipped by the optimizer, and counted."""
+  with tf.control_dependencies(updates):
+    gradients = optimizer.compute_gradients(net_loss, var_list=variables)
+    train = optimizer.apply_gradients(gradients)
+  if overflows is None:
+    return train
+  finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g, _ in gradients if g is not None])
+  return tf.group(train, overflows.assign_add(tf.cast(tf.logical_not(finite), tf.int64)))
 
 
 def _to_uint8(images):
@@ -248,7 +282,7 @@ class DCGAN:
         return model, loss, gan_train_ops(loss, cfg, self.global_step)
 
     if self.strategy is None:
-      return stages(self.inputs)
+      return self._with_power_iterations(*stages(self.inputs))
     replicas = self.strategy.num_replicas_in_sync
     per_replica, local_replicas = cfg.batch_size // replicas, replicas // self.num_workers
 
@@ -258,18 +292,40 @@ class DCGAN:
       index = tf.distribute.get_replica_context().replica_id_in_sync_group
       local = index % local_replicas
       cut = lambda t, i: None if t is None else t[i * per_replica:(i + 1) * per_replica]
+      # each replica augments its share by draws of its own (its real and generated images: 2 index and 2 index + 1)
+      seed = None if inputs.augment_seed is None else inputs.augment_seed + tf.cast([2 * index, 0], tf.int64)
       model, loss, train_ops = stages(GANInputs(
           images=cut(inputs.images, local), labels=cut(inputs.labels, local), z=cut(inputs.z, index),
-          z_labels=cut(inputs.z_labels, index), mix=cut(inputs.mix, index)))
-      return model.generated, model.real_logits, model.fake_logits, loss, train_ops
+          z_labels=cut(inputs.z_labels, index), mix=cut(inputs.mix, index), augment_seed=seed))
+      return model.generated, model.real_seen, model.real_logits, model.fake_logits, loss, train_ops
 
-    generated, real_logits, fake_logits, loss, train_ops = self.strategy.extended.call_for_each_replica(
+    generated, real_seen, real_logits, fake_logits, loss, train_ops = self.strategy.extended.call_for_each_replica(
         replica_step, args=(self.inputs,))
     concat = lambda value: tf.concat(self.strategy.experimental_local_results(value), axis=0)
-    mean = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+    mean = lambda value: None if value is None else self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value,
+                                                                          axis=None)
+    group = lambda value: None if value is None else self.strategy.group(value)
     # (the penalty's images stay inside the replicas: only their loss leaves)
-    return (GANModel(self.inputs, concat(generated), concat(real_logits), concat(fake_logits), None, None),
-            GANLoss(*map(mean, loss)), GANTrainOps(*map(self.strategy.group, train_ops)))
+    return self._with_power_iterations(
+        GANModel(self.inputs, concat(generated), concat(real_seen), concat(real_logits), concat(fake_logits),
+                 None, None),
+        GANLoss(*map(mean, loss)), GANTrainOps(*map(group, train_ops)))
+
+  def _with_power_iterations(self, model, loss, train_ops):
+    """The stages; with --spectral_norm, each of D's updates followed by one power iteration of each of D's
+    weights (ops.power_iteration_updates, made here, outside the replicas, so that a strategy runs them once)."""
+    if not self.config.spectral_norm:
+      return model, loss, train_ops
+    d_variables = scope_collection(tf1.GraphKeys.GLOBAL_VARIABLES, DISCRIMINATOR)
+
+    def then_iterate(train):
+      if train is None:
+        return None
+      with tf.name_scope('train/'), tf.control_dependencies([train]):
+        return tf.group(train, *ops.power_iteration_updates(d_variables))
+
+    return model, loss, train_ops._replace(d_train=then_iterate(train_ops.d_train),
+                                           d_train_r1=then_iterate(train_ops.d_train_r1))
 
   def _averaged(self):
     """The variables whose moving averages G samples with: G's trainable weights."""
@@ -282,9 +338,13 @@ class DCGAN:
 
   def _build_ema(self):
     """After each G update, G's weights move their averages: decay min(--ema, (1 + t) / (10 + t)) at step t,
-    so that early on the average follows G closely (TensorFlow's warm-up) and sample grids are never blank."""
+    so that early on the average follows G closely (TensorFlow's warm-up) and sample grids are never blank; before
+    --ema_start, decay 0: the average is G's weights (BigGAN starts its average late)."""
     with tf.name_scope('train/'):
-      self.ema = tf1.train.ExponentialMovingAverage(self.config.ema, num_updates=self.global_step, name=EMA_NAME)
+      decay = self.config.ema
+      if self.config.ema_start:
+        decay = tf.where(self.global_step < self.config.ema_start, 0.0, self.config.ema)
+      self.ema = tf1.train.ExponentialMovingAverage(decay, num_updates=self.global_step, name=EMA_NAME)
       with tf.control_dependencies([self.train_ops.g_train]):
         g_train = self.ema.apply(self._averaged())
     self.train_ops = self.train_ops._replace(g_train=g_train)
@@ -294,11 +354,12 @@ class DCGAN:
     images = tf.cast(self.pipeline.images, tf.float32) / 127.5 - 1.0
     z = tf1.placeholder(tf.float32, [None, cfg.z_dim], name='step_z')
     mix = tf1.placeholder(tf.float32, [None], name='step_mix') if cfg.gradient_penalty else None
+    seed = tf1.placeholder(tf.int64, [2], name='step_augment_seed') if augment.parse(cfg.augment) else None
     self.z_label_ids = tf1.placeholder(tf.int32, [None], name='step_z_labels') if cfg.y_dim else None
     if not cfg.y_dim:
-      return GANInputs(images=images, labels=None, z=z, z_labels=None, mix=mix)
+      return GANInputs(images=images, labels=None, z=z, z_labels=None, mix=mix, augment_seed=seed)
     return GANInputs(images=images, labels=tf.one_hot(self.pipeline.labels, cfg.y_dim), z=z,
-                     z_labels=tf.one_hot(self.z_label_ids, cfg.y_dim), mix=mix)
+                     z_labels=tf.one_hot(self.z_label_ids, cfg.y_dim), mix=mix, augment_seed=seed)
 
   def _build_sampler(self):
     """G in inference mode on its moving averages (when training with --ema; a test-mode graph loads the
@@ -330,8 +391,9 @@ class DCGAN:
     return names
 
   def step_feed(self, step, update=0):
-    """G's z (and labels, drawn like the data's, and the penalty's mix) for one D or G update of a step: a
-    function of the seed, the step and the update only, so that a resumed run feeds what it would have."""
+    """G's z (and labels, drawn like the data's, the penalty's mix and the augmentations' seed) for one D or G
+    update of a step: a function of the seed, the step and the update only, so that a resumed run feeds what it
+    would have."""
     cfg = self.config
     rng = np.random.default_rng([cfg.seed, step] + ([update] if update else []))
     feed = {self.inputs.z: utils.noise(cfg.z_dist, [cfg.batch_size, cfg.z_dim], rng)}
@@ -339,6 +401,8 @@ class DCGAN:
       feed[self.z_label_ids] = self.dataset.labels[rng.integers(len(self.dataset), size=cfg.batch_size)]
     if self.inputs.mix is not None:
       feed[self.inputs.mix] = rng.uniform(size=cfg.batch_size).astype(np.float32)
+    if self.inputs.augment_seed is not None:
+      feed[self.inputs.augment_seed] = rng.integers(0, 1 << 62, size=2)
     return feed
 
   def sample_grid(self, sess):

@@ -34,6 +34,7 @@ import utils
 from errors import UserError, op_error_text
 
 
+MIRROR_COLOUR = False  # provisional, until measured
 SMALL_BATCH = 8  # a batch below this gets a warning: batch norm's statistics over so few images are noise
 
 
@@ -54,10 +55,17 @@ def complete(config, dataset):
     raise UserError(f'--best_metric {config.best_metric} needs the Inception network of the FID paper in '
                     f'{config.inception_path}: python download.py inception fetches it (or use --best_metric swd)')
   default = 'fd' if classifier else 'fid' if has_inception else 'swd'
-  return dataclasses.replace(config, c_dim=dataset.channels,
+  mirror = config.mirror if config.mirror is not None else mirror_by_default(dataset)
+  return dataclasses.replace(config, c_dim=dataset.channels, mirror=mirror,
                              y_dim=dataset.num_classes if config.conditional else 0,
                              class_names=dataset.class_names if config.conditional else None,
                              best_metric=config.best_metric or default)
+
+
+def mirror_by_default(dataset):
+  """Whether the real images are x-flipped when --mirror is not given: never for grayscale data (digits and
+  letters are not mirrored), and for colour images MIRROR_COLOUR (README, "Training on a few thousand images")."""
+  return dataset.channels == 3 and MIRROR_COLOUR
 
 
 def prepare(config):

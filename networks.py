@@ -13,7 +13,7 @@ import math
 
 import tensorflow as tf
 
-from ops import WEIGHT_STDDEV, batch_norm, conv2d, conv_cond_concat, deconv2d, linear, lrelu
+from ops import WEIGHT_STDDEV, batch_norm, conv2d, conv_cond_concat, deconv2d, linear, lrelu, spectrally_normalized
 
 tf1 = tf.compat.v1
 
@@ -115,12 +115,14 @@ def discriminator(images, y, config, reuse=False):
   the original DCGAN code's conditional MNIST model (_mnist_discriminator).
 
   Always in training mode: batch norm uses the statistics of the batch it is given, so real and fake
-  batches are normalized apart, as in the original DCGAN code.
+  batches are normalized apart, as in the original DCGAN code. --spectral_norm divides every weight by its
+  largest singular value (one power iteration per D update, ops.spectrally_normalized); --nod_batch_norm drops
+  D's batch norms, as SN-DCGAN does.
 
   Args:
     images: float [batch, output_height, output_width, c_dim] in [-1, 1].
     y: one-hot float [batch, y_dim], or None for an unconditional model.
-    config: a config.Config; reads c_dim, y_dim, conditioning, df_dim, dfc_dim.
+    config: a config.Config; reads c_dim, y_dim, conditioning, df_dim, dfc_dim, spectral_norm, d_batch_norm.
     reuse: share the variables made by an earlier call.
 
   Returns:
@@ -130,45 +132,51 @@ def discriminator(images, y, config, reuse=False):
     conditioning = config.conditioning if config.y_dim else None
     if conditioning == 'mnist':
       return _mnist_discriminator(images, y, config)
-    df = config.df_dim
+    df, sn = config.df_dim, config.spectral_norm
+    norm = (lambda net, name: batch_norm(net, True, name=name)) if config.d_batch_norm else (lambda net, _: net)
 
-    net = lrelu(conv2d(conv_cond_concat(images, y) if conditioning == 'concat' else images, df, name='h0_conv'))
+    net = lrelu(conv2d(conv_cond_concat(images, y) if conditioning == 'concat' else images, df, spectral_norm=sn,
+                       name='h0_conv'))
     # [batch, h/2, w/2, df_dim]
 
-    net = lrelu(batch_norm(conv2d(net, df * 2, name='h1_conv'), True, name='bn1'))
+    net = lrelu(norm(conv2d(net, df * 2, spectral_norm=sn, name='h1_conv'), 'bn1'))
     # [batch, h/4, w/4, df_dim * 2]
 
-    net = lrelu(batch_norm(conv2d(net, df * 4, name='h2_conv'), True, name='bn2'))
+    net = lrelu(norm(conv2d(net, df * 4, spectral_norm=sn, name='h2_conv'), 'bn2'))
     # [batch, h/8, w/8, df_dim * 4]
 
-    net = lrelu(batch_norm(conv2d(net, df * 8, name='h3_conv'), True, name='bn3'))
+    net = lrelu(norm(conv2d(net, df * 8, spectral_norm=sn, name='h3_conv'), 'bn3'))
     # [batch, h/16, w/16, df_dim * 8]
 
     features = tf.reshape(net, [-1, math.prod(net.shape[1:])])
-    logits = linear(features, 1, name='h4_lin')
+    logits = linear(features, 1, spectral_norm=sn, name='h4_lin')
     # [batch, 1]
     if conditioning == 'projection':
       with tf1.variable_scope('h4_proj'):
         embedding = tf1.get_variable('w', [config.y_dim, features.shape[1]],
                                      initializer=tf1.random_normal_initializer(stddev=WEIGHT_STDDEV))
+        if sn:
+          embedding = spectrally_normalized(embedding)
       logits += tf.reduce_sum(features * tf.matmul(y, embedding), axis=1, keepdims=True)
     return logits
 
 
 def _mnist_discriminator(images, y, config):
   """The conditional D of the original DCGAN code's MNIST model: y joins the image and every hidden layer."""
+  sn = config.spectral_norm
+  norm = (lambda net, name: batch_norm(net, True, name=name)) if config.d_batch_norm else (lambda net, _: net)
   net = conv_cond_concat(images, y)
-  net = lrelu(conv2d(net, config.c_dim + config.y_dim, name='h0_conv'))
+  net = lrelu(conv2d(net, config.c_dim + config.y_dim, spectral_norm=sn, name='h0_conv'))
   # [batch, h/2, w/2, c_dim + y_dim]
 
   net = conv_cond_concat(net, y)
-  net = lrelu(batch_norm(conv2d(net, config.df_dim + config.y_dim, name='h1_conv'), True, name='bn1'))
+  net = lrelu(norm(conv2d(net, config.df_dim + config.y_dim, spectral_norm=sn, name='h1_conv'), 'bn1'))
   # [batch, h/4, w/4, df_dim + y_dim]
 
   net = tf.concat([tf.reshape(net, [-1, math.prod(net.shape[1:])]), y], axis=1)
-  net = lrelu(batch_norm(linear(net, config.dfc_dim, name='h2_lin'), True, name='bn2'))
+  net = lrelu(norm(linear(net, config.dfc_dim, spectral_norm=sn, name='h2_lin'), 'bn2'))
   # [batch, dfc_dim]
 
   net = tf.concat([net, y], axis=1)
-  return linear(net, 1, name='h3_lin')
+  return linear(net, 1, spectral_norm=sn, name='h3_lin')
   # [batch, 1]

@@ -24,15 +24,69 @@ def _check_rank(x, rank, scope_name):
   return int(x.shape[-1])
 
 
-def _weights(shape, stddev):
-  return tf1.get_variable('w', shape, initializer=tf1.random_normal_initializer(stddev=stddev))
+def _weights(shape, stddev, spectral_norm=False):
+  w = tf1.get_variable('w', shape, initializer=tf1.random_normal_initializer(stddev=stddev))
+  return spectrally_normalized(w) if spectral_norm else w
+
+
+SPECTRAL_NORM_VECTOR = 'u'  # the name of a spectrally normalized weight's vector, beside the weight 'w'
+
+
+def spectrally_normalized(w):
+  """w / sigma(w), its largest singular value estimated by the power iteration (Miyato et al. 2018).
+
+  The weight is seen as a matrix W [all dims but the last, the last]. A non-trainable vector u, made beside w as
+  SPECTRAL_NORM_VECTOR and kept in the checkpoint, carries the estimate from update to update: each call computes
+  v = W'u / |W'u|, u' = W v / |W v| and sigma = u'. W v, with no gradient through u and v. Storing u' is the job
+  of power_iteration_updates(), which the network's train op runs once per update: however many times a step
+  calls the layer (D on real, on generated, on mixed images), u moves once, and never in the other network's
+  updates. (An assign here, in the forward pass, would run in every replica of a tf.distribute strategy, each
+  waiting for the others while the later ones have not made the layer's next variables yet.)
+
+  Args:
+    w: a weight variable named 'w' (under its layer's variable scope).
+
+  Returns:
+    A tensor of w's shape and dtype.
+  """
+  u = tf1.get_variable(SPECTRAL_NORM_VECTOR, [1, w.shape[-1]], initializer=tf1.random_normal_initializer(),
+                       trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+  matrix = tf.reshape(w, [-1, w.shape[-1]])
+  u_next, v = _power_iteration(u, matrix)
+  sigma = tf.reduce_sum(tf.matmul(v, matrix) * u_next)
+  return w / sigma
+
+
+def _power_iteration(u, matrix):
+  """(u', v) of one power iteration from u on `matrix`, without gradients: v = u W' / |u W'|, u' = v W / |v W|."""
+  v = tf.math.l2_normalize(tf.matmul(u, matrix, transpose_b=True))  # [1, rows]
+  u_next = tf.math.l2_normalize(tf.matmul(v, matrix))  # [1, columns]
+  return tf.stop_gradient(u_next), tf.stop_gradient(v)
+
+
+def power_iteration_updates(variables):
+  """The ops that store one power iteration in the vector u of every spectrally normalized weight among
+  `variables` (a network's global variables), each from its weight's current value.
+
+  Returns:
+    A list of assign ops (empty when no weight there is spectrally normalized).
+  """
+  by_name = {v.op.name: v for v in variables}
+  updates = []
+  for name, u in sorted(by_name.items()):
+    scope, _, leaf = name.rpartition('/')
+    if leaf == SPECTRAL_NORM_VECTOR and f'{scope}/w' in by_name:
+      w = by_name[f'{scope}/w']
+      u_next, _ = _power_iteration(u, tf.reshape(w, [-1, w.shape[-1]]))
+      updates.append(u.assign(u_next))
+  return updates
 
 
 def _bias(units):
   return tf1.get_variable('b', [units], initializer=tf1.zeros_initializer())
 
 
-def conv2d(x, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, name='conv2d'):
+def conv2d(x, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, spectral_norm=False, name='conv2d'):
   """A strided 2-D convolution with SAME padding and a bias.
 
   Args:
@@ -41,7 +95,9 @@ def conv2d(x, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, name='conv2d'):
     kernel: kernel height and width.
     stride: step in both spatial dimensions; output size is ceil(size / stride).
     stddev: standard deviation of the N(0, stddev) weight initializer.
-    name: variable scope holding `w` [kernel, kernel, in_channels, filters] and `b` [filters].
+    spectral_norm: divide the weights by their largest singular value (spectrally_normalized).
+    name: variable scope holding `w` [kernel, kernel, in_channels, filters] and `b` [filters] (and with
+      spectral_norm `u` [1, filters]).
 
   Returns:
     Tensor [batch, ceil(height / stride), ceil(width / stride), filters].
@@ -51,7 +107,7 @@ def conv2d(x, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, name='conv2d'):
   """
   with tf1.variable_scope(name) as scope:
     in_channels = _check_rank(x, 4, scope.name)
-    w = _weights([kernel, kernel, in_channels, filters], stddev)
+    w = _weights([kernel, kernel, in_channels, filters], stddev, spectral_norm)
     strides = [1, stride, stride, 1]
     if _matmul_filter_grad_pays(w, [None if d is None else -(-d // stride) for d in x.shape[1:3]]):
       net = _conv2d_matmul_filter_grad(x, w, strides)
@@ -150,14 +206,15 @@ def _deconv2d_matmul_filter_grad(x, w, output_shape, strides):
   return deconv(x, w)
 
 
-def linear(x, units, stddev=WEIGHT_STDDEV, name='linear'):
+def linear(x, units, stddev=WEIGHT_STDDEV, spectral_norm=False, name='linear'):
   """A fully connected layer.
 
   Args:
     x: float tensor [batch, in_units].
     units: number of outputs.
     stddev: standard deviation of the N(0, stddev) weight initializer.
-    name: variable scope holding `w` [in_units, units] and `b` [units].
+    spectral_norm: divide the weights by their largest singular value (spectrally_normalized).
+    name: variable scope holding `w` [in_units, units] and `b` [units] (and with spectral_norm `u` [1, units]).
 
   Returns:
     Tensor [batch, units].
@@ -167,7 +224,7 @@ def linear(x, units, stddev=WEIGHT_STDDEV, name='linear'):
   """
   with tf1.variable_scope(name) as scope:
     in_units = _check_rank(x, 2, scope.name)
-    w = _weights([in_units, units], stddev)
+    w = _weights([in_units, units], stddev, spectral_norm)
     return tf.nn.bias_add(tf.matmul(x, w), _bias(units))
 
 

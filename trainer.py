@@ -313,11 +313,16 @@ class Trainer:
     d_fetches = {'train': dcgan.train_ops.d_train, 'd_loss': loss.d_loss, 'g_loss': loss.g_loss, 'D(x)': loss.d_real,
                  'D(G(z))': loss.d_fake, 'gradient_penalty': loss.penalty, 'real_logits': model_.real_logits,
                  'fake_logits': model_.fake_logits}
-    # (1) update D; the last update also counts the step (before G's, whose moving average reads the count)
+    # (1) update D; the last update also counts the step (before G's, whose moving average reads the count).
+    # Every --r1_every steps, the first update adds the lazy R1 penalty (StyleGAN2)
+    lazy_r1 = dcgan.train_ops.d_train_r1 is not None and step % self.config.r1_every == 0
     for update in range(self.config.d_steps):
-      last = update == self.config.d_steps - 1
-      stats = sess.run(dict(d_fetches, step=dcgan.train_ops.step_inc) if last else d_fetches,
-                       dcgan.step_feed(step, update))
+      fetches = dict(d_fetches)
+      if update == 0 and lazy_r1:
+        fetches.update(train=dcgan.train_ops.d_train_r1, r1=loss.r1)
+      if update == self.config.d_steps - 1:
+        fetches['step'] = dcgan.train_ops.step_inc
+      stats = sess.run(fetches, dcgan.step_feed(step, update))
     # (2) update G --g_steps times, so that D does not win too early
     feed = dcgan.step_feed(step)
     g_fetches = {'train': dcgan.train_ops.g_train, 'g_update_loss': loss.g_loss}
@@ -332,7 +337,7 @@ class Trainer:
     """Points the input pipeline at `epoch`'s order, past the batches of its first `step` steps."""
     cfg = self.config
     batches = self.steps_per_epoch * cfg.d_steps
-    order = datasets.epoch_order(cfg.seed, epoch, len(self.dataset))[:batches * cfg.batch_size]
+    order = datasets.epoch_order(cfg.seed, epoch, len(self.dataset), cfg.mirror)[:batches * cfg.batch_size]
     share = cfg.batch_size // self.num_workers  # this worker's images of each batch
     order = order.reshape(batches, cfg.batch_size)[step * cfg.d_steps:]
     order = order[:, self.worker * share:(self.worker + 1) * share].reshape(-1)
@@ -365,6 +370,8 @@ class Trainer:
     scalars = {tag: stats[tag] for tag in SCALARS}
     if self.config.gradient_penalty:
       scalars['gradient_penalty'] = stats['gradient_penalty']
+    if 'r1' in stats:  # (measured on the lazy steps only)
+      scalars['r1_penalty'] = stats['r1']
     if 'overflowed_updates' in stats:
       scalars['overflowed_updates'] = stats['overflowed_updates']
     if step > since:

@@ -26,7 +26,7 @@ def _inputs(cfg, batch=None, mix=False):
   labels = tf1.placeholder(tf.float32, [batch, cfg.y_dim]) if cfg.y_dim else None
   z_labels = tf1.placeholder(tf.float32, [batch, cfg.y_dim]) if cfg.y_dim else None
   return model.GANInputs(images=images, labels=labels, z=z, z_labels=z_labels,
-                         mix=tf1.placeholder(tf.float32, [batch]) if mix else None)
+                         mix=tf1.placeholder(tf.float32, [batch]) if mix else None, augment_seed=None)
 
 
 @pytest.mark.parametrize('height,width,c_dim,y_dim,loss,penalty,conditioning', [
@@ -46,7 +46,7 @@ def test_graph_builds_for_any_size_and_loss(height, width, c_dim, y_dim, loss, p
     assert gan.real_logits.shape.as_list() == [None, 1]
     assert gan.fake_logits.shape.as_list() == [None, 1]
     assert (gan.mixed_logits is not None) == bool(penalty)
-    assert all(t.shape.rank == 0 for t in loss)
+    assert all(t.shape.rank == 0 for t in loss if t is not None) and loss.r1 is None  # (no --r1)
 
 
 @pytest.mark.parametrize('y_dim', [0, 10])
