@@ -117,6 +117,8 @@ class Config:
   device: str = '/cpu:0'
   devices: tuple = ()  # two or more: one replica on each (MirroredStrategy); else the model is on `device`
   multi_worker: bool = False  # MultiWorkerMirroredStrategy over the workers of TF_CONFIG
+  workers: tuple = ()  # with multi_worker, the 'host:port' of every worker, as TF_CONFIG lists them (main.py reads it)
+  worker_index: int = 0  # this process's place among them; 0 is the chief, which writes checkpoints
   worker_timeout: float = 600.0  # seconds a worker waits for the others before it gives up
   seed: int = 0
   deterministic: bool = False
@@ -128,6 +130,10 @@ class Config:
     """Names the run's folders: the dataset and the output size (not the batch size), then -<run_name>."""
     key = f'{key_prefix(self.dataset)}_{self.output_height}_{self.output_width}'
     return f'{key}-{self.run_name}' if self.run_name else key
+
+  @property
+  def num_workers(self):
+    return len(self.workers) or 1
 
   @property
   def checkpoint_path(self):
@@ -188,7 +194,7 @@ def save(config, directory):
   utils.write_text(path, text, durable=True)
 
 
-def load(directory):
+def read_saved(directory):
   """Reads `directory/config.json`.
 
   Returns:
@@ -204,6 +210,7 @@ def load(directory):
     with open(path) as f:
       fields = json.load(f)
     fields['devices'] = tuple(fields.get('devices', ()))  # JSON has lists
+    fields['workers'] = tuple(fields.get('workers', ()))
     fields.setdefault('conditioning', 'mnist')  # written before there was a choice
     if fields.get('class_names') is not None:
       fields['class_names'] = tuple(fields['class_names'])

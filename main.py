@@ -20,7 +20,6 @@ $ python main.py --train --dataset mnist --eval_freq 500        # evaluate while
 $ python main.py --train --dataset celebA --crop --loss hinge --run_name hinge  # a second run beside the first
 """
 
-import dataclasses
 import os
 import re
 
@@ -300,7 +299,11 @@ def _seeds():
 
 
 def check_flags():
-  """Every check that needs nothing but the flags, before TensorFlow loads: a mistake is answered at once.
+  """Every check that needs nothing but the flags (and TF_CONFIG), before TensorFlow loads: a mistake is answered
+  at once.
+
+  Returns:
+    The cluster.Cluster of TF_CONFIG for --strategy multi_worker with --train, else None.
 
   Raises:
     UserError: a flag has a value that cannot work, or flags that do not go together.
@@ -368,10 +371,12 @@ def check_flags():
   if FLAGS.strategy == 'multi_worker' and FLAGS.train:
     if not FLAGS.worker_timeout > 0:
       raise UserError(f'--worker_timeout must be above 0, not {FLAGS.worker_timeout}')
-    workers = len(cluster.from_environment().workers)
-    if FLAGS.batch_size % workers:
-      raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across the {workers} workers of '
-                      f'TF_CONFIG; use a multiple of {workers}')
+    workers = cluster.from_environment()  # (TF_CONFIG: read here, once; the config carries it from here on)
+    if FLAGS.batch_size % len(workers.workers):
+      raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across the {len(workers.workers)} '
+                      f'workers of TF_CONFIG; use a multiple of {len(workers.workers)}')
+    return workers
+  return None
 
 
 def _check_devices():
@@ -390,15 +395,14 @@ def _check_devices():
                     f'use a multiple of {len(devices)}')
 
 
-def config_from_flags():
+def config_from_flags(workers=None):
   """Loads TensorFlow and turns the checked flags into a Config (modes.complete() fills in what only the data
-  knows): the devices there are, the precision, the default output size of the data.
+  knows): the devices there are, the precision, the cluster `workers` (a cluster.Cluster, or None).
 
   Raises:
     UserError: --num_gpus asks for more GPUs than are visible, or a --precision this device cannot run.
   """
   import runtime  # pylint: disable=import-outside-toplevel; TensorFlow loads here, once the flags are checked
-  import datasets  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
   tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program logs itself
@@ -409,16 +413,13 @@ def config_from_flags():
   devices = devices if len(devices) > 1 else ()
   # the model's device; with --devices, the first of them (the sampler's device in test mode)
   device = (FLAGS.devices[0] if FLAGS.devices else FLAGS.device) or ('/gpu:0' if gpus else '/cpu:0')
-  multi_worker = FLAGS.strategy == 'multi_worker' and FLAGS.train
-  dataset = _dataset()
-  output_height = FLAGS.output_height or datasets.default_output_size(config_lib.Config(
-      dataset=dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir))
+  multi_worker = workers is not None
   return config_lib.Config(
-      dataset=dataset, data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
+      dataset=_dataset(), data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
       input_fname_pattern=FLAGS.input_fname_pattern, input_height=FLAGS.input_height,
       input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop, train_size=FLAGS.train_size,
       conditional=FLAGS.conditional, conditioning=FLAGS.conditioning, strict=FLAGS.strict, cache=FLAGS.cache,
-      output_height=output_height, output_width=FLAGS.output_width or output_height, z_dim=FLAGS.z_dim,
+      output_height=FLAGS.output_height, output_width=FLAGS.output_width, z_dim=FLAGS.z_dim,  # (modes.prepare)
       z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim,
       loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
       mirror=FLAGS.mirror, spectral_norm=FLAGS.spectral_norm, d_batch_norm=FLAGS.d_batch_norm, r1=FLAGS.r1,
@@ -431,7 +432,8 @@ def config_from_flags():
       log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, keep_every_hours=FLAGS.keep_every_hours,
       eval_freq=FLAGS.eval_freq, eval_samples=FLAGS.num_samples or config_lib.TRAINING_EVAL_SAMPLES,
       best_metric=FLAGS.best_metric, inception_dir=FLAGS.inception_dir, device=device, devices=devices,
-      multi_worker=multi_worker,
+      multi_worker=multi_worker, workers=workers.workers if workers else (),
+      worker_index=workers.index if workers else 0,
       worker_timeout=FLAGS.worker_timeout, seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla,
       precision=_precision(runtime, tf, device, multi_worker))
 
@@ -462,12 +464,9 @@ def use_trained(config):
   import modes  # pylint: disable=import-outside-toplevel
 
   if FLAGS.images is not None:  # no model: the images of a folder against the dataset
-    size_given = FLAGS.output_height is not None or FLAGS.output_width is not None
-    return modes.evaluate_images(config if size_given else dataclasses.replace(config, output_height=None),
-                                 FLAGS.images, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES, FLAGS.out_dir)
-  config = modes.trained_config(config, size_given=FLAGS.output_height is not None or
-                                FLAGS.output_width is not None, data_dir_given=FLAGS['data_dir'].present,
-                                ema_given=FLAGS['ema'].present)
+    return modes.evaluate_images(config, FLAGS.images, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES,
+                                 FLAGS.out_dir)
+  config = modes.trained_config(config, data_dir_given=FLAGS['data_dir'].present, ema_given=FLAGS['ema'].present)
   checkpoint, seeds = _checkpoint_step(), _seeds()
   if FLAGS.evaluate:
     return modes.evaluate(config, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES, checkpoint)
@@ -486,8 +485,7 @@ def use_trained(config):
 def main(argv):
   if len(argv) > 1:
     raise UserError(f'unexpected argument {argv[1]!r}; flags start with --')
-  check_flags()
-  config = config_from_flags()
+  config = config_from_flags(check_flags())
   import modes  # pylint: disable=import-outside-toplevel; (after TensorFlow, as in config_from_flags)
   if FLAGS.check_data:
     modes.check_data(config)

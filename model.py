@@ -18,7 +18,6 @@ import re
 import numpy as np
 import tensorflow as tf
 
-import cluster as cluster_lib
 import datasets
 import augment
 import losses
@@ -32,9 +31,10 @@ SAMPLE_Z_STREAM = 1 << 31  # seeds the fixed grid z apart from the per-step z, w
 EMA_NAME = 'ExponentialMovingAverage'  # the suffix of the averaged weights' names in checkpoints
 LOSS_SCALE_SCOPE = 'loss_scale'  # mixed float16's loss scales and overflow count: never in a checkpoint
 
-GANInputs = collections.namedtuple('GANInputs', 'images labels z z_labels mix augment_seed')
+GANInputs = collections.namedtuple('GANInputs', 'images labels z z_labels z_label_ids mix augment_seed')
 """images: float [batch, height, width, c_dim] in [-1, 1]; labels: their one-hot float [batch, y_dim] or None;
-z: float [batch, z_dim]; z_labels: one-hot [batch, y_dim] asked of G, or None; mix: float [batch] in [0, 1],
+z: float [batch, z_dim]; z_labels: one-hot [batch, y_dim] asked of G, or None, of z_label_ids, the int32 [batch]
+labels fed; mix: float [batch] in [0, 1],
 where the gradient penalty's images lie between real and generated, or None without a penalty; augment_seed:
 int64 [2], the seed of this update's augmentations (--augment), or None. G's inputs are fed, never read from the
 data iterator, so a G update does not consume a batch."""
@@ -183,16 +183,27 @@ def sample_labels(count, classes):
   return shown[np.arange(count) // cols], cols
 
 
+GANSaving = collections.namedtuple('GANSaving', 'latest best without_averages start_averages sync_replicas '
+                                                'step_spread')
+"""What writing and reading checkpoints needs (names as DCGAN.checkpoint_names gives them): latest, the Saver of
+the newest --max_to_keep checkpoints; best, that of best/ (checkpoints.save_best deletes the older); without_averages,
+everything but G's moving averages (a checkpoint written before --ema existed) and start_averages, the op that
+starts them at G's weights; sync_replicas, the op that copies a restored variable's first replica to every replica
+(a Saver given names reads that one only); step_spread, the variance of global_step across the workers' replicas,
+which must be 0 before the first step (workers that restored different steps would train apart)."""
+
+
 class DCGAN:
   """The graph of a run: built with a dataset, the training step; without one, only the sampler (test mode).
 
   Attributes:
     config, dataset, graph, strategy (None on one device), global_step.
     pipeline, inputs, model, loss, train_ops: the training step's stages (with a dataset).
-    ema: the tf1.train.ExponentialMovingAverage of G's weights (--ema), or None.
+    ema: the tf1.train.ExponentialMovingAverage of G's weights (--ema), or None; overflows: at mixed float16, the
+      count of updates skipped because their gradients overflowed, or None.
     sampler: a Sampler: G in inference mode on the averaged weights, for grids, --generate and export.
     weights_finite: a bool tensor, every weight is finite; init: initializes every variable.
-    saver, best_saver: Savers of the latest checkpoints and of best/ (names as checkpoint_names() gives them).
+    saving: a GANSaving (with a dataset; test mode's graph makes its Saver when it knows what the checkpoint holds).
   """
 
   def __init__(self, config, dataset=None):
@@ -200,70 +211,73 @@ class DCGAN:
       raise ValueError('the config is not complete: modes.complete() fills in c_dim and y_dim from the data')
     self.config, self.dataset = config, dataset
     self.training = dataset is not None
-    cluster = cluster_lib.from_environment() if config.multi_worker else None
-    self.worker, self.num_workers = (cluster.index, len(cluster.workers)) if cluster else (0, 1)
     self.graph = tf.Graph()
+    self.ema = self.overflows = self.saving = None
     with self.graph.as_default():
       tf1.set_random_seed(config.seed)
-      # Several devices (--devices, --num_gpus) or machines (--strategy multi_worker): the same step runs as the
-      # replica function of a strategy. Made inside the graph: made eagerly, it would place a variable on each
-      # device of the eager context, which has no second CPU.
-      self.strategy = None
-      if config.multi_worker:
-        self.strategy = tf1.distribute.experimental.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
-      elif len(config.devices) > 1:
-        self.strategy = tf1.distribute.MirroredStrategy(list(config.devices))
+      self.strategy = self._make_strategy()
       if self.training:
         with tf.name_scope('inputs'), tf.device('/cpu:0'):  # each worker reads its own share of every batch
-          local = dataclasses.replace(config, batch_size=config.batch_size // self.num_workers)
+          local = dataclasses.replace(config, batch_size=config.batch_size // config.num_workers)
           self.pipeline = datasets.make_pipeline(dataset, local)
       with self.strategy.scope() if self.strategy else tf.device(config.device):
         self.global_step = tf1.train.get_or_create_global_step()
-        self.ema = self.overflows = None
         if self.training:
-          with tf.name_scope('inputs/'):  # the stage's scope again, not inputs_1/
-            self.inputs = self._build_inputs()
-          self.model, self.loss, self.train_ops = self._build_step()
-          # mixed float16: how many updates were skipped in this run because their gradients overflowed
-          self.overflows = next((v for v in tf1.global_variables()
-                                 if v.op.name == f'{LOSS_SCALE_SCOPE}/overflows'), None)
-          if config.ema:
-            self._build_ema()
+          self._build_training()
         self.sampler = self._build_sampler()
         with tf.name_scope('checks'):
           floats = [v for v in tf1.global_variables() if v.dtype.base_dtype.is_floating]
           self.weights_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats])
         with tf.name_scope('train/'):
           self.init = tf1.global_variables_initializer()
-      if self.training:  # test mode's graph gets its Saver when it knows what the checkpoint holds
-        with tf.name_scope('save'):
-          names = self.checkpoint_names()
-          self.saver = tf1.train.Saver(names, max_to_keep=config.max_to_keep, name='latest',
-                                       keep_checkpoint_every_n_hours=config.keep_every_hours or 10000.0)
-          self.best_saver = tf1.train.Saver(names, max_to_keep=None, name='best')  # save_best deletes the older
-          # A checkpoint written before --ema existed: everything but the averages, which then start at G's weights
-          averages = {a.op.name for _, a in self.averages()}
-          self.saver_without_averages = tf1.train.Saver(
-              {name: v for name, v in names.items() if v.op.name not in averages}, name='without_averages')
-          self.start_averages = tf.group([a.assign(v) for v, a in self.averages()], name='start_averages')
-          # A Saver given names saves and restores a mirrored variable's first replica only: after a restore,
-          # every replica takes that value (in the strategy's cross-replica context, assign writes them all).
-          self.sync_replicas = tf.no_op(name='sync_replicas')
-          if self.strategy:
-            with self.strategy.scope():
-              self.sync_replicas = tf.group([v.assign(v.read_value()) for v in names.values()], name='sync_replicas')
-          # Workers that restored different steps would train apart: the spread of the replicas' steps (their
-          # variance, through the all-reduce every worker takes part in) must be 0 before the first step.
-          self.step_spread = tf.constant(0.0, tf.float64)
-          if config.multi_worker:
-            with self.strategy.scope():
-              def step_and_square():
-                step = tf.cast(self.global_step.read_value(), tf.float64)
-                return step, step * step
-              steps, squares = self.strategy.extended.call_for_each_replica(step_and_square)
-              mean = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-              self.step_spread = mean(squares) - tf.square(mean(steps))
-        self.graph.finalize()  # the training loop must not add ops (export adds some to the sampler graph)
+      if self.training:  # (test mode's graph makes its Saver when it knows what the checkpoint holds, and export
+        with tf.name_scope('save'):  # adds ops to the sampler's graph)
+          self.saving = self._build_saving()
+        self.graph.finalize()  # the training loop must not add ops
+
+  def _make_strategy(self):
+    """Several devices (--devices, --num_gpus) or machines (--strategy multi_worker): the same step runs as the
+    replica function of a strategy; None on one device. Made inside the graph: made eagerly, it would place a
+    variable on each device of the eager context, which has no second CPU."""
+    cfg = self.config
+    if cfg.multi_worker:
+      resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+          tf.train.ClusterSpec({'worker': list(cfg.workers)}), task_type='worker', task_id=cfg.worker_index)
+      return tf1.distribute.experimental.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    return tf1.distribute.MirroredStrategy(list(cfg.devices)) if len(cfg.devices) > 1 else None
+
+  def _build_training(self):
+    """The training step's stages, the overflow count of mixed float16, and the moving average of G."""
+    with tf.name_scope('inputs/'):  # the stage's scope again, not inputs_1/
+      self.inputs = self._build_inputs()
+    self.model, self.loss, self.train_ops = self._build_step()
+    self.overflows = next((v for v in tf1.global_variables() if v.op.name == f'{LOSS_SCALE_SCOPE}/overflows'), None)
+    if self.config.ema:
+      self._build_ema()
+
+  def _build_saving(self):
+    """The GANSaving of the training graph."""
+    cfg, names = self.config, self.checkpoint_names()
+    latest = tf1.train.Saver(names, max_to_keep=cfg.max_to_keep, name='latest',
+                             keep_checkpoint_every_n_hours=cfg.keep_every_hours or 10000.0)
+    best = tf1.train.Saver(names, max_to_keep=None, name='best')
+    averages = {a.op.name for _, a in self.averages()}
+    without_averages = tf1.train.Saver({name: v for name, v in names.items() if v.op.name not in averages},
+                                       name='without_averages')
+    start_averages = tf.group([a.assign(v) for v, a in self.averages()], name='start_averages')
+    sync_replicas, step_spread = tf.no_op(name='sync_replicas'), tf.constant(0.0, tf.float64)
+    if self.strategy:
+      with self.strategy.scope():  # (in the cross-replica context, assign writes every replica)
+        sync_replicas = tf.group([v.assign(v.read_value()) for v in names.values()], name='sync_replicas')
+        if cfg.multi_worker:
+          def step_and_square():
+            step = tf.cast(self.global_step.read_value(), tf.float64)
+            return step, step * step
+          steps, squares = self.strategy.extended.call_for_each_replica(step_and_square)
+          mean = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+          step_spread = mean(squares) - tf.square(mean(steps))
+    return GANSaving(latest=latest, best=best, without_averages=without_averages, start_averages=start_averages,
+                     sync_replicas=sync_replicas, step_spread=step_spread)
 
   def _build_step(self):
     """(GANModel, GANLoss, GANTrainOps) of one training step, on one device or split across the replicas.
@@ -284,7 +298,7 @@ class DCGAN:
     if self.strategy is None:
       return self._with_power_iterations(*stages(self.inputs))
     replicas = self.strategy.num_replicas_in_sync
-    per_replica, local_replicas = cfg.batch_size // replicas, replicas // self.num_workers
+    per_replica, local_replicas = cfg.batch_size // replicas, replicas // cfg.num_workers
 
     def replica_step(inputs):
       # Replica ids run worker by worker. The images are this worker's share of the batch; z is the whole
@@ -296,7 +310,7 @@ class DCGAN:
       seed = None if inputs.augment_seed is None else inputs.augment_seed + tf.cast([2 * index, 0], tf.int64)
       model, loss, train_ops = stages(GANInputs(
           images=cut(inputs.images, local), labels=cut(inputs.labels, local), z=cut(inputs.z, index),
-          z_labels=cut(inputs.z_labels, index), mix=cut(inputs.mix, index), augment_seed=seed))
+          z_labels=cut(inputs.z_labels, index), z_label_ids=None, mix=cut(inputs.mix, index), augment_seed=seed))
       return model.generated, model.real_seen, model.real_logits, model.fake_logits, loss, train_ops
 
     generated, real_seen, real_logits, fake_logits, loss, train_ops = self.strategy.extended.call_for_each_replica(
@@ -355,11 +369,11 @@ class DCGAN:
     z = tf1.placeholder(tf.float32, [None, cfg.z_dim], name='step_z')
     mix = tf1.placeholder(tf.float32, [None], name='step_mix') if cfg.gradient_penalty else None
     seed = tf1.placeholder(tf.int64, [2], name='step_augment_seed') if augment.parse(cfg.augment) else None
-    self.z_label_ids = tf1.placeholder(tf.int32, [None], name='step_z_labels') if cfg.y_dim else None
     if not cfg.y_dim:
-      return GANInputs(images=images, labels=None, z=z, z_labels=None, mix=mix, augment_seed=seed)
+      return GANInputs(images=images, labels=None, z=z, z_labels=None, z_label_ids=None, mix=mix, augment_seed=seed)
+    label_ids = tf1.placeholder(tf.int32, [None], name='step_z_labels')
     return GANInputs(images=images, labels=tf.one_hot(self.pipeline.labels, cfg.y_dim), z=z,
-                     z_labels=tf.one_hot(self.z_label_ids, cfg.y_dim), mix=mix, augment_seed=seed)
+                     z_labels=tf.one_hot(label_ids, cfg.y_dim), z_label_ids=label_ids, mix=mix, augment_seed=seed)
 
   def _build_sampler(self):
     """G in inference mode on its moving averages (when training with --ema; a test-mode graph loads the
@@ -398,7 +412,7 @@ class DCGAN:
     rng = np.random.default_rng([cfg.seed, step] + ([update] if update else []))
     feed = {self.inputs.z: utils.noise(cfg.z_dist, [cfg.batch_size, cfg.z_dim], rng)}
     if cfg.y_dim:
-      feed[self.z_label_ids] = self.dataset.labels[rng.integers(len(self.dataset), size=cfg.batch_size)]
+      feed[self.inputs.z_label_ids] = self.dataset.labels[rng.integers(len(self.dataset), size=cfg.batch_size)]
     if self.inputs.mix is not None:
       feed[self.inputs.mix] = rng.uniform(size=cfg.batch_size).astype(np.float32)
     if self.inputs.augment_seed is not None:

@@ -21,7 +21,6 @@ import tensorflow as tf
 from absl import logging
 
 import checkpoints
-import cluster
 import config as config_lib
 import datasets
 import evaluation
@@ -29,6 +28,7 @@ import generate as generate_lib
 import inception
 import losses
 import model
+import restore as restore_lib
 import trainer
 import utils
 from errors import UserError, op_error_text
@@ -68,16 +68,27 @@ def mirror_by_default(dataset):
   return dataset.channels == 3 and MIRROR_COLOUR
 
 
+def with_output_size(config):
+  """The config with its output size: as given (a width not given is the height), else the data's default (28 for
+  MNIST-style data, the native size of small TFDS images, else 64: its kind says, no image is read)."""
+  if config.output_height is not None and config.output_width is not None:
+    return config
+  height = config.output_height or datasets.default_output_size(config)
+  return dataclasses.replace(config, output_height=height, output_width=config.output_width or height)
+
+
 def prepare(config):
-  """Loads the dataset of `config` (decoding it into the --cache file when asked) and completes the config.
+  """Opens the dataset of `config` (decoding it into the --cache file when asked) and completes the config with
+  what only the data knows: the one place that does (with_output_size, then complete).
 
   Returns:
     (the complete config, the datasets.Source).
 
   Raises:
-    UserError: see datasets.load and complete.
+    UserError: see datasets.open_dataset and complete.
   """
-  dataset = datasets.load(config, strict=config.strict, cache_dir=config.data_cache_path)
+  config = with_output_size(config)
+  dataset = datasets.open_dataset(config, strict=config.strict, cache_dir=config.data_cache_path)
   if config.cache:
     dataset = datasets.cache_images(dataset, config, config.data_cache_path)
   return complete(config, dataset), dataset
@@ -93,9 +104,10 @@ def train(config, from_step=None):
     UserError: bad data or flags, a checkpoint that does not fit or cannot be written, lost workers.
     Diverged: a loss or a weight became NaN or Inf.
   """
+  config = with_output_size(config)  # (the run's folders are named by it)
   for directory in (config.checkpoint_path, config.sample_path, config.log_path):
     utils.check_writable(directory)
-  worker = cluster.from_environment().index if config.multi_worker else 0  # worker 0, the chief, writes
+  worker = config.worker_index  # worker 0, the chief, writes
   with checkpoints.writer_lock(config.checkpoint_path, 'training') if worker == 0 else contextlib.nullcontext():
     return _train(config, from_step, worker)
 
@@ -163,8 +175,8 @@ def _check_batch_size(config, count):
 
 
 def _warn_if_changed(config):
-  """A resumed run may change how it trains (not a shape: that stops it in trainer.restore): says what changed."""
-  saved = config_lib.load(config.checkpoint_path)
+  """A resumed run may change how it trains (not a shape: that stops it in restore.restore): says what changed."""
+  saved = config_lib.read_saved(config.checkpoint_path)
   resumed = saved is not None and checkpoints.steps(config.checkpoint_path)
   changed = config_lib.training_differences(saved, config) if resumed else []
   if not changed:
@@ -194,6 +206,7 @@ def check_data(config):
   Raises:
     UserError: the data cannot be trained on as it is (with --strict: because of bad entries).
   """
+  config = with_output_size(config)
   report = datasets.check(config, cache_dir=config.data_cache_path)
   print(report.text())
   problems = report.problems + ([f'{report.bad} bad files (--strict)'] if config.strict and report.bad else [])
@@ -224,24 +237,36 @@ def _flags_of(height, width, run_name):
   return f'--output_height {height} --output_width {width}' + (f' --run_name {run_name}' if run_name else '')
 
 
-def trained_config(config, size_given=True, data_dir_given=True, ema_given=False):
-  """The config saved beside the newest checkpoint of the key, with this run's folders and runtime fields.
+def trained_config(config, data_dir_given=True, ema_given=False):
+  """The config saved beside the newest checkpoint of the run, with this run's folders and runtime fields.
 
   Args:
-    config: this run's config (its dataset, output size, folders, batch size, device, seed are used).
-    size_given: the output size was asked for; if not, and only one size was trained for the dataset, that one.
+    config: this run's config (its dataset, output size, run name, folders, batch size, device, seed are used).
+      Without an output size (None), the one size trained for the dataset (and run name) is used.
     data_dir_given: the data folder was asked for; if not, the one the model was trained on.
     ema_given: --ema was given: 0 samples G's own weights instead of their average (the checkpoint has both).
 
   Raises:
-    UserError: there is no checkpoint for the key; the message names the flags that make the key.
+    UserError: there is no checkpoint for the run, or no size was given and several were trained; the message
+      names the flags of each run there is.
   """
   runs = _trained_runs(config)
-  sizes = [(height, width) for height, width, run_name in runs.values() if run_name == config.run_name]
-  if not size_given and len(sizes) == 1:
+  found = ', '.join(f'{name} ({_flags_of(*run)})' for name, run in runs.items())
+  if config.output_height is None and config.output_width is not None:
+    config = dataclasses.replace(config, output_height=config.output_width)
+  if config.output_height is not None and config.output_width is None:
+    config = dataclasses.replace(config, output_width=config.output_height)
+  if config.output_height is None:
+    sizes = [(height, width) for height, width, run_name in runs.values() if run_name == config.run_name]
+    if len(sizes) != 1:
+      named = f' --run_name {config.run_name}' if config.run_name else ''
+      what = f'runs of {len(sizes)} sizes' if sizes else 'no checkpoint'
+      raise UserError(f'--dataset {config.dataset}{named} has {what} in {config.checkpoint_dir}'
+                      f'{": pick one with --output_height" if sizes else ""}'
+                      f'{f"; there are: {found}" if found else ""}{"" if sizes else "; train first with --train"}')
     (height, width), = sizes  # the only size trained for this dataset (and run name)
     config = dataclasses.replace(config, output_height=height, output_width=width)
-  saved = config_lib.load(config.checkpoint_path)
+  saved = config_lib.read_saved(config.checkpoint_path)
   if saved is None or not checkpoints.steps(config.checkpoint_path):
     others = [f'{name} ({_flags_of(*run)})' for name, run in runs.items() if name != config.key]
     hint = f'; found instead: {", ".join(others)}' if others else ''
@@ -251,7 +276,8 @@ def trained_config(config, size_given=True, data_dir_given=True, ema_given=False
   return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
                              log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
                              run_name=config.run_name, inception_dir=config.inception_dir, device=config.device,
-                             devices=config.devices, multi_worker=False, seed=config.seed, precision=config.precision,
+                             devices=config.devices, multi_worker=False, workers=(), worker_index=0, seed=config.seed,
+                             precision=config.precision,
                              data_dir=config.data_dir if data_dir_given else saved.data_dir, strict=config.strict,
                              ema=config.ema if ema_given else saved.ema)
 
@@ -272,7 +298,7 @@ def trained_generator(config, checkpoint=None):
   """
   dcgan = model.DCGAN(config)
   with trainer.session(dcgan) as sess:
-    path = trainer.restore(dcgan, sess, checkpoint)
+    path = restore_lib.restore(dcgan, sess, checkpoint)
     if path is None:  # every checkpoint there was incomplete and set aside
       raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
     yield generate_lib.Generator(dcgan, sess), int(sess.run(dcgan.global_step)), path
@@ -281,7 +307,7 @@ def trained_generator(config, checkpoint=None):
 def _own_weights_suffix(config):
   """'_noema' when --ema 0 samples G's own weights of a model that also has their average (whose pictures keep
   the plain names), so that the two never overwrite each other; else ''."""
-  saved = config_lib.load(config.checkpoint_path)
+  saved = config_lib.read_saved(config.checkpoint_path)
   return '_noema' if not config.ema and saved is not None and saved.ema else ''
 
 
@@ -347,7 +373,7 @@ def evaluate(config, num_samples=evaluation.DEFAULT_SAMPLES, checkpoint=None):
 
 
 def _evaluate(config, num_samples, checkpoint):
-  dataset = datasets.load(config, strict=config.strict, cache_dir=config.data_cache_path)
+  dataset = datasets.open_dataset(config, strict=config.strict, cache_dir=config.data_cache_path)
   if dataset.channels != config.c_dim or (config.y_dim and dataset.num_classes != config.y_dim):
     raise UserError(f'{os.path.join(config.data_dir, config.dataset)} holds images with {dataset.channels} '
                     f'channel(s) and {dataset.num_classes} label classes, but the model was trained on '
@@ -400,7 +426,7 @@ def evaluate_images(config, images_dir, num_samples=evaluation.DEFAULT_SAMPLES, 
     sizes = collections.Counter(image.shape[:2] for image in images)
     (height, width), _ = sizes.most_common(1)[0]
     config = dataclasses.replace(config, output_height=height, output_width=width)
-  dataset = datasets.load(config, strict=config.strict, cache_dir=config.data_cache_path)
+  dataset = datasets.open_dataset(config, strict=config.strict, cache_dir=config.data_cache_path)
   config = dataclasses.replace(config, c_dim=dataset.channels, y_dim=0, z_dim=1)
   fake, resized = datasets.fit_images(images, config.output_height, config.output_width, dataset.channels)
   if resized:

@@ -20,6 +20,8 @@ import os
 import sys
 import tempfile
 
+import utils
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
 if '--tf_xla_cpu_global_jit' not in os.environ.get('TF_XLA_FLAGS', ''):
@@ -45,14 +47,10 @@ _NOTICES = ('All log messages before absl::InitializeLog() is called are written
 
 def _import_tensorflow():
   with tempfile.TemporaryFile() as capture:
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(capture.fileno(), 2)
     try:
-      import tensorflow  # noqa: F401
+      with utils.stderr_to(capture):
+        import tensorflow  # noqa: F401
     finally:
-      os.dup2(saved, 2)
-      os.close(saved)
       capture.seek(0)
       for line in capture.read().decode(errors='replace').splitlines():
         if not any(notice in line for notice in _NOTICES):

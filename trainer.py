@@ -8,9 +8,11 @@ saved, D winning is warned). With --strategy multi_worker each worker serves its
 $ python main.py --train --dataset digits
 """
 
+import dataclasses
 import math
 import os
 import time
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -18,12 +20,12 @@ from absl import logging
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 import checkpoints
-import cluster as cluster_lib
 import config as config_lib
 import datasets
 import generate
 import losses
 import model
+import restore as restore_lib
 import safety
 import utils
 from errors import Diverged, UserError, first_line
@@ -72,78 +74,6 @@ def session(dcgan, server=None, proto=None):
   return tf1.Session(server.target if server else '', graph=dcgan.graph, config=proto)
 
 
-def _describe_field(field):
-  return {'c_dim': 'images with channels', 'y_dim': 'label classes'}.get(field, f'--{field}')
-
-
-def restore(dcgan, sess, step=None):
-  """Loads the newest complete checkpoint of the run's key (or that of `step`), after checking that it fits.
-
-  Broken newer checkpoints (a killed save) are set aside with a warning; see checkpoints.newest_complete. A
-  training graph loads everything; a checkpoint written before --ema existed has no moving averages of G, which
-  then start at G's weights. A test-mode graph (the sampler alone) loads G's moving averages into G's weights
-  when the checkpoint has them, and G's weights otherwise.
-
-  Args:
-    dcgan: a model.DCGAN.
-    sess: a session of its graph.
-    step: None for the newest checkpoint, a step number, or checkpoints.BEST for the one in best/.
-
-  Returns:
-    The checkpoint's path, or None when there is none (then nothing is loaded).
-
-  Raises:
-    UserError: the checkpoint was written with flags that give variables of other shapes, or on classes of other
-      names, or `step` has no complete checkpoint (or there is no best one).
-  """
-  cfg = dcgan.config
-  path = checkpoints.find(cfg.checkpoint_path, step)
-  if path is None:
-    return None
-  saved = config_lib.load(cfg.checkpoint_path)
-  differences = config_lib.shape_differences(saved, cfg) if saved else []
-  if differences:
-    raise UserError(f'the checkpoint in {cfg.checkpoint_path} does not fit: it was trained with ' +
-                    ', '.join(f'{_describe_field(f)} {old} (now {new})' for f, old, new in differences) +
-                    '; use the old values, or --run_name NAME to start a new run beside it')
-  if saved and saved.class_names and cfg.class_names and saved.class_names != cfg.class_names:
-    raise UserError(f'the checkpoint in {cfg.checkpoint_path} was trained on the classes '
-                    f'{", ".join(saved.class_names)} (labels 0 to {len(saved.class_names) - 1}), but the data now has '
-                    f'{", ".join(cfg.class_names)}: its labels would change meaning; restore the class folders, or use '
-                    '--run_name NAME to start a new run beside it')
-  stored = dict(tf.train.list_variables(path))
-  if dcgan.training:
-    names = dcgan.checkpoint_names()
-    averages = {name for name in names if name.endswith('/' + model.EMA_NAME)}
-    before_ema = bool(averages) and not averages & set(stored)
-    _check_fit(path, stored, {n: v for n, v in names.items() if not (before_ema and n in averages)})
-    if before_ema:
-      dcgan.saver_without_averages.restore(sess, path)
-      sess.run(dcgan.start_averages)
-      logging.info('%s holds no moving averages of G (it was written before --ema): they start at G\'s weights',
-                   path)
-    else:
-      dcgan.saver.restore(sess, path)
-    sess.run(dcgan.sync_replicas)
-    return path
-  names = {}
-  for variable in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES):
-    average = f'{variable.op.name}/{model.EMA_NAME}'
-    names[average if cfg.ema and average in stored else variable.op.name] = variable
-  _check_fit(path, stored, names)
-  tf1.train.Saver(names).restore(sess, path)
-  return path
-
-
-def _check_fit(path, stored, names):
-  for name, variable in names.items():
-    shape = variable.shape.as_list()
-    if stored.get(name) != shape:
-      found = 'is missing' if name not in stored else f'has shape {stored[name]}'
-      raise UserError(f'the checkpoint {path} does not fit this model: variable {name} {found}, '
-                      f'the model needs {shape}; it was written by another configuration')
-
-
 def check_weights(dcgan, sess, step, last_good):
   """Raises Diverged when a weight is NaN or Inf: such weights are never saved."""
   if not sess.run(dcgan.weights_finite):
@@ -175,7 +105,7 @@ class Trainer:
     self.dcgan = model.DCGAN(config, dataset)
     batches = min(len(dataset), config.train_size or len(dataset)) // config.batch_size
     self.steps_per_epoch = batches // config.d_steps  # each epoch visits a fresh shuffle, in whole steps
-    self.worker, self.num_workers = self.dcgan.worker, self.dcgan.num_workers
+    self.worker, self.num_workers = config.worker_index, config.num_workers
     self.is_chief = self.worker == 0  # writes checkpoints, samples and summaries; other workers only train
     # Each worker saves to a scratch folder of its own, so that a worker's checkpoint can be checked by hand
     self.save_dir = config.checkpoint_path if self.is_chief else os.path.join(config.checkpoint_path,
@@ -187,7 +117,7 @@ class Trainer:
       self.proto.inter_op_parallelism_threads = 0  # the all-reduce waits on the other workers: ops side by side
       # A worker that died leaves the others waiting in the all-reduce: give up after --worker_timeout
       self.proto.operation_timeout_in_ms = int(config.worker_timeout * 1000)
-      workers = cluster_lib.from_environment().workers
+      workers = config.workers
       try:
         self.server = tf.distribute.Server(tf.train.ClusterSpec({'worker': list(workers)}), job_name='worker',
                                            task_index=self.worker, config=self.proto)
@@ -198,10 +128,10 @@ class Trainer:
     return session(self.dcgan, self.server, self.proto)
 
   def restore(self, sess, step=None):
-    """restore() for training: also makes --max_to_keep count the checkpoints of earlier runs."""
-    path = restore(self.dcgan, sess, step)
+    """restore.restore() for training: also makes --max_to_keep count the checkpoints of earlier runs."""
+    path = restore_lib.restore(self.dcgan, sess, step)
     if path is not None:
-      self.dcgan.saver.set_last_checkpoints_with_time(
+      self.dcgan.saving.latest.set_last_checkpoints_with_time(
           [(p, os.path.getmtime(p + '.index')) for p in checkpoints.managed(self.save_dir)])
     return path
 
@@ -213,7 +143,7 @@ class Trainer:
       UserError: the checkpoint could not be written; `last_good` (a path or None) is left intact.
     """
     check_weights(self.dcgan, sess, step, last_good)
-    return checkpoints.save(self.dcgan.saver, sess, self.save_dir, step, last_good)
+    return checkpoints.save(self.dcgan.saving.latest, sess, self.save_dir, step, last_good)
 
   def train(self, from_step=None, evaluator=None):
     """Trains until --epoch epochs are done, resuming at the epoch and batch of the newest checkpoint.
@@ -231,73 +161,97 @@ class Trainer:
       Diverged: a loss or a weight became NaN or Inf (nothing of that state is saved).
       UserError: a checkpoint does not fit or could not be written.
     """
-    cfg, dcgan, steps_per_epoch = self.config, self.dcgan, self.steps_per_epoch
-    total_steps = cfg.epoch * steps_per_epoch
-    # A worker restarted alone cannot join the others' run: it stops within --worker_timeout instead of waiting
-    startup = safety.Watchdog(
+    with self._startup_watchdog() as startup, self.session() as sess, safety.GracefulStop() as stop:
+      run = self._begin(sess, from_step)
+      try:
+        while run.step < run.total and not stop.requested:
+          self._start_epoch_if_due(sess, run)
+          # (1) update D --d_steps times, (2) update G --g_steps times
+          run.stats = self.train_step(sess, run.step)
+          run.step += 1
+          startup.done()  # every worker took part in a step
+          safety.check_finite(run.stats, run.step, run.last_good)
+          # log
+          self._log(run)
+          # sample
+          if self.is_chief and self._due(run, self.config.sample_freq):
+            self._write_samples(sess, run.writer, run.step, (run.step - 1) // self.steps_per_epoch)
+          # checkpoint
+          if self._due(run, self.config.ckpt_freq):
+            run.last_good, run.saved = self.save(sess, run.step, run.last_good), run.step
+          # evaluate, keeping the best checkpoint
+          if evaluator is not None and self.is_chief and self._due(run, self.config.eval_freq):
+            self._evaluate(sess, run.writer, evaluator, run.step, run.last_good)
+        self._end(sess, run, stop.requested)
+      finally:
+        run.progress.close()
+        run.writer.close()
+    return run.step, stop.requested
+
+  def _startup_watchdog(self):
+    """A worker restarted alone cannot join the others' run: it stops within --worker_timeout instead of waiting."""
+    cfg = self.config
+    return safety.Watchdog(
         cfg.worker_timeout if cfg.multi_worker else None,
         f'worker {self.worker} waited --worker_timeout {cfg.worker_timeout:g} s for the other workers to start '
         'training with it, and they did not (a worker restarted alone cannot join a run that the others left); '
         'the chief\'s last checkpoint is intact: start every worker again to go on')
-    with startup, self.session() as sess, safety.GracefulStop() as stop:
-      sess.run(dcgan.init)
-      last_good = self.restore(sess, from_step)
-      step = start = saved = int(sess.run(dcgan.global_step))
-      if cfg.multi_worker and sess.run(dcgan.step_spread) != 0:
-        raise UserError(f'worker {self.worker} restored step {step} ({last_good or "no checkpoint"}), but the workers '
-                        'did not all restore the same step: they would train apart. Give every worker the same '
-                        'checkpoint folder (a shared one, or copies of the chief\'s) and start them all again')
-      if from_step is not None and self.is_chief:
-        checkpoints.roll_back(cfg.checkpoint_path, step)
-      logging.info('%s at step %d (epoch %d, batch %d)', f'resumed from {last_good}' if last_good else 'started',
-                   step, step // steps_per_epoch, step % steps_per_epoch * cfg.d_steps)
-      if self.is_chief:
-        config_lib.save(cfg, cfg.checkpoint_path)
-      writer = tf1.summary.FileWriter(cfg.log_path, dcgan.graph) if self.is_chief else _NoSummaries()
-      progress = utils.Progress(start, total_steps, steps_per_epoch, cfg.batch_size, cfg.log_freq)
-      watch = safety.DiscriminatorWinWatch(losses.LOSSES[cfg.loss].floor)
-      logged = (start, time.monotonic())  # the step and time of the last summaries, for images/s
-      stats = None
-      try:
-        while step < total_steps and not stop.requested:
-          epoch, batch = divmod(step, steps_per_epoch)
-          if batch == 0 or step == start:
-            self.start_epoch(sess, epoch, batch)
-          # (1) update D --d_steps times, (2) update G --g_steps times
-          stats = self.train_step(sess, step)
-          step += 1
-          startup.done()  # every worker took part in a step
-          safety.check_finite(stats, step, last_good)
-          # log
-          progress.update(step, stats)
-          if step % cfg.log_freq == 0 or step in (start + 1, total_steps):
-            logged = self._write_summaries(writer, step, stats, logged)
-          warning = watch.update(stats['d_loss'] - cfg.gradient_penalty * stats['gradient_penalty'])
-          if warning:
-            self._write_warning(writer, step, warning)
-          # sample
-          if self.is_chief and (step % cfg.sample_freq == 0 or step == total_steps):
-            self._write_samples(sess, writer, step, epoch)
-          # checkpoint
-          if step % cfg.ckpt_freq == 0 or step == total_steps:
-            last_good, saved = self.save(sess, step, last_good), step
-          # evaluate, keeping the best checkpoint
-          if evaluator is not None and self.is_chief and (step % cfg.eval_freq == 0 or step == total_steps):
-            self._evaluate(sess, writer, evaluator, step, last_good)
-        if stop.requested and step > saved:
-          last_good = self.save(sess, step, last_good)
-        if stats is not None and logged[0] != step:  # the last step's numbers, whatever --log_freq
-          self._write_summaries(writer, step, stats, logged)
-      finally:
-        progress.close()
-        writer.close()
-    if stop.requested:
-      logging.info('stopped by %s at step %d; %s', stop.requested, step,
-                   f'saved {last_good}: run the same command to go on' if last_good else 'nothing to save yet')
-    elif start >= total_steps:
+
+  def _begin(self, sess, from_step):
+    """Initializes, restores (or rolls back to `from_step`) and says where training starts; returns a _Run."""
+    cfg, dcgan = self.config, self.dcgan
+    sess.run(dcgan.init)
+    last_good = self.restore(sess, from_step)
+    step = int(sess.run(dcgan.global_step))
+    if cfg.multi_worker and sess.run(dcgan.saving.step_spread) != 0:
+      raise UserError(f'worker {self.worker} restored step {step} ({last_good or "no checkpoint"}), but the workers '
+                      'did not all restore the same step: they would train apart. Give every worker the same '
+                      'checkpoint folder (a shared one, or copies of the chief\'s) and start them all again')
+    if from_step is not None and self.is_chief:
+      checkpoints.roll_back(cfg.checkpoint_path, step)
+    logging.info('%s at step %d (epoch %d, batch %d)', f'resumed from {last_good}' if last_good else 'started',
+                 step, step // self.steps_per_epoch, step % self.steps_per_epoch * cfg.d_steps)
+    if self.is_chief:
+      config_lib.save(cfg, cfg.checkpoint_path)
+    total = cfg.epoch * self.steps_per_epoch
+    return _Run(step=step, start=step, total=total, saved=step, last_good=last_good,
+                writer=tf1.summary.FileWriter(cfg.log_path, dcgan.graph) if self.is_chief else _NoSummaries(),
+                progress=utils.Progress(step, total, self.steps_per_epoch, cfg.batch_size, cfg.log_freq),
+                watch=safety.DiscriminatorWinWatch(losses.LOSSES[cfg.loss].floor), logged=(step, time.monotonic()))
+
+  def _start_epoch_if_due(self, sess, run):
+    epoch, batch = divmod(run.step, self.steps_per_epoch)
+    if batch == 0 or run.step == run.start:
+      self.start_epoch(sess, epoch, batch)
+
+  @staticmethod
+  def _due(run, every):
+    """Whether the periodic work of every `every` steps (and of the last step) is due after this step."""
+    return run.step % every == 0 or run.step == run.total
+
+  def _log(self, run):
+    """The progress line, TensorBoard's scalars (the first step of a run, every --log_freq, the last), the D-has-won
+    watch."""
+    cfg = self.config
+    run.progress.update(run.step, run.stats)
+    if run.step % cfg.log_freq == 0 or run.step in (run.start + 1, run.total):
+      run.logged = self._write_summaries(run.writer, run.step, run.stats, run.logged)
+    warning = run.watch.update(run.stats['d_loss'] - cfg.gradient_penalty * run.stats['gradient_penalty'])
+    if warning:
+      self._write_warning(run.writer, run.step, warning)
+
+  def _end(self, sess, run, stopped_by):
+    """Saves a step a signal interrupted, writes the last step's numbers, and says how training ended."""
+    if stopped_by and run.step > run.saved:
+      run.last_good = self.save(sess, run.step, run.last_good)
+    if run.stats is not None and run.logged[0] != run.step:  # the last step's numbers, whatever --log_freq
+      self._write_summaries(run.writer, run.step, run.stats, run.logged)
+    if stopped_by:
+      logging.info('stopped by %s at step %d; %s', stopped_by, run.step,
+                   f'saved {run.last_good}: run the same command to go on' if run.last_good else 'nothing to save yet')
+    elif run.start >= run.total:
       logging.info('the checkpoint is at step %d, past --epoch %d (%d steps): nothing to train; raise --epoch '
-                   'to go on', start, cfg.epoch, total_steps)
-    return step, stop.requested
+                   'to go on', run.start, self.config.epoch, run.total)
 
   def train_step(self, sess, step):
     """One training step: (1) update D --d_steps times, each on its own batch and z, (2) update G --g_steps
@@ -352,7 +306,7 @@ class Trainer:
       best = None  # kept by another --best_metric: the first evaluation by this one replaces it
     if math.isfinite(value) and (best is None or value < best['value']):
       check_weights(self.dcgan, sess, step, last_good)
-      checkpoints.save_best(self.dcgan.best_saver, sess, cfg.checkpoint_path, step,
+      checkpoints.save_best(self.dcgan.saving.best, sess, cfg.checkpoint_path, step,
                             {'metric': cfg.best_metric, 'value': value, 'num_samples': evaluator.num_samples,
                              'results': results})
       best = {'step': step, 'value': value}
@@ -395,6 +349,23 @@ class Trainer:
                               encoded_image_string=utils.png_bytes(grid))
     writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag='samples', image=image)]), step)
     writer.flush()
+
+
+@dataclasses.dataclass
+class _Run:
+  """Where a training run is: its step (and the step it started at, the total, the last saved), the newest good
+  checkpoint, its summary writer, progress display and D-has-won watch, the step and time of the last summaries
+  (for images/s), and the last step's numbers."""
+  step: int
+  start: int
+  total: int
+  saved: int
+  last_good: Optional[str]
+  writer: object
+  progress: object
+  watch: object
+  logged: tuple
+  stats: Optional[dict] = None
 
 
 class _NoSummaries:

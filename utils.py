@@ -108,8 +108,9 @@ def check_writable(directory):
 
 
 @contextlib.contextmanager
-def quiet_stderr():
-  """Sends what C++ libraries print to stderr (file descriptor 2) to /dev/null for the duration.
+def stderr_to(target=None):
+  """Sends what C++ libraries print to stderr (file descriptor 2) to `target` (a binary file object; None: nowhere)
+  for the duration: TensorFlow's start-up notices, libjpeg's complaints about a broken file.
 
   Yields:
     A text stream to the real stderr, for progress that should still be seen.
@@ -117,11 +118,12 @@ def quiet_stderr():
   sys.stderr.flush()
   saved = os.dup(2)
   try:
-    with open(os.devnull, 'w') as devnull:
-      os.dup2(devnull.fileno(), 2)
+    with open(os.devnull, 'wb') if target is None else contextlib.nullcontext(target) as sink:
+      os.dup2(sink.fileno(), 2)
     with os.fdopen(os.dup(saved), 'w') as real:
       yield real
   finally:
+    sys.stderr.flush()
     os.dup2(saved, 2)
     os.close(saved)
 

@@ -85,14 +85,14 @@ def main(argv):
                             '--epoch', str(-(-FLAGS.steps // 300)), '--seed', '1')
   inception_dir = os.path.join(run_dir, 'inception')
   inception.write_stand_in(os.path.join(inception_dir, inception.GRAPH_FILE))
-  base = config_lib.load(os.path.join(run_dir, 'checkpoint', KEY))
+  base = config_lib.read_saved(os.path.join(run_dir, 'checkpoint', KEY))
   cfg = modes.trained_config(config_lib.Config(dataset='mnist', data_dir=data_dir, output_height=28,
                                                output_width=28, checkpoint_dir=os.path.join(run_dir, 'checkpoint'),
                                                sample_dir=os.path.join(run_dir, 'samples'),
                                                log_dir=os.path.join(run_dir, 'logs'), inception_dir=inception_dir,
                                                batch_size=256, precision='float32'))
   assert cfg.conditioning == base.conditioning
-  dataset = datasets.load(cfg, cache_dir=cfg.data_cache_path)
+  dataset = datasets.open_dataset(cfg, cache_dir=cfg.data_cache_path)
   session_config = trainer.session_config('/cpu:0')
   records = []
   for seed in map(int, FLAGS.seeds):

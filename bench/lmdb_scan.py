@@ -89,7 +89,7 @@ def measure(folder, name, count):
   datasets._undecodable = undecodable
   assert not scan.bad, scan.bad
   start = time.perf_counter()
-  again = datasets.load(cfg, cache_dir=cache)
+  again = datasets.open_dataset(cfg, cache_dir=cache)
   seconds['second_open'] = time.perf_counter() - start
   assert len(again) == count
   record = {'lmdb': name, 'entries': count, **{f'{part}_s': round(s, 3) for part, s in seconds.items()}}

@@ -65,9 +65,9 @@ def measure(name, scratch):
       for way in ('plain', 'durable') if step % 2 else ('durable', 'plain'):
         start = time.perf_counter()
         if way == 'plain':
-          _plain_save(run.dcgan.saver, sess, plain_dir, step)
+          _plain_save(run.dcgan.saving.latest, sess, plain_dir, step)
         else:
-          checkpoints.save(run.dcgan.saver, sess, durable_dir, step, None)
+          checkpoints.save(run.dcgan.saving.latest, sess, durable_dir, step, None)
         times[way].append(time.perf_counter() - start)
   size = sum(os.path.getsize(p) for p in checkpoints._files_of(checkpoints.path_of(durable_dir, FLAGS.saves)))
   record = {'case': name, 'checkpoint_bytes': size, 'saves': FLAGS.saves,

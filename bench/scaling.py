@@ -68,7 +68,7 @@ def run(devices, scratch, multi_worker=False):
         times.append(time.perf_counter() - start)
   step_time = statistics.median(times)
   return {'case': FLAGS.case, 'replicas': dcgan.strategy.num_replicas_in_sync if dcgan.strategy else 1,
-          'setup': f'{dcgan.num_workers} workers' if multi_worker else ','.join(devices),
+          'setup': f'{dcgan.config.num_workers} workers' if multi_worker else ','.join(devices),
           'batch_size': FLAGS.batch_size, 'step_time_s': round(step_time, 4),
           'images_per_s': round(FLAGS.batch_size / step_time, 1)}
 

@@ -251,7 +251,7 @@ def run_pipeline(folder, consumed_images_per_s, scratch):
   cfg = dataclasses.replace(config_lib.Config(), dataset=os.path.basename(folder), data_dir=os.path.dirname(folder),
                             input_fname_pattern='*.jpg', output_height=64, output_width=64,
                             batch_size=FLAGS.batch_size)
-  files = datasets.load(cfg)
+  files = datasets.open_dataset(cfg)
   records = []
   for source, dataset in (('decode', files), ('cache', datasets.cache_images(files, cfg, scratch))):
     batches = 5 + FLAGS.pipeline_batches

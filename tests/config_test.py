@@ -13,9 +13,9 @@ def test_a_config_written_before_the_conditioning_choice_loads_as_the_mnist_mode
   fields = dataclasses.asdict(CONDITIONAL)
   del fields['conditioning']
   (tmp_path / config_lib.CONFIG_FILE).write_text(json.dumps(fields))
-  assert config_lib.load(str(tmp_path)) == dataclasses.replace(CONDITIONAL, conditioning='mnist')
+  assert config_lib.read_saved(str(tmp_path)) == dataclasses.replace(CONDITIONAL, conditioning='mnist')
   config_lib.save(CONDITIONAL, str(tmp_path))
-  assert config_lib.load(str(tmp_path)).conditioning == config_lib.CONDITIONINGS[0]
+  assert config_lib.read_saved(str(tmp_path)).conditioning == config_lib.CONDITIONINGS[0]
 
 
 def test_shape_differences_compare_only_what_either_model_has():

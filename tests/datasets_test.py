@@ -18,6 +18,7 @@ from PIL import Image
 
 import config as config_lib
 import datasets
+from datasets import entries
 import digits
 from conftest import encode, lmdb_of_images, shared, write_idx_dataset, write_images, write_lmdb
 from errors import UserError
@@ -93,16 +94,16 @@ def test_idx_folder_joins_train_and_t10k_and_checks_labels(tmp_path):
 
 def test_idx_dataset_loads_in_memory_with_labels_and_resizes(tmp_path):
   images, labels = write_idx_dataset(str(tmp_path / 'm'), 20)
-  dataset = datasets.load(_config(tmp_path, 'm', output_height=28, output_width=28))
+  dataset = datasets.open_dataset(_config(tmp_path, 'm', output_height=28, output_width=28))
   assert (dataset.channels, dataset.num_classes, len(dataset)) == (1, 10, 20)
   np.testing.assert_array_equal(dataset.images[..., 0], images)
-  resized = datasets.load(_config(tmp_path, 'm', output_height=32, output_width=20))
+  resized = datasets.open_dataset(_config(tmp_path, 'm', output_height=32, output_width=20))
   assert resized.images.shape == (20, 32, 20, 1)
 
 
 def test_builtin_digits_are_rendered_once_and_deterministic(tmp_path, monkeypatch):
   monkeypatch.setattr(digits, 'DIGITS_COUNT', 50)
-  first = datasets.load(_config(tmp_path, 'digits', output_height=28, output_width=28))
+  first = datasets.open_dataset(_config(tmp_path, 'digits', output_height=28, output_width=28))
   assert len(first) == 50 and first.num_classes == 10
   assert sorted(os.listdir(tmp_path / 'digits')) == ['train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz']
   again_images, again_labels = digits.make_digits(50)
@@ -116,7 +117,7 @@ def test_builtin_digits_are_rendered_once_and_deterministic(tmp_path, monkeypatc
 def test_folder_of_grayscale_images_gives_one_channel_with_exact_pixels(tmp_path):
   paths = write_images(str(tmp_path / 'g'), 4, size=(20, 24), mode='L')
   cfg = _config(tmp_path, 'g', input_fname_pattern='*.png', output_height=24, output_width=20, batch_size=4)
-  dataset = datasets.load(cfg)
+  dataset = datasets.open_dataset(cfg)
   assert dataset.channels == 1 and dataset.num_classes == 0 and len(dataset) == 4
   (images, ), = _batches(dataset, cfg, np.arange(4))
   assert images.shape == (4, 24, 20, 1) and images.dtype == np.uint8
@@ -132,7 +133,7 @@ def test_mixed_modes_are_converted_to_rgb(tmp_path):
   Image.new('L', (6, 6), 200).save(folder / 'c.png')
   Image.new('RGB', (6, 6), (0, 255, 0)).save(folder / 'd.jpg', quality=100)
   cfg = _config(tmp_path, 'mixed', input_fname_pattern='*.*g', output_height=6, output_width=6, batch_size=4)
-  dataset = datasets.load(cfg)
+  dataset = datasets.open_dataset(cfg)
   assert dataset.channels == 3
   (images, ), = _batches(dataset, cfg, np.arange(4))
   np.testing.assert_array_equal(images[0, 3, 3], [255, 0, 0])  # alpha dropped
@@ -149,46 +150,46 @@ def test_crop_takes_the_centre_then_resizes(tmp_path):
   Image.fromarray(pixels).save(folder / 'a.png')
   cfg = _config(tmp_path, 'c', input_fname_pattern='*.png', crop=True, input_height=4, input_width=4,
                 output_height=2, output_width=2, batch_size=1)
-  (images, ), = _batches(datasets.load(cfg), cfg, np.arange(1))
+  (images, ), = _batches(datasets.open_dataset(cfg), cfg, np.arange(1))
   np.testing.assert_array_equal(images[0], 255)
 
 
 def test_crop_larger_than_the_images_is_an_error(tmp_path):
   write_images(str(tmp_path / 'small'), 3, size=(20, 24))
   with pytest.raises(UserError, match=r'--crop 30x30 is larger than 3 of 3 images, e.g. .*000.png \(24x20\)'):
-    datasets.load(_config(tmp_path, 'small', input_fname_pattern='*.png', crop=True, input_height=30,
+    datasets.open_dataset(_config(tmp_path, 'small', input_fname_pattern='*.png', crop=True, input_height=30,
                           input_width=30))
 
 
 def test_missing_empty_and_unmatched_folders_are_errors(tmp_path):
   with pytest.raises(UserError, match=r'no dataset folder .*celebA: download it with: python download.py celebA$'):
-    datasets.load(_config(tmp_path, 'celebA'))
+    datasets.open_dataset(_config(tmp_path, 'celebA'))
   with pytest.raises(UserError, match=r'no dataset folder .*mnist: download it with: python download.py mnist \(or '
                                       r'put the MNIST IDX files'):
-    datasets.load(_config(tmp_path, 'mnist'))
+    datasets.open_dataset(_config(tmp_path, 'mnist'))
   with pytest.raises(UserError, match=r'no dataset folder .*lsun_tower_val: download it with: python download.py lsun '
                                       r'--lsun_category tower --lsun_split val$'):
-    datasets.load(_config(tmp_path, 'lsun_tower_val'))
+    datasets.open_dataset(_config(tmp_path, 'lsun_tower_val'))
   with pytest.raises(UserError, match=r'no dataset folder .*faces: put the images in it'):
-    datasets.load(_config(tmp_path, 'faces'))
+    datasets.open_dataset(_config(tmp_path, 'faces'))
   (tmp_path / 'empty').mkdir()
   with pytest.raises(UserError, match=r'no file matches .*empty/\*.jpg; the folder is empty'):
-    datasets.load(_config(tmp_path, 'empty'))
+    datasets.open_dataset(_config(tmp_path, 'empty'))
   write_images(str(tmp_path / 'pngs'), 2)
   with pytest.raises(UserError, match=r"no file matches .*pngs/\*.jpg; it holds 2 other entries, e.g. '000.png'; "
                                       r"2 .png files are at its top: set --input_fname_pattern '\*.png'$"):
-    datasets.load(_config(tmp_path, 'pngs'))
+    datasets.open_dataset(_config(tmp_path, 'pngs'))
   for name, count in (('cat', 3), ('dog', 2)):  # class folders of PNGs, and a note: the pattern is the same there
     write_images(str(tmp_path / 'pets' / name), count, ext='png')
   (tmp_path / 'pets' / 'notes.txt').write_text('two classes')
   with pytest.raises(UserError, match=r"no file matches .*pets/\*.jpg; it holds 3 other entries, e.g. 'cat'; 5 .png "
                                       r"files are in its class folders: set --input_fname_pattern '\*.png'$"):
-    datasets.load(_config(tmp_path, 'pets'))
+    datasets.open_dataset(_config(tmp_path, 'pets'))
   (tmp_path / 'notes').mkdir()
   (tmp_path / 'notes' / 'a.txt').write_text('not an image')
   with pytest.raises(UserError, match=r"no file matches .*notes/\*.jpg; it holds 1 other entries, e.g. 'a.txt'; none "
                                       r'of them is an image file \(JPEG, PNG, GIF, BMP or WebP\)$'):
-    datasets.load(_config(tmp_path, 'notes'))
+    datasets.open_dataset(_config(tmp_path, 'notes'))
 
 
 def test_class_folders_give_labels_in_sorted_order_with_their_names(tmp_path):
@@ -196,15 +197,15 @@ def test_class_folders_give_labels_in_sorted_order_with_their_names(tmp_path):
     write_images(str(tmp_path / 'pets' / name), count, ext='png', seed=count)
   (tmp_path / 'pets' / '.thumbnails').mkdir()  # hidden folders are not classes
   write_images(str(tmp_path / 'pets' / '.thumbnails'), 1, ext='png')
-  source = datasets.load(_config(tmp_path, 'pets', input_fname_pattern='*.png'))
+  source = datasets.open_dataset(_config(tmp_path, 'pets', input_fname_pattern='*.png'))
   assert source.class_names == ('cat', 'dog', 'zebra') and source.num_classes == 3
   assert [os.path.basename(os.path.dirname(path)) for path in source.paths] == ['cat'] * 2 + ['dog'] * 4 + ['zebra'] * 3
   assert source.labels.tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2]
   assert '3 classes from its class folders: cat 2, dog 4, zebra 3' in source.describe()
-  unlabelled = datasets.load(_config(tmp_path, 'pets', input_fname_pattern='*.png', conditional=False))
+  unlabelled = datasets.open_dataset(_config(tmp_path, 'pets', input_fname_pattern='*.png', conditional=False))
   assert len(unlabelled) == 9 and unlabelled.labels is None and unlabelled.class_names is None
   cfg = _config(tmp_path, 'pets', input_fname_pattern='*.png', output_height=16, output_width=16, batch_size=9)
-  (images, labels), = _batches(datasets.load(cfg), cfg, np.arange(9))
+  (images, labels), = _batches(datasets.open_dataset(cfg), cfg, np.arange(9))
   assert images.shape == (9, 16, 16, 3) and labels.tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2]
 
 
@@ -221,20 +222,20 @@ def test_class_folder_mistakes_get_one_sentence(tmp_path, layout, message):
     (tmp_path / 'pets' / name).mkdir(parents=True, exist_ok=True)
     write_images(str(tmp_path / 'pets' / name), count, ext='png')
   with pytest.raises(UserError, match=message):
-    datasets.load(_config(tmp_path, 'pets', input_fname_pattern='*.png'))
+    datasets.open_dataset(_config(tmp_path, 'pets', input_fname_pattern='*.png'))
 
 
 def test_files_that_are_not_images_are_skipped_with_a_warning(tmp_path, caplog):
   write_images(str(tmp_path / 'f'), 3)
   (tmp_path / 'f' / 'notes.png').write_text('not an image')
   with caplog.at_level(std_logging.WARNING):
-    dataset = datasets.load(_config(tmp_path, 'f', input_fname_pattern='*.png'))
+    dataset = datasets.open_dataset(_config(tmp_path, 'f', input_fname_pattern='*.png'))
   assert len(dataset) == 3
   assert any('skipping 1 of 4 files' in r.getMessage() and 'notes.png' in r.getMessage() for r in caplog.records)
   for name in os.listdir(tmp_path / 'f'):
     (tmp_path / 'f' / name).write_bytes(b'')
   with pytest.raises(UserError, match='none of the 4 files matching .* is a readable image'):
-    datasets.load(_config(tmp_path, 'f', input_fname_pattern='*.png'))
+    datasets.open_dataset(_config(tmp_path, 'f', input_fname_pattern='*.png'))
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only():
@@ -248,7 +249,7 @@ def test_epoch_order_depends_on_seed_and_epoch_only():
 def test_pipeline_yields_the_order_in_full_batches(tmp_path):
   write_idx_dataset(str(tmp_path / 'm'), 30)
   cfg = _config(tmp_path, 'm', output_height=28, output_width=28, batch_size=8)
-  dataset = datasets.load(cfg)
+  dataset = datasets.open_dataset(cfg)
   order = datasets.epoch_order(0, 0, 30)
   batches = _batches(dataset, cfg, order)
   assert len(batches) == 3  # 30 // 8; the last 6 are dropped
@@ -273,7 +274,7 @@ def test_real_jpeg_folder_scans_as_rgb():
   folder = shared('anime-faces')
   cfg = config_lib.Config(dataset=os.path.basename(folder), data_dir=os.path.dirname(folder), crop=True,
                           input_height=96, input_width=96)
-  dataset = datasets.load(cfg)
+  dataset = datasets.open_dataset(cfg)
   assert len(dataset) == 5000 and dataset.channels == 3 and dataset.num_classes == 0
 
 
@@ -295,7 +296,7 @@ def test_corrupt_truncated_and_empty_files_are_counted_skipped_and_named(tmp_pat
   bad = _broken_files(tmp_path / 'f')
   cfg = _config(tmp_path, 'f', output_height=16, output_width=16, batch_size=4)
   with caplog.at_level(std_logging.WARNING):
-    dataset = datasets.load(cfg, cache_dir=str(tmp_path / 'cache'))
+    dataset = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'cache'))
   assert [os.path.basename(p) for p in dataset.paths] == ['000.jpg', '001.jpg', '002.jpg', '003.jpg']
   warnings = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
   assert len(warnings) == 1 and 'skipping 5 of 9 files' in warnings[0]
@@ -308,14 +309,14 @@ def test_corrupt_truncated_and_empty_files_are_counted_skipped_and_named(tmp_pat
     remembered = {os.path.basename(paths[i]): why for i, why in zip(saved['bad_index'], saved['bad_why'])}
   assert sorted(remembered) == bad
   assert remembered['corrupt.jpg'].startswith('corrupt or truncated') and remembered['zero.jpg'] == 'empty file'
-  monkeypatch.setattr(datasets, '_undecodable', lambda *args: pytest.fail('decoded again'))
-  assert len(datasets.load(cfg, cache_dir=str(tmp_path / 'cache'))) == 4
+  monkeypatch.setattr(entries, '_undecodable', lambda *args: pytest.fail('decoded again'))
+  assert len(datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'cache'))) == 4
   monkeypatch.undo()
   (tmp_path / 'f' / 'truncated.jpg').write_bytes(open(dataset.paths[0], 'rb').read())
-  again = datasets.load(cfg, cache_dir=str(tmp_path / 'cache'))
+  again = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'cache'))
   assert len(again) == 5
   with pytest.raises(UserError, match=r'4 of the 9 files matching .* cannot be read as images \(--strict\): '):
-    datasets.load(cfg, strict=True)
+    datasets.open_dataset(cfg, strict=True)
 
 
 def test_check_data_reports_counts_modes_sizes_and_bad_files(tmp_path):
@@ -382,7 +383,7 @@ def test_any_file_either_loads_as_valid_pixels_or_raises_our_error(tmp_path_fact
   (folder / 'image.img').write_bytes(data)
   cfg = _config(folder.parent, 'r', input_fname_pattern='*.img', output_height=8, output_width=6, batch_size=1)
   try:
-    dataset = datasets.load(cfg)
+    dataset = datasets.open_dataset(cfg)
   except UserError as e:
     assert 'is a readable image' in str(e)
     return
@@ -393,7 +394,7 @@ def test_any_file_either_loads_as_valid_pixels_or_raises_our_error(tmp_path_fact
 def test_image_cache_holds_what_the_decode_pipeline_yields_and_is_reused(tmp_path, monkeypatch):
   write_images(str(tmp_path / 'faces'), 10, size=(20, 24))
   cfg = _config(tmp_path, 'faces', input_fname_pattern='*.png', output_height=12, output_width=10, batch_size=5)
-  files = datasets.load(cfg)
+  files = datasets.open_dataset(cfg)
   cached = datasets.cache_images(files, cfg, str(tmp_path / 'ck'))
   assert isinstance(cached, datasets.PixelSource) and isinstance(cached.images, np.memmap)
   assert cached.images.shape == (10, 12, 10, 3) and cached.labels is None
@@ -406,7 +407,7 @@ def test_image_cache_holds_what_the_decode_pipeline_yields_and_is_reused(tmp_pat
   def no_decoding(*args):
     raise AssertionError('decoded again')
 
-  monkeypatch.setattr(datasets, '_write_image_cache', no_decoding)
+  monkeypatch.setattr(datasets.cache, 'write_image_cache', no_decoding)
   np.testing.assert_array_equal(datasets.cache_images(files, cfg, str(tmp_path / 'ck')).images, cached.images)
   monkeypatch.undo()
   # Another output size, or a changed file, makes the cache again.
@@ -421,7 +422,7 @@ def test_image_cache_holds_what_the_decode_pipeline_yields_and_is_reused(tmp_pat
 def test_image_cache_leaves_in_memory_datasets_alone(tmp_path):
   write_idx_dataset(str(tmp_path / 'm'), 12)
   cfg = _config(tmp_path, 'm', output_height=28, output_width=28)
-  dataset = datasets.load(cfg)
+  dataset = datasets.open_dataset(cfg)
   assert datasets.cache_images(dataset, cfg, str(tmp_path / 'ck')) is dataset
   assert not os.path.exists(tmp_path / 'ck')
 
@@ -433,7 +434,7 @@ def _pipeline_images(source, cfg, order):
 def test_lmdb_of_webp_jpeg_and_png_values_trains_in_key_order(tmp_path):
   pixels = lmdb_of_images(tmp_path / 'lsun', 6, size=(20, 16), formats=('WEBP', 'JPEG', 'PNG'))
   cfg = _config(tmp_path, 'lsun', output_height=16, output_width=20, batch_size=3)
-  source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+  source = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'ck'))
   assert isinstance(source, datasets.LmdbSource) and (len(source), source.channels) == (6, 3)
   order = [5, 0, 3, 1, 2, 4]
   images = _pipeline_images(source, cfg, order)
@@ -457,7 +458,7 @@ def test_lmdbs_of_several_categories_are_one_dataset_labelled_by_category(tmp_pa
   assert dataset == 'lsun_bedroom+kitchen'
   cfg = _config(tmp_path, dataset, output_height=8, output_width=10, batch_size=6)
   with caplog.at_level(std_logging.WARNING):
-    source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+    source = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'ck'))
   assert f'{tmp_path / "lsun_bedroom"} key 000001 (not an image)' in caplog.text
   assert (len(source), source.num_classes, source.class_names) == (6, 2, ('bedroom', 'kitchen'))
   np.testing.assert_array_equal(source.labels, [0, 0, 0, 1, 1, 1])
@@ -469,9 +470,9 @@ def test_lmdbs_of_several_categories_are_one_dataset_labelled_by_category(tmp_pa
   assert sorted(os.listdir(tmp_path / 'ck')) == [datasets.SCAN_FILE, 'lmdb_keys_bedroom.npz', 'lmdb_keys_kitchen.npz']
   with pytest.raises(UserError, match=r'no dataset folder .*lsun_tower: download it with: python download.py lsun '
                                       r'--lsun_category tower$'):
-    datasets.load(_config(tmp_path, 'lsun_bedroom+tower'))
+    datasets.open_dataset(_config(tmp_path, 'lsun_bedroom+tower'))
   write_images(str(tmp_path / 'photos_cats+dogs'), 2)  # a folder of that form is a folder
-  assert isinstance(datasets.load(_config(tmp_path, 'photos_cats+dogs', input_fname_pattern='*.png')),
+  assert isinstance(datasets.open_dataset(_config(tmp_path, 'photos_cats+dogs', input_fname_pattern='*.png')),
                     datasets.FolderSource)
 
 
@@ -485,7 +486,7 @@ def test_lmdb_corrupt_and_non_image_entries_are_counted_skipped_and_named(tmp_pa
   write_lmdb(tmp_path / 'db', values, keys=[b'a', b'b', b'c', b'__keys__', b'e', b'f', b'g'])
   cfg = _config(tmp_path, 'db', output_height=12, output_width=10, batch_size=2)
   with caplog.at_level(std_logging.WARNING):
-    source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+    source = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'ck'))
   warning, = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
   assert f'skipping 3 of 7 LMDB entries in {tmp_path / "db"} that cannot be read as images' in warning
   assert f'{tmp_path / "db"} key c (corrupt or truncated: ' in warning
@@ -493,7 +494,7 @@ def test_lmdb_corrupt_and_non_image_entries_are_counted_skipped_and_named(tmp_pa
   assert len(source) == 4
   np.testing.assert_array_equal(_pipeline_images(source, cfg, [0, 1, 2, 3]), np.stack(good))
   with pytest.raises(UserError, match=r'3 of the 7 LMDB entries in .*db cannot be read as images \(--strict\): '):
-    datasets.load(cfg, strict=True, cache_dir=str(tmp_path / 'ck'))
+    datasets.open_dataset(cfg, strict=True, cache_dir=str(tmp_path / 'ck'))
   report = datasets.check(cfg)
   assert f'{tmp_path / "db"}: 7 LMDB entries, 4 readable images, 3 bad' in report.text()
   assert '  formats: WEBP x3, PNG x1\n' in report.text()
@@ -505,22 +506,22 @@ def test_lmdb_keys_and_check_are_made_once_and_again_when_the_database_changes(t
   lmdb_of_images(tmp_path / 'db', 5, formats=('PNG',))
   cfg = _config(tmp_path, 'db', output_height=8, output_width=8)
   cache = str(tmp_path / 'ck')
-  assert len(datasets.load(cfg, cache_dir=cache)) == 5
+  assert len(datasets.open_dataset(cfg, cache_dir=cache)) == 5
   for name in ('_list_keys',):
     monkeypatch.setattr(datasets.LmdbSource, name, lambda *args: pytest.fail('listed again'))
-  monkeypatch.setattr(datasets, '_undecodable', lambda *args: pytest.fail('decoded again'))
-  assert len(datasets.load(cfg, cache_dir=cache)) == 5
+  monkeypatch.setattr(entries, '_undecodable', lambda *args: pytest.fail('decoded again'))
+  assert len(datasets.open_dataset(cfg, cache_dir=cache)) == 5
   monkeypatch.undo()
   lmdb_of_images(tmp_path / 'bigger', 6, formats=('PNG',))  # written elsewhere: this process has db open
   shutil.copy(tmp_path / 'bigger' / 'data.mdb', tmp_path / 'db' / 'data.mdb')
-  assert len(datasets.load(cfg, cache_dir=cache)) == 6
+  assert len(datasets.open_dataset(cfg, cache_dir=cache)) == 6
 
 
 def test_an_lmdb_that_is_not_one_is_one_line(tmp_path):
   (tmp_path / 'db').mkdir()
   (tmp_path / 'db' / 'data.mdb').write_bytes(b'no database here' * 300)
   with pytest.raises(UserError, match=r'db/data.mdb is not a readable LMDB: '):
-    datasets.load(_config(tmp_path, 'db'), cache_dir=str(tmp_path / 'ck'))
+    datasets.open_dataset(_config(tmp_path, 'db'), cache_dir=str(tmp_path / 'ck'))
 
 
 def _centred_white(width, height, out_height, out_width):
@@ -542,54 +543,54 @@ def test_crop_alone_cuts_the_largest_centred_block_of_images_of_any_size(tmp_pat
     Image.fromarray(_centred_white(width, height, out_height, out_width)).save(folder / f'{i}.png')
   cfg = _config(tmp_path, 'mixed', input_fname_pattern='*.png', crop=True, output_height=out_height,
                 output_width=out_width, batch_size=len(sizes))
-  images = _pipeline_images(datasets.load(cfg), cfg, np.arange(len(sizes)))
+  images = _pipeline_images(datasets.open_dataset(cfg), cfg, np.arange(len(sizes)))
   assert images.shape == (len(sizes), out_height, out_width, 3)
   assert (images == 255).all(), [image.min() for image in images]
   whole = dataclasses.replace(cfg, crop=False)  # without --crop the black margins stay in the picture
-  assert (_pipeline_images(datasets.load(whole), whole, np.arange(len(sizes)))[:2] < 128).any()
+  assert (_pipeline_images(datasets.open_dataset(whole), whole, np.arange(len(sizes)))[:2] < 128).any()
 
 
 def test_tfds_mnist_is_decoded_once_into_the_cache_with_its_labels(tmp_path, monkeypatch):
-  tfds = datasets._import_tfds()
+  tfds = datasets.import_tfds()
   cfg = _config(tmp_path, 'tfds:mnist', output_height=28, output_width=28, tfds_data_dir=str(tmp_path / 'tfds'))
   cache = str(tmp_path / 'ck')
   with tfds.testing.mock_data(num_examples=12):
     expected = list(tfds.load('mnist', split='train').as_numpy_iterator())
     assert datasets.default_output_size(cfg) == 28
-    source = datasets.load(cfg, cache_dir=cache)
+    source = datasets.open_dataset(cfg, cache_dir=cache)
     assert isinstance(source, datasets.TfdsSource) and isinstance(source.images, np.memmap)
     assert (len(source), source.channels, source.num_classes) == (12, 1, 10)
     assert source.class_names == tuple(str(digit) for digit in range(10))  # TFDS's names of the classes
     np.testing.assert_array_equal(source.images, np.stack([e['image'] for e in expected]))
     np.testing.assert_array_equal(source.labels, [e['label'] for e in expected])
-    monkeypatch.setattr(datasets, '_write_image_cache', lambda *args, **kwargs: pytest.fail('decoded again'))
-    again = datasets.load(cfg, cache_dir=cache)
+    monkeypatch.setattr(datasets.cache, 'write_image_cache', lambda *args, **kwargs: pytest.fail('decoded again'))
+    again = datasets.open_dataset(cfg, cache_dir=cache)
     np.testing.assert_array_equal(again.labels, source.labels)
     monkeypatch.undo()
     smaller = dataclasses.replace(cfg, output_height=14, output_width=14)
-    assert datasets.load(smaller, cache_dir=str(tmp_path / 'ck14')).images.shape == (12, 14, 14, 1)
+    assert datasets.open_dataset(smaller, cache_dir=str(tmp_path / 'ck14')).images.shape == (12, 14, 14, 1)
     report = datasets.check(cfg, cache_dir=cache)
     assert 'tfds:mnist: TensorFlow Datasets mnist/3.0.1, split train: 12 images, grayscale' in report.text()
     assert 'labels: ' in report.text()
   assert datasets.default_output_size(_config(tmp_path, 'tfds:cifar10')) == 32
   assert datasets.default_output_size(_config(tmp_path, 'tfds:celeb_a')) == 64
   with tfds.testing.mock_data(num_examples=4):  # 218x178 RGB faces, cut square and resized; no class label
-    faces = datasets.load(_config(tmp_path, 'tfds:celeb_a', crop=True, output_height=16, output_width=16),
+    faces = datasets.open_dataset(_config(tmp_path, 'tfds:celeb_a', crop=True, output_height=16, output_width=16),
                           cache_dir=str(tmp_path / 'faces'))
   assert faces.images.shape == (4, 16, 16, 3) and faces.labels is None and faces.num_classes == 0
 
 
 def test_tfds_names_it_cannot_serve_are_one_line(tmp_path):
   with pytest.raises(UserError, match=r"TensorFlow Datasets has no dataset 'mnsit' .*did you mean mnist"):
-    datasets.load(_config(tmp_path, 'tfds:mnsit'), cache_dir=str(tmp_path))
+    datasets.open_dataset(_config(tmp_path, 'tfds:mnsit'), cache_dir=str(tmp_path))
   with pytest.raises(UserError, match=r'lsun needs tensorflow-io.* python download.py lsun --lsun_category'):
-    datasets.load(_config(tmp_path, 'tfds:lsun/bedroom'), cache_dir=str(tmp_path))
+    datasets.open_dataset(_config(tmp_path, 'tfds:lsun/bedroom'), cache_dir=str(tmp_path))
 
 
 def test_cache_of_an_lmdb_holds_what_the_decode_pipeline_yields(tmp_path):
   lmdb_of_images(tmp_path / 'db', 7, size=(30, 20), formats=('WEBP', 'JPEG'))
   cfg = _config(tmp_path, 'db', crop=True, output_height=8, output_width=8, batch_size=7)
-  source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+  source = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'ck'))
   cached = datasets.cache_images(source, cfg, str(tmp_path / 'ck'))
   assert isinstance(cached.images, np.memmap) and cached.images.shape == (7, 8, 8, 3)
   order = datasets.epoch_order(0, 0, 7)

@@ -91,7 +91,7 @@ def test_devices_flag_trains_and_test_mode_uses_the_checkpoint(tmp_path, tiny_id
   result = main_in_process('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '32', '--epoch',
                            '2', '--devices', ','.join(TWO_CPUS), *TINY_MODEL, *flags)
   assert result.returncode == 0, result
-  assert config_lib.load(str(tmp_path / 'ckpt' / 'tiny_28_28')).devices == TWO_CPUS
+  assert config_lib.read_saved(str(tmp_path / 'ckpt' / 'tiny_28_28')).devices == TWO_CPUS
   assert checkpoints.steps(str(tmp_path / 'ckpt' / 'tiny_28_28')) == [4]
   assert main_in_process('--dataset', 'tiny', *flags).returncode == 0  # test mode on one device
   assert (tmp_path / 'samples' / 'tiny_28_28' / 'test_000004.png').exists()

@@ -321,7 +321,7 @@ def test_evaluate_images_scores_a_folder_with_a_bad_file_and_other_sizes(tmp_pat
   chosen = np.random.default_rng(evaluation.EVAL_SEED).choice(30, 27, replace=False)
   cfg = config_lib.Config(dataset='faces', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
                           output_height=16, output_width=16)
-  real_images = datasets.read_images(datasets.load(cfg), cfg, np.sort(chosen))
+  real_images = datasets.read_images(datasets.open_dataset(cfg), cfg, np.sort(chosen))
   mine, _ = datasets.read_folder(str(folder))
   fake, _ = datasets.fit_images(mine, 16, 16, 3)
   with inception.Features(str(stand_in_inception / inception.GRAPH_FILE), SESSION) as features:

@@ -317,7 +317,7 @@ def test_lsun_from_a_mirror_unpacks_to_an_lmdb_that_trains(tmp_path):
   assert _files(tmp_path / 'data') == ['lsun_tower_val']
   cfg = config_lib.Config(dataset='lsun_tower_val', data_dir=str(tmp_path / 'data'), output_height=16,
                           output_width=20)
-  source = datasets.load(cfg, cache_dir=str(tmp_path / 'ck'))
+  source = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'ck'))
   np.testing.assert_array_equal(datasets.read_images(source, cfg, [0, 2, 4])[[0, 2]], pixels[[0, 4]])
 
 
@@ -330,7 +330,7 @@ def test_real_mnist_files_from_a_mirror_load_as_mnist(tmp_path):
   with LoopbackServer(files) as server:
     fetch.get(mnist, str(tmp_path), FAST, mirrors=[server.url])
   assert _files(tmp_path / 'mnist') == sorted(names)
-  source = datasets.load(config_lib.Config(dataset='mnist', data_dir=str(tmp_path), output_height=28,
+  source = datasets.open_dataset(config_lib.Config(dataset='mnist', data_dir=str(tmp_path), output_height=28,
                                            output_width=28))
   assert (len(source), source.num_classes) == (19690, 10) and source.labels[:3].tolist() == [5, 0, 4]
 

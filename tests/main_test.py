@@ -224,9 +224,12 @@ def test_run_names_keep_two_runs_on_the_same_data_apart(tmp_path, caplog):
   assert sorted(read_events(str(tmp_path / 'logs' / 'pngs_16_16')).scalars['d_loss']) == [1, 2]  # not mixed
   assert main_in_process(*data, '--run_name', 'hinge') == (0, None)  # its model, found without the size
   assert sorted(os.listdir(tmp_path / 'samples' / 'pngs_16_16-hinge')) == ['test_000002.png', 'train_00_000002.png']
-  assert_error(main_in_process(*data, '--run_name', 'other'), 'no checkpoint in', 'pngs_64_64-other',
-               'found instead: pngs_16_16 (--output_height 16 --output_width 16), pngs_16_16-hinge (--output_height '
-               '16 --output_width 16 --run_name hinge)')
+  assert_error(main_in_process(*data, '--run_name', 'other'), '--dataset pngs --run_name other has no checkpoint in',
+               'there are: pngs_16_16 (--output_height 16 --output_width 16), pngs_16_16-hinge (--output_height 16 '
+               '--output_width 16 --run_name hinge); train first with --train')
+  assert_error(main_in_process(*data, '--run_name', 'other', '--output_height', '16'), 'no checkpoint in',
+               'pngs_16_16-other', 'found instead: pngs_16_16 (--output_height 16 --output_width 16), '
+               'pngs_16_16-hinge (--output_height 16 --output_width 16 --run_name hinge)')
   caplog.clear()
   with caplog.at_level(std_logging.WARNING):  # the named run resumes with other training flags: each is named
     assert main_in_process(*train, '--run_name', 'hinge', '--epoch', '2', '--learning_rate', '0.0001',

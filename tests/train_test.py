@@ -47,7 +47,7 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
     cfg = _small_config(tmp_path, 'tiny', crop=True, output_height=16, output_width=16)
   else:
     cfg = _small_config(tmp_path, 'tfds:mnist', output_height=28, output_width=28)
-  with datasets._import_tfds().testing.mock_data(num_examples=8):
+  with datasets.import_tfds().testing.mock_data(num_examples=8):
     cfg, dataset = modes.prepare(cfg)
   # (channels, classes): 8 digits are 0-7; TFDS's mnist knows its 10 classes whatever the sample
   assert (cfg.c_dim, cfg.y_dim) == {'idx': (1, 8), 'folder': (3, 0), 'lmdb': (3, 0), 'tfds': (1, 10)}[kind]
@@ -69,7 +69,7 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
     after = reader.get_tensor(name)
     assert np.all(np.isfinite(after)), name
     assert not np.allclose(after, before[name]), f'{name} did not change'
-  assert config_lib.load(cfg.checkpoint_path) == cfg
+  assert config_lib.read_saved(cfg.checkpoint_path) == cfg
   assert os.listdir(cfg.sample_path) == ['train_00_000001.png']
 
 

@@ -1,0 +1,90 @@
+"""Loading a checkpoint into a graph: the newest complete one (or a step's, or the best), after checking that it was
+written by a configuration whose variables have these shapes and whose labels mean the same; a training graph
+loads everything, a test-mode graph G alone, from the moving averages of its weights when there are some.
+
+The files themselves (which checkpoint is complete, setting broken ones aside, saving durably) are checkpoints.py's.
+
+$ python main.py --train --dataset digits      # 'resumed from .../DCGAN.model-1500 at step 1500'
+"""
+
+import tensorflow as tf
+from absl import logging
+
+import checkpoints
+import config as config_lib
+import model
+from errors import UserError
+
+tf1 = tf.compat.v1
+
+
+def _describe_field(field):
+  return {'c_dim': 'images with channels', 'y_dim': 'label classes'}.get(field, f'--{field}')
+
+
+def restore(dcgan, sess, step=None):
+  """Loads the newest complete checkpoint of the run's key (or that of `step`), after checking that it fits.
+
+  Broken newer checkpoints (a killed save) are set aside with a warning; see checkpoints.newest_complete. A
+  training graph loads everything; a checkpoint written before --ema existed has no moving averages of G, which
+  then start at G's weights. A test-mode graph (the sampler alone) loads G's moving averages into G's weights
+  when the checkpoint has them, and G's weights otherwise.
+
+  Args:
+    dcgan: a model.DCGAN.
+    sess: a session of its graph.
+    step: None for the newest checkpoint, a step number, or checkpoints.BEST for the one in best/.
+
+  Returns:
+    The checkpoint's path, or None when there is none (then nothing is loaded).
+
+  Raises:
+    UserError: the checkpoint was written with flags that give variables of other shapes, or on classes of other
+      names, or `step` has no complete checkpoint (or there is no best one).
+  """
+  cfg = dcgan.config
+  path = checkpoints.find(cfg.checkpoint_path, step)
+  if path is None:
+    return None
+  saved = config_lib.read_saved(cfg.checkpoint_path)
+  differences = config_lib.shape_differences(saved, cfg) if saved else []
+  if differences:
+    raise UserError(f'the checkpoint in {cfg.checkpoint_path} does not fit: it was trained with ' +
+                    ', '.join(f'{_describe_field(f)} {old} (now {new})' for f, old, new in differences) +
+                    '; use the old values, or --run_name NAME to start a new run beside it')
+  if saved and saved.class_names and cfg.class_names and saved.class_names != cfg.class_names:
+    raise UserError(f'the checkpoint in {cfg.checkpoint_path} was trained on the classes '
+                    f'{", ".join(saved.class_names)} (labels 0 to {len(saved.class_names) - 1}), but the data now has '
+                    f'{", ".join(cfg.class_names)}: its labels would change meaning; restore the class folders, or use '
+                    '--run_name NAME to start a new run beside it')
+  stored = dict(tf.train.list_variables(path))
+  if dcgan.training:
+    names = dcgan.checkpoint_names()
+    averages = {name for name in names if name.endswith('/' + model.EMA_NAME)}
+    before_ema = bool(averages) and not averages & set(stored)
+    _check_fit(path, stored, {n: v for n, v in names.items() if not (before_ema and n in averages)})
+    if before_ema:
+      dcgan.saving.without_averages.restore(sess, path)
+      sess.run(dcgan.saving.start_averages)
+      logging.info('%s holds no moving averages of G (it was written before --ema): they start at G\'s weights',
+                   path)
+    else:
+      dcgan.saving.latest.restore(sess, path)
+    sess.run(dcgan.saving.sync_replicas)
+    return path
+  names = {}
+  for variable in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES):
+    average = f'{variable.op.name}/{model.EMA_NAME}'
+    names[average if cfg.ema and average in stored else variable.op.name] = variable
+  _check_fit(path, stored, names)
+  tf1.train.Saver(names).restore(sess, path)
+  return path
+
+
+def _check_fit(path, stored, names):
+  for name, variable in names.items():
+    shape = variable.shape.as_list()
+    if stored.get(name) != shape:
+      found = 'is missing' if name not in stored else f'has shape {stored[name]}'
+      raise UserError(f'the checkpoint {path} does not fit this model: variable {name} {found}, '
+                      f'the model needs {shape}; it was written by another configuration')
