@@ -4,7 +4,7 @@ ready for main.py.
 A program of its own, beside main.py (the only other module with flags). The files, their sizes, checksums and
 mirrors stand in one table in fetch.py. Interrupted downloads resume from their `.part` files when run again;
 files already there are verified and kept, and a file that is not the right one is replaced only by a verified
-download (fetch.fetch_file).
+download (transfer.fetch_file).
 
 $ python download.py mnist                                  # data/mnist/*.gz, 70,000 digits (~11 MiB)
 $ python download.py celebA                                 # data/celebA/*.jpg, 202,599 faces (1.3 GiB zip)
@@ -23,7 +23,7 @@ import cli
 import fetch
 from errors import UserError
 
-DATASETS = ('mnist', 'celebA', 'lsun', 'inception')
+DATASETS = fetch.NAMES
 INTRO = '''\
 download.py: fetch a dataset into data/, checked against its published size and checksum, ready for main.py.
 
@@ -63,26 +63,6 @@ flags.DEFINE_float('timeout', 60, 'Seconds to wait for a server to answer or sen
 FLAGS = flags.FLAGS
 
 
-def _downloads(names):
-  """The fetch.Download of each name (mnist, celebA, lsun, inception; any case), LSUN once per --lsun_category."""
-  chosen = []
-  for name in names:
-    match = {known.lower(): known for known in DATASETS}.get(name.lower())
-    if match is None:
-      raise UserError(f'download.py knows {", ".join(DATASETS)}, not {name!r} (for other data: main.py --dataset '
-                      'tfds:NAME, or a folder of images)')
-    if match == 'mnist':
-      chosen.append(fetch.MNIST)
-    elif match == 'celebA':
-      chosen.append(fetch.CELEBA)
-    elif match == 'inception':
-      chosen.append(fetch.INCEPTION)
-    else:
-      fetch.check_lsun_categories(FLAGS.lsun_category)
-      chosen += [fetch.lsun(category, FLAGS.lsun_split) for category in FLAGS.lsun_category]
-  return chosen
-
-
 def _mirrors():
   """--mirror, else the environment's DCGAN_MIRROR, as a list of http(s) base URLs.
 
@@ -103,7 +83,7 @@ def _mirrors():
 def main(argv):
   if len(argv) < 2:
     raise UserError(f'name the datasets to download: {" ".join(DATASETS)} (e.g. python download.py mnist)')
-  downloads = _downloads(argv[1:])
+  downloads = fetch.downloads(argv[1:], FLAGS.lsun_category, FLAGS.lsun_split)
   mirrors = _mirrors()
   if FLAGS.from_file:
     if len(downloads) != 1 or len(downloads[0].files) != 1:

@@ -102,12 +102,9 @@ class Evaluator:
 
   def __init__(self, dataset, config, num_samples, session_config):
     self.config = config
-    self.num_samples = count = min(num_samples, len(dataset))
     rng = np.random.default_rng(EVAL_SEED)
-    chosen = rng.choice(len(dataset), count, replace=False)
-    order = np.argsort(chosen)  # read in index order (memory maps and files), keep the random order for halves
-    self.real = np.empty((count, config.output_height, config.output_width, dataset.channels), np.uint8)
-    self.real[order] = datasets.read_images(dataset, config, chosen[order])
+    self.real, _ = datasets.sample_images(dataset, config, num_samples, rng)  # (an unreadable entry: another)
+    self.num_samples = count = len(self.real)
     self.z = utils.noise(config.z_dist, [count, config.z_dim], rng)
     self.labels = dataset.labels[rng.integers(len(dataset), size=count)] if config.y_dim else None
     start = time.monotonic()

@@ -34,10 +34,9 @@ LOSS_SCALE_SCOPE = 'loss_scale'  # mixed float16's loss scales and overflow coun
 GANInputs = collections.namedtuple('GANInputs', 'images labels z z_labels z_label_ids mix augment_seed')
 """images: float [batch, height, width, c_dim] in [-1, 1]; labels: their one-hot float [batch, y_dim] or None;
 z: float [batch, z_dim]; z_labels: one-hot [batch, y_dim] asked of G, or None, of z_label_ids, the int32 [batch]
-labels fed; mix: float [batch] in [0, 1],
-where the gradient penalty's images lie between real and generated, or None without a penalty; augment_seed:
-int64 [2], the seed of this update's augmentations (--augment), or None. G's inputs are fed, never read from the
-data iterator, so a G update does not consume a batch."""
+labels fed; mix: float [batch] in [0, 1], where the gradient penalty's images lie between real and generated, or
+None without a penalty; augment_seed: int64 [2], the seed of this update's augmentations (--augment), or None.
+G's inputs are fed, never read from the data iterator, so a G update does not consume a batch."""
 
 GANModel = collections.namedtuple('GANModel', 'inputs generated real_seen real_logits fake_logits mixed '
                                               'mixed_logits')
@@ -183,13 +182,16 @@ def sample_labels(count, classes):
   return shown[np.arange(count) // cols], cols
 
 
-GANSaving = collections.namedtuple('GANSaving', 'latest best without_averages start_averages sync_replicas '
+GANSaving = collections.namedtuple('GANSaving', 'latest best core averages position start_averages sync_replicas '
                                                 'step_spread')
 """What writing and reading checkpoints needs (names as DCGAN.checkpoint_names gives them): latest, the Saver of
-the newest --max_to_keep checkpoints; best, that of best/ (checkpoints.save_best deletes the older); without_averages,
-everything but G's moving averages (a checkpoint written before --ema existed) and start_averages, the op that
-starts them at G's weights; sync_replicas, the op that copies a restored variable's first replica to every replica
-(a Saver given names reads that one only); step_spread, the variance of global_step across the workers' replicas,
+the newest --max_to_keep checkpoints; best, that of best/ (checkpoints.save_best deletes the older); what restoring
+reads, in three parts, since a checkpoint of an earlier version may lack the last two: core, everything but G's
+moving averages and the data position; averages, G's moving averages (None without --ema; a checkpoint written
+before --ema has none) and start_averages, the op that starts them at G's weights instead; position, the data
+position (a checkpoint written before it existed has none: the run resumes where the step says); sync_replicas,
+the op that copies a restored variable's first replica to every replica (a Saver given names reads that one only);
+step_spread, the variance of global_step across the workers' replicas,
 which must be 0 before the first step (workers that restored different steps would train apart)."""
 
 
@@ -199,6 +201,8 @@ class DCGAN:
   Attributes:
     config, dataset, graph, strategy (None on one device), global_step.
     pipeline, inputs, model, loss, train_ops: the training step's stages (with a dataset).
+    data_position: where the last D update's batch ended in its epoch's stream (datasets.make_pipeline), saved
+      with the checkpoints, so that a run that skipped unreadable entries resumes exactly; -1 before any.
     ema: the tf1.train.ExponentialMovingAverage of G's weights (--ema), or None; overflows: at mixed float16, the
       count of updates skipped because their gradients overflowed, or None.
     sampler: a Sampler: G in inference mode on the averaged weights, for grids, --generate and export.
@@ -220,6 +224,7 @@ class DCGAN:
         with tf.name_scope('inputs'), tf.device('/cpu:0'):  # each worker reads its own share of every batch
           local = dataclasses.replace(config, batch_size=config.batch_size // config.num_workers)
           self.pipeline = datasets.make_pipeline(dataset, local)
+          self.data_position = tf1.Variable(-1, dtype=tf.int64, trainable=False, name='data_position')
       with self.strategy.scope() if self.strategy else tf.device(config.device):
         self.global_step = tf1.train.get_or_create_global_step()
         if self.training:
@@ -251,6 +256,11 @@ class DCGAN:
     with tf.name_scope('inputs/'):  # the stage's scope again, not inputs_1/
       self.inputs = self._build_inputs()
     self.model, self.loss, self.train_ops = self._build_step()
+    with tf.name_scope('inputs/'):  # each D update records where its batch ended (G's take no images)
+      record = lambda train: None if train is None else tf.group(
+          train, self.data_position.assign(tf.reduce_max(self.pipeline.positions) + 1))
+      self.train_ops = self.train_ops._replace(d_train=record(self.train_ops.d_train),
+                                               d_train_r1=record(self.train_ops.d_train_r1))
     self.overflows = next((v for v in tf1.global_variables() if v.op.name == f'{LOSS_SCALE_SCOPE}/overflows'), None)
     if self.config.ema:
       self._build_ema()
@@ -262,8 +272,11 @@ class DCGAN:
                              keep_checkpoint_every_n_hours=cfg.keep_every_hours or 10000.0)
     best = tf1.train.Saver(names, max_to_keep=None, name='best')
     averages = {a.op.name for _, a in self.averages()}
-    without_averages = tf1.train.Saver({name: v for name, v in names.items() if v.op.name not in averages},
-                                       name='without_averages')
+    optional = averages | {self.data_position.op.name}
+    core = tf1.train.Saver({name: v for name, v in names.items() if v.op.name not in optional}, name='core')
+    averages_saver = tf1.train.Saver({n: v for n, v in names.items() if v.op.name in averages},
+                                     name='averages') if averages else None
+    position = tf1.train.Saver({self.data_position.op.name: self.data_position}, name='position')
     start_averages = tf.group([a.assign(v) for v, a in self.averages()], name='start_averages')
     sync_replicas, step_spread = tf.no_op(name='sync_replicas'), tf.constant(0.0, tf.float64)
     if self.strategy:
@@ -276,8 +289,8 @@ class DCGAN:
           steps, squares = self.strategy.extended.call_for_each_replica(step_and_square)
           mean = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
           step_spread = mean(squares) - tf.square(mean(steps))
-    return GANSaving(latest=latest, best=best, without_averages=without_averages, start_averages=start_averages,
-                     sync_replicas=sync_replicas, step_spread=step_spread)
+    return GANSaving(latest=latest, best=best, core=core, averages=averages_saver, position=position,
+                     start_averages=start_averages, sync_replicas=sync_replicas, step_spread=step_spread)
 
   def _build_step(self):
     """(GANModel, GANLoss, GANTrainOps) of one training step, on one device or split across the replicas.

@@ -116,8 +116,8 @@ def _train(config, from_step, worker):
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
   config, dataset = prepare(config)
-  _check_batch_size(config, len(dataset))
-  logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, len(dataset), config.c_dim,
+  _check_batch_size(config, dataset.num_images)
+  logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, dataset.num_images, config.c_dim,
                f'{config.y_dim} label classes (--conditioning {config.conditioning})' if config.y_dim
                else 'unconditional')
   logging.info('config: %s', json.dumps(dataclasses.asdict(config), sort_keys=True))

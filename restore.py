@@ -27,7 +27,8 @@ def restore(dcgan, sess, step=None):
 
   Broken newer checkpoints (a killed save) are set aside with a warning; see checkpoints.newest_complete. A
   training graph loads everything; a checkpoint written before --ema existed has no moving averages of G, which
-  then start at G's weights. A test-mode graph (the sampler alone) loads G's moving averages into G's weights
+  then start at G's weights, and one written before the data position was saved resumes where its step says. A
+  test-mode graph (the sampler alone) loads G's moving averages into G's weights
   when the checkpoint has them, and G's weights otherwise.
 
   Args:
@@ -59,18 +60,7 @@ def restore(dcgan, sess, step=None):
                     '--run_name NAME to start a new run beside it')
   stored = dict(tf.train.list_variables(path))
   if dcgan.training:
-    names = dcgan.checkpoint_names()
-    averages = {name for name in names if name.endswith('/' + model.EMA_NAME)}
-    before_ema = bool(averages) and not averages & set(stored)
-    _check_fit(path, stored, {n: v for n, v in names.items() if not (before_ema and n in averages)})
-    if before_ema:
-      dcgan.saving.without_averages.restore(sess, path)
-      sess.run(dcgan.saving.start_averages)
-      logging.info('%s holds no moving averages of G (it was written before --ema): they start at G\'s weights',
-                   path)
-    else:
-      dcgan.saving.latest.restore(sess, path)
-    sess.run(dcgan.saving.sync_replicas)
+    _restore_training(dcgan, sess, path, stored)
     return path
   names = {}
   for variable in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES):
@@ -79,6 +69,26 @@ def restore(dcgan, sess, step=None):
   _check_fit(path, stored, names)
   tf1.train.Saver(names).restore(sess, path)
   return path
+
+
+def _restore_training(dcgan, sess, path, stored):
+  """Everything, in the three parts of GANSaving; what a checkpoint of an earlier version lacks starts afresh."""
+  names, saving = dcgan.checkpoint_names(), dcgan.saving
+  averages = {name for name in names if name.endswith('/' + model.EMA_NAME)}
+  before_ema = bool(averages) and not averages & set(stored)
+  position = dcgan.data_position.op.name
+  missing = (averages if before_ema else set()) | ({position} if position not in stored else set())
+  _check_fit(path, stored, {n: v for n, v in names.items() if n not in missing})
+  saving.core.restore(sess, path)
+  if before_ema:
+    sess.run(saving.start_averages)
+    logging.info('%s holds no moving averages of G (it was written before --ema): they start at G\'s weights',
+                 path)
+  elif saving.averages is not None:
+    saving.averages.restore(sess, path)
+  if position not in missing:  # (else it stays -1: the trainer resumes where the step says)
+    saving.position.restore(sess, path)
+  sess.run(saving.sync_replicas)
 
 
 def _check_fit(path, stored, names):

@@ -64,13 +64,18 @@ import tensorflow as tf  # noqa: E402
 BFLOAT16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')  # the CPU flags of bfloat16 matrix units and instructions
 
 
-def cpu_flags():
-  """The CPU's feature flags, from /proc/cpuinfo (an empty set where there is none)."""
+CPUINFO = '/proc/cpuinfo'
+
+
+def cpu_flags(path=None):
+  """The CPU's feature flags, from /proc/cpuinfo (`path`: another file of its format): an x86 CPU's `flags` line,
+  an ARM CPU's `Features`; an empty set where there is no such file or line."""
   try:
-    with open('/proc/cpuinfo') as f:
+    with open(path or CPUINFO) as f:
       for line in f:
-        if line.startswith('flags'):
-          return set(line.partition(':')[2].split())
+        name, colon, value = line.partition(':')
+        if colon and name.strip() in ('flags', 'Features'):
+          return set(value.split())
   except OSError:
     pass
   return set()

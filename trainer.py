@@ -32,7 +32,9 @@ from errors import Diverged, UserError, first_line
 
 tf1 = tf.compat.v1
 
-SCALARS = ('d_loss', 'g_loss', 'D(x)', 'D(G(z))')  # every step's, written to TensorBoard on the logged steps
+SCALARS = ('d_loss', 'g_loss', 'D(x)', 'D(G(z))', 'skipped_entries')  # written to TensorBoard on the logged steps
+SKIPPED_WARNINGS = 10  # skipped entries with a warning of their own; the end of the run lists SKIPPED_LISTED
+SKIPPED_LISTED = 20
 HISTOGRAM_BINS = 30
 
 
@@ -103,7 +105,8 @@ class Trainer:
   def __init__(self, config, dataset):
     self.config, self.dataset = config, dataset
     self.dcgan = model.DCGAN(config, dataset)
-    batches = min(len(dataset), config.train_size or len(dataset)) // config.batch_size
+    images = dataset.num_images
+    batches = min(images, config.train_size or images) // config.batch_size
     self.steps_per_epoch = batches // config.d_steps  # each epoch visits a fresh shuffle, in whole steps
     self.worker, self.num_workers = config.worker_index, config.num_workers
     self.is_chief = self.worker == 0  # writes checkpoints, samples and summaries; other workers only train
@@ -169,6 +172,7 @@ class Trainer:
           # (1) update D --d_steps times, (2) update G --g_steps times
           run.stats = self.train_step(sess, run.step)
           run.step += 1
+          self._count_skipped(run)  # the entries that D's batches had to skip
           startup.done()  # every worker took part in a step
           safety.check_finite(run.stats, run.step, run.last_good)
           # log
@@ -214,7 +218,10 @@ class Trainer:
     if self.is_chief:
       config_lib.save(cfg, cfg.checkpoint_path)
     total = cfg.epoch * self.steps_per_epoch
+    # Where the checkpoint's last batch ended; a worker of several resumes where the step says (each skips its own)
+    position = int(sess.run(dcgan.data_position))
     return _Run(step=step, start=step, total=total, saved=step, last_good=last_good,
+                position=None if position < 0 or cfg.multi_worker else position,
                 writer=tf1.summary.FileWriter(cfg.log_path, dcgan.graph) if self.is_chief else _NoSummaries(),
                 progress=utils.Progress(step, total, self.steps_per_epoch, cfg.batch_size, cfg.log_freq),
                 watch=safety.DiscriminatorWinWatch(losses.LOSSES[cfg.loss].floor), logged=(step, time.monotonic()))
@@ -222,7 +229,27 @@ class Trainer:
   def _start_epoch_if_due(self, sess, run):
     epoch, batch = divmod(run.step, self.steps_per_epoch)
     if batch == 0 or run.step == run.start:
-      self.start_epoch(sess, epoch, batch)
+      run.order, run.position = self.start_epoch(sess, epoch, batch, run.position if batch else None)
+
+  def _count_skipped(self, run):
+    """Counts and names the entries that the step's batches skipped (the gaps in their positions); the first
+    few get a warning each, all of them a line at the end. With --strict, the first stops the run."""
+    positions = run.stats.pop('positions')
+    skipped = np.setdiff1d(np.arange(run.position, positions.max() + 1), positions)
+    run.position = int(positions.max()) + 1
+    for position in skipped.tolist():
+      entry = int(run.order[position % len(run.order)]) % len(self.dataset)
+      name, why = self.dataset.entry_name(entry), datasets.why_unreadable(self.dataset, entry, self.config)
+      if self.config.strict:
+        raise UserError(f'{name} cannot be read ({why}): stopped at step {run.step} (--strict); the last '
+                        f'checkpoint, {run.last_good or "none yet"}, is intact. Remove or repair the entry, or run '
+                        'without --strict to skip such entries')
+      run.skipped.append(f'{name} ({why})')
+      if len(run.skipped) <= SKIPPED_WARNINGS:
+        logging.warning('step %d: skipped %s, which cannot be read; the batch took the next image%s', run.step,
+                        run.skipped[-1], '' if len(run.skipped) < SKIPPED_WARNINGS else
+                        ' (further ones are counted in the progress line and listed at the end)')
+    run.stats['skipped_entries'] = len(run.skipped)
 
   @staticmethod
   def _due(run, every):
@@ -233,7 +260,7 @@ class Trainer:
     """The progress line, TensorBoard's scalars (the first step of a run, every --log_freq, the last), the D-has-won
     watch."""
     cfg = self.config
-    run.progress.update(run.step, run.stats)
+    run.progress.update(run.step, run.stats, len(run.skipped))
     if run.step % cfg.log_freq == 0 or run.step in (run.start + 1, run.total):
       run.logged = self._write_summaries(run.writer, run.step, run.stats, run.logged)
     warning = run.watch.update(run.stats['d_loss'] - cfg.gradient_penalty * run.stats['gradient_penalty'])
@@ -244,6 +271,10 @@ class Trainer:
     """Saves a step a signal interrupted, writes the last step's numbers, and says how training ended."""
     if stopped_by and run.step > run.saved:
       run.last_good = self.save(sess, run.step, run.last_good)
+    if run.skipped:
+      logging.warning('skipped %d entries of %s that cannot be read: %s', len(run.skipped), self.config.dataset,
+                      '; '.join(run.skipped[:SKIPPED_LISTED]) +
+                      (f'; and {len(run.skipped) - SKIPPED_LISTED} more' if len(run.skipped) > SKIPPED_LISTED else ''))
     if run.stats is not None and run.logged[0] != run.step:  # the last step's numbers, whatever --log_freq
       self._write_summaries(run.writer, run.step, run.stats, run.logged)
     if stopped_by:
@@ -260,7 +291,8 @@ class Trainer:
     Returns:
       dict of the numbers of the step's last D update, all from its one forward pass before D changes (so they
       agree with each other: the log line and TensorBoard show them): d_loss, g_loss, D(x), D(G(z)), the gradient
-      penalty, D's logits; then g_update_loss, G's loss in its last update, and z, the z of G's updates.
+      penalty, D's logits; then g_update_loss, G's loss in its last update, z, the z of G's updates, and
+      positions, where the images of D's batches were in the epoch's stream.
     """
     dcgan = self.dcgan
     loss, model_ = dcgan.loss, dcgan.model
@@ -270,13 +302,20 @@ class Trainer:
     # (1) update D; the last update also counts the step (before G's, whose moving average reads the count).
     # Every --r1_every steps, the first update adds the lazy R1 penalty (StyleGAN2)
     lazy_r1 = dcgan.train_ops.d_train_r1 is not None and step % self.config.r1_every == 0
+    positions = []
     for update in range(self.config.d_steps):
-      fetches = dict(d_fetches)
+      fetches = dict(d_fetches, positions=dcgan.pipeline.positions)
       if update == 0 and lazy_r1:
         fetches.update(train=dcgan.train_ops.d_train_r1, r1=loss.r1)
       if update == self.config.d_steps - 1:
         fetches['step'] = dcgan.train_ops.step_inc
-      stats = sess.run(fetches, dcgan.step_feed(step, update))
+      try:
+        stats = sess.run(fetches, dcgan.step_feed(step, update))
+      except tf.errors.OutOfRangeError:
+        raise UserError(f'step {step + 1}: the epoch\'s images ran out: more of the entries of {self.config.dataset} '
+                        'cannot be read than the epoch could spare; run --check_data to see them') from None
+      positions.append(stats['positions'])
+    stats['positions'] = np.concatenate(positions)
     # (2) update G --g_steps times, so that D does not win too early
     feed = dcgan.step_feed(step)
     g_fetches = {'train': dcgan.train_ops.g_train, 'g_update_loss': loss.g_loss}
@@ -287,15 +326,23 @@ class Trainer:
     stats['z'] = feed[dcgan.inputs.z]
     return stats
 
-  def start_epoch(self, sess, epoch, step):
-    """Points the input pipeline at `epoch`'s order, past the batches of its first `step` steps."""
+  def start_epoch(self, sess, epoch, step, position=None):
+    """Points the input pipeline at `epoch`'s order, past the batches of its first `step` steps: at `position`
+    of its stream (where the checkpoint's last batch ended), or where the step says when None.
+
+    Returns:
+      (the order this worker reads, the position it starts at).
+    """
     cfg = self.config
-    batches = self.steps_per_epoch * cfg.d_steps
-    order = datasets.epoch_order(cfg.seed, epoch, len(self.dataset), cfg.mirror)[:batches * cfg.batch_size]
+    order = datasets.epoch_order(cfg.seed, epoch, len(self.dataset), cfg.mirror)
     share = cfg.batch_size // self.num_workers  # this worker's images of each batch
-    order = order.reshape(batches, cfg.batch_size)[step * cfg.d_steps:]
-    order = order[:, self.worker * share:(self.worker + 1) * share].reshape(-1)
-    sess.run(self.dcgan.pipeline.initializer, self.dcgan.pipeline.feed(order))
+    if self.num_workers > 1:
+      batches = len(order) // cfg.batch_size
+      order = order[:batches * cfg.batch_size].reshape(batches, cfg.batch_size)
+      order = order[:, self.worker * share:(self.worker + 1) * share].reshape(-1)
+    position = step * cfg.d_steps * share if position is None else position
+    sess.run(self.dcgan.pipeline.initializer, self.dcgan.pipeline.feed(order, position))
+    return order, position
 
   def _evaluate(self, sess, writer, evaluator, step, last_good):
     """Scores the samples of `step`; if they beat the best so far by --best_metric, saves them to best/."""
@@ -365,6 +412,9 @@ class _Run:
   progress: object
   watch: object
   logged: tuple
+  position: Optional[int] = None
+  order: Optional[np.ndarray] = None
+  skipped: list = dataclasses.field(default_factory=list)
   stats: Optional[dict] = None
 
 

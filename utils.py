@@ -362,15 +362,17 @@ class Progress:
     if sys.stderr.isatty() and start < total:
       self._bar = tqdm(initial=start, total=total, unit='step', dynamic_ncols=True)
 
-  def update(self, step, stats):
-    """Records that `step` steps are done; `stats` holds d_loss, g_loss, D(x), D(G(z))."""
+  def update(self, step, stats, skipped=0):
+    """Records that `step` steps are done; `stats` holds d_loss, g_loss, D(x), D(G(z)); `skipped` counts the
+    entries that could not be read so far (shown when there are some)."""
+    skipped_text = f'  skipped {skipped}' if skipped else ''
     if self._bar is not None:
       self._bar.update(1)
       steps_per_second = self._bar.format_dict['rate'] or 0.0
       self._bar.set_postfix_str(f'epoch {(step - 1) // self._steps_per_epoch} d_loss {stats["d_loss"]:.3f} '
                                 f'g_loss {stats["g_loss"]:.3f} D(x) {stats["D(x)"]:.2f} '
-                                f'D(G(z)) {stats["D(G(z))"]:.2f} {steps_per_second * self._batch_size:.0f} img/s',
-                                refresh=False)
+                                f'D(G(z)) {stats["D(G(z))"]:.2f} {steps_per_second * self._batch_size:.0f} img/s'
+                                f'{skipped_text}', refresh=False)
       return
     if step % self._log_every and step != self._total:
       return
@@ -378,10 +380,10 @@ class Progress:
     now = time.monotonic()
     steps_per_second = (step - first) / max(now - since, 1e-9)
     self._window = (step, now)
-    logging.info('epoch %d step %d/%d  d_loss %.3f  g_loss %.3f  D(x) %.3f  D(G(z)) %.3f  %.1f img/s  ETA %s',
+    logging.info('epoch %d step %d/%d  d_loss %.3f  g_loss %.3f  D(x) %.3f  D(G(z)) %.3f  %.1f img/s  ETA %s%s',
                  (step - 1) // self._steps_per_epoch, step, self._total, stats['d_loss'], stats['g_loss'],
                  stats['D(x)'], stats['D(G(z))'], steps_per_second * self._batch_size,
-                 _duration((self._total - step) / max(steps_per_second, 1e-9)))
+                 _duration((self._total - step) / max(steps_per_second, 1e-9)), skipped_text)
 
   def close(self):
     if self._bar is not None:

@@ -1,4 +1,5 @@
-"""How long does opening an LSUN-sized LMDB take: the key listing, the header pass and the decode check.
+"""How long the full pass over an LSUN-sized LMDB takes (main.py --check_data): the key listing, the header pass and
+the decode check. A training run reads only the key listing and a sample (bench/first_step.py).
 
 Writes a synthetic LMDB of --count small WebP images (and --big_count at LSUN's size, 256 x 341), then times what
 main.py does the first time it opens one (datasets.LmdbSource and datasets.check_entries), and the second time
@@ -9,7 +10,6 @@ $ .venv/bin/python bench/lmdb_scan.py                       # 100,000 + 2,000 im
 $ .venv/bin/python bench/lmdb_scan.py --count 20000 --big_count 500
 """
 
-import io
 import json
 import os
 import platform
@@ -22,13 +22,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import runtime  # noqa: E402,F401  (before tensorflow)
 
-import lmdb  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
-from PIL import Image  # noqa: E402
 
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
+from lsun_like import write_lmdb  # noqa: E402  (bench/)
 
 BEDROOM_ENTRIES = 3033042
 
@@ -36,32 +34,6 @@ flags.DEFINE_integer('count', 100000, 'Small images (64x64 WebP) in the syntheti
 flags.DEFINE_integer('big_count', 2000, 'LSUN-sized images (256x341 WebP) in a second LMDB, for the decode rate.')
 flags.DEFINE_string('dir', None, 'Work folder (default a temporary one, deleted at the end).')
 FLAGS = flags.FLAGS
-
-
-def _image(rng, height, width):
-  """A smooth picture with some texture, so that WebP sizes are like a photo's, not like noise or a flat colour."""
-  y, x = np.mgrid[0:height, 0:width] / max(height, width)
-  base = np.stack([np.sin(x * rng.uniform(2, 9) + rng.uniform(0, 6)), np.cos(y * rng.uniform(2, 9)),
-                   np.sin((x + y) * rng.uniform(2, 9))], axis=-1)
-  noise = rng.normal(0, 0.15, (height, width, 3))
-  return np.clip((base + noise + 1) * 127.5, 0, 255).astype(np.uint8)
-
-
-def write_lmdb(folder, count, height, width, seed=0):
-  """An LMDB of `count` WebP images under 40-character hex keys (as LSUN's); returns the bytes of data.mdb."""
-  rng = np.random.default_rng(seed)
-  templates = []
-  for _ in range(64):  # encoding 100,000 distinct images would take longer than what is measured
-    buffer = io.BytesIO()
-    Image.fromarray(_image(rng, height, width)).save(buffer, format='WEBP', quality=75)
-    templates.append(buffer.getvalue())
-  env = lmdb.open(folder, map_size=1 << 40)
-  with env.begin(write=True) as txn:
-    for i in range(count):
-      key = f'{(i * 2654435761) % (1 << 160):040x}'.encode()  # spread like hashes, not in insertion order
-      txn.put(key, templates[i % len(templates)] + bytes(i % 7))  # trailing bytes: no two values alike
-  env.close()
-  return os.path.getsize(os.path.join(folder, 'data.mdb'))
 
 
 def measure(folder, name, count):
@@ -73,7 +45,8 @@ def measure(folder, name, count):
   start = time.perf_counter()
   source = datasets.LmdbSource.open(cfg, cache)
   seconds['key_listing'] = time.perf_counter() - start
-  undecodable = datasets._undecodable
+  entries = datasets.entries
+  undecodable = entries._undecodable
 
   def timed_decode(*args):
     begin = time.perf_counter()
@@ -82,11 +55,11 @@ def measure(folder, name, count):
     finally:
       seconds['decode_check'] = time.perf_counter() - begin
 
-  datasets._undecodable = timed_decode
+  entries._undecodable = timed_decode
   start = time.perf_counter()
   scan = datasets.check_entries(source, cache)
   seconds['header_pass'] = time.perf_counter() - start - seconds['decode_check']
-  datasets._undecodable = undecodable
+  entries._undecodable = undecodable
   assert not scan.bad, scan.bad
   start = time.perf_counter()
   again = datasets.open_dataset(cfg, cache_dir=cache)

@@ -259,7 +259,7 @@ def run_pipeline(folder, consumed_images_per_s, scratch):
       pipeline = datasets.make_pipeline(dataset, cfg)
       order = np.resize(datasets.epoch_order(cfg.seed, 0, len(dataset)), batches * cfg.batch_size)
       with tf1.Session() as sess:
-        sess.run(pipeline.initializer, pipeline.feed(order))
+        sess.run(pipeline.initializer, pipeline.feed(order, 0))
         for _ in range(5):
           sess.run(pipeline.images)
         start = time.perf_counter()

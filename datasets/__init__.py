@@ -14,7 +14,7 @@ Nothing else asks more: entries.py opens a dataset and checks an encoded one ent
 found), pipeline.py feeds training, cache.py decodes once into a memory-mapped file (--cache).
 
 To add a kind of data: write its Source in a module of its own here (recognizes, open, and for encoded data
-fetch, entry_name, fingerprint, subset; folder.py is the example to copy), and add it to kinds.SOURCES before
+fetch, entry_name, fingerprint; folder.py is the example to copy), and add it to kinds.SOURCES before
 FolderSource. The check, the cache, the pipeline, the evaluator and --check_data need no change.
 
 $ python main.py --train --dataset mnist --data_dir ../shared/data
@@ -24,19 +24,21 @@ $ python main.py --train --dataset tfds:cifar10
 
 from .cache import IMAGE_CACHE_FILE, cache_images, fit_name, image_cache_folder
 from .categories import LmdbCategoriesSource, category_dataset
-from .entries import SCAN_FILE, Report, Scan, check, check_entries, open_dataset
+from .entries import (SAMPLE, SCAN_FILE, Report, Scan, check, check_entries, open_dataset, sample_indices,
+                      why_unreadable)
 from .folder import FolderSource, fit_images, read_folder
 from .idx import IdxSource, is_idx_folder, load_idx_folder, read_idx, write_idx
 from .kinds import SOURCES, default_output_size, source_class
 from .lmdb_source import LMDB_KEYS_FILE, LmdbSource
-from .pipeline import InputPipeline, epoch_order, make_pipeline, read_images
+from .pipeline import InputPipeline, epoch_order, make_pipeline, read_images, sample_images
 from .source import (BUILTIN, DECODABLE_FORMATS, IMAGE_EXTENSIONS, EncodedSource, PixelSource, Source,
                      folder_of, load_arrays, save_arrays)
 from .tfds import TfdsSource, import_tfds
 
-__all__ = ['BUILTIN', 'DECODABLE_FORMATS', 'IMAGE_CACHE_FILE', 'IMAGE_EXTENSIONS', 'LMDB_KEYS_FILE', 'SCAN_FILE',
-           'SOURCES', 'EncodedSource', 'FolderSource', 'IdxSource', 'InputPipeline', 'LmdbCategoriesSource',
-           'LmdbSource', 'PixelSource', 'Report', 'Scan', 'Source', 'TfdsSource', 'cache_images', 'category_dataset',
-           'check', 'check_entries', 'default_output_size', 'epoch_order', 'fit_images', 'fit_name', 'folder_of',
-           'image_cache_folder', 'import_tfds', 'is_idx_folder', 'load_arrays', 'load_idx_folder', 'make_pipeline',
-           'open_dataset', 'read_folder', 'read_idx', 'read_images', 'save_arrays', 'source_class', 'write_idx']
+__all__ = ['BUILTIN', 'DECODABLE_FORMATS', 'IMAGE_CACHE_FILE', 'IMAGE_EXTENSIONS', 'LMDB_KEYS_FILE', 'SAMPLE',
+           'SCAN_FILE', 'SOURCES', 'EncodedSource', 'FolderSource', 'IdxSource', 'InputPipeline',
+           'LmdbCategoriesSource', 'LmdbSource', 'PixelSource', 'Report', 'Scan', 'Source', 'TfdsSource',
+           'cache_images', 'category_dataset', 'check', 'check_entries', 'default_output_size', 'epoch_order',
+           'fit_images', 'fit_name', 'folder_of', 'image_cache_folder', 'import_tfds', 'is_idx_folder', 'load_arrays',
+           'load_idx_folder', 'make_pipeline', 'open_dataset', 'read_folder', 'read_idx', 'read_images',
+           'sample_images', 'sample_indices', 'save_arrays', 'source_class', 'why_unreadable', 'write_idx']

@@ -20,6 +20,7 @@ from .source import PixelSource
 
 IMAGE_CACHE_FILE = 'image_cache.npy'  # --cache and TFDS: the images decoded, cropped and resized, in order
 IMAGE_CACHE_LABELS = 'image_cache_labels.npy'
+IMAGE_CACHE_BAD = 'image_cache_bad.npy'  # the entries that could not be decoded: black in the cache, skipped
 IMAGE_CACHE_KEY = 'image_cache.json'  # what they were made from
 
 
@@ -54,53 +55,85 @@ def _save_npy(path, array):
 
 
 def open_image_cache(path, key):
-  """(images uint8 memory-mapped, labels int32 or None) of the cache at `path` if it was made from `key`."""
-  key_path = os.path.join(os.path.dirname(path), IMAGE_CACHE_KEY)
+  """(images uint8 memory-mapped, labels int32 or None, the indices of the unreadable entries) of the cache at
+  `path` if it was made from `key`, else None."""
+  folder = os.path.dirname(path)
   try:
-    with open(key_path) as f:
+    with open(os.path.join(folder, IMAGE_CACHE_KEY)) as f:
       if json.load(f) != key:
         logging.info('the data or sizes changed since %s was made: making it again', path)
         return None
     images = np.load(path, mmap_mode='r')
-    labels_path = os.path.join(os.path.dirname(path), IMAGE_CACHE_LABELS)
+    labels_path, bad_path = os.path.join(folder, IMAGE_CACHE_LABELS), os.path.join(folder, IMAGE_CACHE_BAD)
     labels = np.load(labels_path) if os.path.exists(labels_path) else None
+    bad = np.load(bad_path) if os.path.exists(bad_path) else np.zeros(0, np.int64)
   except (OSError, ValueError):
     return None  # none yet, or unreadable: made again
   if images.dtype != np.uint8 or images.ndim != 4 or labels is not None and len(labels) != len(images):
     return None
   logging.info('reading the %d decoded images from %s', len(images), path)
-  return images, labels
+  return images, labels, bad
 
 
-def write_image_cache(data, path, key, with_labels, shape, total=None):
-  """Writes the (image, label) elements of the tf.data.Dataset `data` to the cache at `path`, then its key.
+def write_image_cache(data, path, key, with_labels, shape, total=None, indexed=False):
+  """Writes the elements of the tf.data.Dataset `data` to the cache at `path`, then its key.
+
+  Args:
+    data: (image, label) elements; (image, label, index) when `indexed`.
+    path, key: the cache file, and what it is made from (image_cache.json, written last).
+    with_labels: write the labels too.
+    shape: (height, width, channels) of an image.
+    total: the elements expected, for the progress line.
+    indexed: an index that `data` skips (up to `total`) is an entry that could not be read: its image is left
+      black, and it is listed in image_cache_bad.npy.
 
   Raises:
-    UserError: it could not be written (a full disk) or an image could not be decoded; nothing partial is left.
+    UserError: it could not be written (a full disk), or a TFDS record could not be read; nothing partial is left.
   """
   folder = os.path.dirname(path) or '.'
   temporary = utils.temporary_name(path)
-  labels = []
+  labels, bad = [], []
   try:
     os.makedirs(folder, exist_ok=True)
-    for name in (IMAGE_CACHE_KEY, IMAGE_CACHE_LABELS):  # the old key and labels go first: never a stale pair
+    for name in (IMAGE_CACHE_KEY, IMAGE_CACHE_LABELS, IMAGE_CACHE_BAD):  # the old key goes first: never a stale set
       if os.path.exists(os.path.join(folder, name)):
         os.remove(os.path.join(folder, name))
     # Plain writes, not a writable memmap: a full disk must raise ENOSPC here, not SIGBUS on a page later.
     with open(temporary, 'wb') as f, utils.Meter(total, f'caching {os.path.basename(path)}', unit='image') as meter:
       f.write(_npy_header((0, *shape)))
       count = 0
-      for images, batch_labels in data.batch(256).prefetch(2).as_numpy_iterator():
-        f.write(images.tobytes())
-        labels.append(batch_labels)
-        count += len(images)
+
+      def skip_to(index):  # black images (label 0) for the entries that could not be read
+        nonlocal count
+        bad.extend(range(count, index))
+        f.write(bytes(int(np.prod(shape)) * (index - count)))
+        labels.append(np.zeros(index - count, np.int32))
+        count = index
+
+      for batch in data.batch(256).prefetch(2).as_numpy_iterator():
+        images, batch_labels = batch[:2]
+        if not indexed:
+          f.write(images.tobytes())
+          labels.append(batch_labels)
+          count += len(images)
+        else:
+          for image, label, index in zip(*batch):
+            skip_to(int(index))
+            f.write(image.tobytes())
+            labels.append(np.array([label], np.int32))
+            count += 1
         meter.update(len(images))
+      if indexed and total is not None:
+        skip_to(total)
       f.seek(0)
       f.write(_npy_header((count, *shape)))
     if with_labels:
       labels = np.concatenate(labels).astype(np.int32) if labels else np.zeros(0, np.int32)
       utils.write_atomically(os.path.join(folder, IMAGE_CACHE_LABELS), lambda temporary_labels: _save_npy(
           temporary_labels, labels))
+    if bad:
+      utils.write_atomically(os.path.join(folder, IMAGE_CACHE_BAD), lambda temporary_bad: _save_npy(
+          temporary_bad, np.array(bad, np.int64)))
     os.replace(temporary, path)
     utils.write_text(os.path.join(folder, IMAGE_CACHE_KEY), json.dumps(key))
   except OSError as e:
@@ -108,9 +141,8 @@ def write_image_cache(data, path, key, with_labels, shape, total=None):
       os.remove(path)
     raise UserError(f'could not write the image cache {path}: {e.strerror or e}; free some space or train '
                     'without --cache') from None
-  except tf.errors.OpError as e:  # a file changed after it was checked
-    raise UserError(f'could not decode an image while making {path}: {pipeline.decode_error_text(e)}; run again to '
-                    'check the entries anew') from None
+  except tf.errors.OpError as e:  # (TFDS: a record it cannot read)
+    raise UserError(f'could not decode an image while making {path}: {pipeline.decode_error_text(e)}') from None
   finally:
     if os.path.exists(temporary):  # interrupted or failed: nothing half-written stays
       os.remove(temporary)
@@ -121,11 +153,12 @@ def cache_images(source, config, cache_dir):
   file from then on (--cache).
 
   The file holds every image as training sees it (decoded, cropped, resized), in the source's order, and is
-  memory-mapped, so it need not fit in memory. image_cache.json beside it records the source's fingerprint and
-  the crop and output sizes: when any of them changes, the cache is made again.
+  memory-mapped, so it need not fit in memory; an entry that cannot be decoded stays black in it and is listed as
+  bad (training skips it, as it would without --cache). image_cache.json beside it records the source's
+  fingerprint and the crop and output sizes: when any of them changes, the cache is made again.
 
   Args:
-    source: a Source from load(); one already decoded (IDX, TFDS) is returned as it is.
+    source: a Source from open_dataset(); one already decoded (IDX, TFDS) is returned as it is.
     config: a config.Config; reads the crop and output sizes.
     cache_dir: the dataset's cache folder (config.data_cache_path), shared by its runs of every size.
 
@@ -142,10 +175,17 @@ def cache_images(source, config, cache_dir):
   cached = open_image_cache(path, key)
   if cached is None:
     logging.info('decoding %d images once into %s (--cache)', len(source), path)
-    indices = tf.data.Dataset.from_tensor_slices(np.arange(len(source), dtype=np.int64))
-    write_image_cache(pipeline.examples(source, indices, config, 256, False).unbatch(), path, key,
-                       with_labels=source.labels is not None,
-                       shape=(config.output_height, config.output_width, source.channels), total=len(source))
+    listed = pipeline.examples(source, pipeline.listed(np.arange(len(source))), config, 256, False).unbatch()
+    write_image_cache(listed.map(lambda image, label, position, index: (image, label, index)), path, key,
+                      with_labels=source.labels is not None,
+                      shape=(config.output_height, config.output_width, source.channels), total=len(source),
+                      indexed=True)
     cached = open_image_cache(path, key)
-  images, labels = cached
-  return PixelSource(source.name, images, labels, source.num_classes, source.class_names)
+  images, labels, bad = cached
+  cached = PixelSource(source.name, images, labels, source.num_classes, source.class_names)
+  cached.bad = {**{int(i): 'could not be decoded when the --cache file was made' for i in bad}, **source.bad}
+  cached.unreadable = source.unreadable  # (epochs as long as without --cache)
+  if len(bad):
+    logging.warning('%d of the %d entries of %s could not be decoded into the cache: they are skipped',
+                    len(bad), len(source), source.name)
+  return cached

@@ -89,7 +89,3 @@ class LmdbCategoriesSource(EncodedSource):
   def location(self):
     return ', '.join(part.folder for part in self.parts)
 
-  def subset(self, keep, channels):
-    kept = {p: local for p, local, _ in self._split(keep)}
-    parts = [part.subset(kept.get(p, np.zeros(0, np.int64)), channels) for p, part in enumerate(self.parts)]
-    return LmdbCategoriesSource(self.name, parts, self.class_names, channels)

@@ -23,17 +23,23 @@ from .source import (DECODABLE_FORMATS, GRAYSCALE_MODES, EncodedSource, channels
                      save_arrays)
 
 SCAN_FILE = 'data_check.npz'  # what the check of an encoded source found, keyed by its fingerprint
+# Entries checked before training starts, spread evenly: a large source (LSUN's 3 million) starts at once, and
+# training skips any other entry that it cannot decode (see pipeline.py); --check_data reads every one.
+SAMPLE = 256
 
 
 @dataclasses.dataclass
 class Scan:
-  """What check_entries found in an encoded source, entry by entry.
+  """What check_entries found in the entries `indices` of an encoded source (all of them, or a sample).
 
   Attributes:
-    heights, widths: int32 [count]; 0 for a bad entry.
-    formats, modes: uint8 [count], indices into format_names and mode_names.
-    bad: {index: why} of the entries that cannot be trained on.
+    indices: int64 [n], the entries read, in order; the arrays below are aligned with them.
+    heights, widths: int32 [n]; 0 for a bad entry.
+    formats, modes: uint8 [n], indices into format_names and mode_names.
+    bad: {entry index: why} of the entries that cannot be trained on.
+    count: the entries of the source (complete when the scan read them all).
   """
+  indices: np.ndarray
   heights: np.ndarray
   widths: np.ndarray
   formats: np.ndarray
@@ -41,11 +47,21 @@ class Scan:
   format_names: list
   mode_names: list
   bad: dict
+  count: int
+
+  @property
+  def complete(self):
+    return len(self.indices) == self.count
 
   def good(self):
-    return np.setdiff1d(np.arange(len(self.heights)), np.fromiter(self.bad, np.int64, len(self.bad)))
+    """Positions (into `indices` and the arrays) of the readable entries."""
+    return np.flatnonzero(~np.isin(self.indices, np.fromiter(self.bad, np.int64, len(self.bad))))
 
-  def channels(self, good):
+  def channels(self):
+    """1 when every readable entry of the opening sample (sample_indices) is grayscale, else 3: the same answer
+    from a sample and from a complete scan, so that a run does not change shape once the data is checked in full."""
+    good = self.good()
+    good = good[np.isin(self.indices[good], sample_indices(self.count))]
     grayscale = [i for i, name in enumerate(self.mode_names) if name in GRAYSCALE_MODES]
     return 1 if len(good) and np.isin(self.modes[good], grayscale).all() else 3
 
@@ -58,12 +74,18 @@ class Scan:
 
   @staticmethod
   def read(path, fingerprint, count):
-    """The Scan saved at `path` for `fingerprint` and `count` entries, or None (then the check runs again)."""
+    """The complete Scan saved at `path` for `fingerprint` and `count` entries, or None."""
     saved = load_arrays(path, fingerprint)
     if saved is None or len(saved['heights']) != count:
       return None
-    return Scan(saved['heights'], saved['widths'], saved['formats'], saved['modes'], saved['format_names'].tolist(),
-                saved['mode_names'].tolist(), dict(zip(saved['bad_index'].tolist(), saved['bad_why'].tolist())))
+    return Scan(np.arange(count), saved['heights'], saved['widths'], saved['formats'], saved['modes'],
+                saved['format_names'].tolist(), saved['mode_names'].tolist(),
+                dict(zip(saved['bad_index'].tolist(), saved['bad_why'].tolist())), count)
+
+
+def sample_indices(count):
+  """The entries checked before training starts: SAMPLE of them spread evenly (all of a small source)."""
+  return np.unique(np.linspace(0, count - 1, min(count, SAMPLE)).round().astype(np.int64))
 
 
 def _header(file):
@@ -87,48 +109,51 @@ def _headers(source, indices):
   return [_header(source.open_fetched(item)) for item in source.fetch(indices)]
 
 
-def check_entries(source, cache_dir=None, fresh=False):
-  """Reads the header of every entry, then decodes each one with TensorFlow as training will, to find the bad.
+def check_entries(source, cache_dir=None, fresh=False, indices=None):
+  """Reads the header of each entry, then decodes it with TensorFlow as training will, to find the bad ones.
 
   Args:
     source: an EncodedSource.
-    cache_dir: where to remember what was found (data_check.npz, keyed by source.fingerprint()), so that a
-      resumed run does not read every entry again; None to remember nothing.
+    cache_dir: where to remember what a check of every entry found (data_check.npz, keyed by
+      source.fingerprint()), so that it is not read again; None to remember nothing.
     fresh: read every entry even when what was found is remembered (--check_data).
+    indices: the entries to read (sorted); None for all of them. A check of some is not remembered.
 
   Returns:
     A Scan.
   """
-  path = os.path.join(cache_dir, SCAN_FILE) if cache_dir else None
-  fingerprint = source.fingerprint()
-  scan = Scan.read(path, fingerprint, len(source)) if path and not fresh else None
+  count = len(source)
+  complete = indices is None or len(indices) == count
+  indices = np.arange(count) if indices is None else np.asarray(indices, np.int64)
+  path = os.path.join(cache_dir, SCAN_FILE) if cache_dir and complete else None
+  fingerprint = source.fingerprint() if path else None
+  scan = Scan.read(path, fingerprint, count) if path and not fresh else None
   if scan is not None:
     return scan
-  count = len(source)
-  heights, widths = np.zeros(count, np.int32), np.zeros(count, np.int32)
-  formats, modes = np.zeros(count, np.uint8), np.zeros(count, np.uint8)
+  n = len(indices)
+  heights, widths = np.zeros(n, np.int32), np.zeros(n, np.int32)
+  formats, modes = np.zeros(n, np.uint8), np.zeros(n, np.uint8)
   names = {'format': [], 'mode': []}
   bad = {}
   step = pipeline.FETCH_BATCH
-  chunks = [np.arange(start, min(start + step, count)) for start in range(0, count, step)]
-  with concurrent.futures.ThreadPoolExecutor(8) as pool, utils.Meter(
-      count, f'reading the headers of {source.name}', unit='image') as meter:
-    for chunk, headers in zip(chunks, pool.map(lambda chunk: _headers(source, chunk), chunks)):
-      for i, header in zip(chunk, headers):
+  chunks = [np.arange(start, min(start + step, n)) for start in range(0, n, step)]
+  what = f'the headers of {source.name}' if complete else f'{n} sampled headers of {source.name}'
+  with concurrent.futures.ThreadPoolExecutor(8) as pool, utils.Meter(n, f'reading {what}', unit='image') as meter:
+    for chunk, headers in zip(chunks, pool.map(lambda chunk: _headers(source, indices[chunk]), chunks)):
+      for position, header in zip(chunk, headers):
         if isinstance(header, str):
-          bad[int(i)] = header
+          bad[int(indices[position])] = header
           continue
-        image_format, mode, widths[i], heights[i] = header
+        image_format, mode, widths[position], heights[position] = header
         for key, value, column in (('format', image_format, formats), ('mode', mode, modes)):
           if value not in names[key]:
             names[key].append(value)
-          column[i] = names[key].index(value)
+          column[position] = names[key].index(value)
       meter.update(len(chunk))
-  readable = np.setdiff1d(np.arange(count), np.fromiter(bad, np.int64, len(bad)))
-  bad.update(_undecodable(source, readable))
-  for i in bad:
-    heights[i] = widths[i] = 0
-  scan = Scan(heights, widths, formats, modes, names['format'], names['mode'], bad)
+  bad.update(_undecodable(source, indices[~np.isin(indices, np.fromiter(bad, np.int64, len(bad)))]))
+  bad_positions = np.isin(indices, np.fromiter(bad, np.int64, len(bad)))
+  heights[bad_positions] = widths[bad_positions] = 0
+  scan = Scan(indices, heights, widths, formats, modes, names['format'], names['mode'], bad, count)
   if path:
     scan.save(path, fingerprint)
   return scan
@@ -155,45 +180,76 @@ def _undecodable(source, indices):
     return {int(i): _decode_error(source, i) for i in indices if int(i) not in decoded}
 
 
-def _decode_error(source, index):
-  try:
-    pipeline.decode(source.tf_encoded(tf.constant(source.fetch([index])[0])), 3)
-  except tf.errors.OpError as e:
-    return f'corrupt or truncated: {pipeline.decode_error_text(e)}'
+def _decode_error(source, index, config=None):
+  """Why TensorFlow cannot train on entry `index` (decoded, and cropped and resized as `config` says, if given)."""
+  # (in a graph of its own: a training session's graph is finalized, and may be the default one here)
+  with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+    image = pipeline.decode(source.tf_encoded(tf.constant(source.fetch([index])[0])), 3)
+    try:
+      height, width, _ = sess.run(tf.shape(image))
+      if config is not None and config.crop and config.input_height and (
+          height < config.input_height or width < config.input_width):
+        return f'smaller than --crop {config.input_height}x{config.input_width} ({height}x{width})'
+      if config is not None:
+        sess.run(pipeline.fit(image, config))
+    except tf.errors.OpError as e:
+      return f'corrupt or truncated: {pipeline.decode_error_text(e)}'
   return 'could not be decoded'
+
+
+def why_unreadable(source, index, config):
+  """Why training could not use entry `index` of an encoded source: what it says in a skipped entry's line."""
+  if index in source.bad or not isinstance(source, EncodedSource):
+    return source.bad.get(index, 'could not be read')
+  header = _header(source.open_fetched(source.fetch([index])[0]))
+  return header if isinstance(header, str) else _decode_error(source, index, config)
 
 
 # Opening a dataset, and --check_data
 
-def _open_checked(config, cache_dir, fresh=False):
-  """(the source of --dataset with all its entries, the problems that stop training, the report's lines)."""
+def _open_checked(config, cache_dir, fresh=False, sample=False):
+  """(the source of --dataset with all its entries, the problems that stop training, the report's lines).
+
+  With `sample`, a large source has only sample_indices() read (and what a check of every entry found before,
+  if it is remembered, marks the others it found bad); otherwise every entry is read, or what was found remembered.
+  """
   source = kinds.source_class(config).open(config, cache_dir)
   if not isinstance(source, EncodedSource):
     return source, [], source.describe()
-  scan = source.scan = check_entries(source, cache_dir, fresh)
+  count = len(source)
+  scan = source.scan = check_entries(source, cache_dir, fresh, sample_indices(count) if sample else None)
+  source.channels = scan.channels()
+  source.bad = dict(scan.bad)
+  if not scan.complete:
+    remembered = Scan.read(os.path.join(cache_dir, SCAN_FILE), source.fingerprint(), count) if cache_dir else None
+    source.bad.update(remembered.bad if remembered else {})
+  source.unreadable = len(scan.bad)  # (the sample's only: epochs are as long with a complete check remembered or not)
   good = scan.good()
-  lines = [f'{source.location}: {len(source)} {source.unit}, {len(good)} readable images, {len(scan.bad)} bad']
+  entries = f'{count} {source.unit}' if scan.complete else f'{len(scan.indices)} {source.unit} sampled from {count}'
+  lines = [f'{source.location}: {entries}, {len(good)} readable images, {len(scan.bad)} bad']
   if len(good):
     counts = lambda column, names: _most_common(collections.Counter(names[c] for c in column[good].tolist()))
     sizes = collections.Counter(zip(scan.heights[good].tolist(), scan.widths[good].tolist()))
     lines += [f'  formats: {counts(scan.formats, scan.format_names)}',
-              f'  modes: {counts(scan.modes, scan.mode_names)} -> trained as {channels_text(scan.channels(good))}',
+              f'  modes: {counts(scan.modes, scan.mode_names)} -> trained as {channels_text(source.channels)}',
               f'  sizes (height x width): {_most_common(collections.Counter(f"{h}x{w}" for h, w in sizes.elements()))}']
   if scan.bad:
     lines.append(f'  bad {source.unit} (skipped when training, fatal with --strict):')
     lines += [f'    {source.entry_name(i)}: {why}' for i, why in sorted(scan.bad.items())[:20]]
     lines += [f'    ... and {len(scan.bad) - 20} more'] if len(scan.bad) > 20 else []
   problems = []
+  where = f'{source.unit} {source.preposition} {source.location}'
   if not len(good):
-    problems.append(f'none of the {len(source)} {source.unit} {source.preposition} {source.location} is a readable '
-                    f'image: {_bad_summary(source, scan)}')
+    what = f'the {count} {where}' if scan.complete else f'{len(scan.indices)} {where} sampled evenly from {count}'
+    problems.append(f'none of {what} is a readable image: {_bad_summary(source, scan)}')
   elif config.crop and config.input_height:
     small = good[(scan.widths[good] < config.input_width) | (scan.heights[good] < config.input_height)]
     if len(small):
       first = small[0]
       problems.append(f'--crop {config.input_height}x{config.input_width} is larger than {len(small)} of {len(good)} '
-                      f'images, e.g. {source.entry_name(first)} ({scan.heights[first]}x{scan.widths[first]}); lower '
-                      '--input_height/--input_width, or give --crop alone for the largest centred square')
+                      f'{"" if scan.complete else "sampled "}images, e.g. {source.entry_name(scan.indices[first])} '
+                      f'({scan.heights[first]}x{scan.widths[first]}); lower --input_height/--input_width, or give '
+                      '--crop alone for the largest centred square')
   return source, problems, lines
 
 
@@ -208,40 +264,42 @@ def _most_common(counter, limit=5):
 
 
 def open_dataset(config, strict=False, cache_dir=None):
-  """Finds, checks and opens the dataset that `config` names.
+  """Finds and opens the dataset that `config` names, checking SAMPLE of its entries spread evenly (all of a
+  small dataset), so that even LSUN's millions start at once.
 
-  Entries of an encoded source that are not images, or are corrupt or truncated, are skipped with one warning
-  that counts them (an error with `strict`).
+  Entries found bad (not images, corrupt or truncated) are in `source.bad`, skipped with one warning that counts
+  them (an error with `strict`); training skips, counts and names any other entry it cannot decode
+  (pipeline.py), and stops at it with `strict`.
 
   Args:
     config: a config.Config; reads dataset, data_dir, tfds_data_dir, input_fname_pattern, the crop and the
       output sizes.
     strict: make any bad entry an error.
-    cache_dir: where to remember what a check found, the LMDB keys and the TFDS images (the dataset's cache
-      folder, config.data_cache_path); None to remember nothing (TFDS needs it).
+    cache_dir: where to remember what a check of every entry found, the LMDB keys and the TFDS images (the
+      dataset's cache folder, config.data_cache_path); None to remember nothing (TFDS needs it).
 
   Returns:
-    A Source whose entries are all readable images.
+    A Source with every entry; its `channels` judged from the sample, its `bad` entries known.
 
   Raises:
-    UserError: the dataset is missing, empty or unreadable, no entry is a readable image, the crop is larger
-      than some images, or (with `strict`) an entry is bad.
+    UserError: the dataset is missing, empty or unreadable, no sampled entry is a readable image, the crop is
+      larger than some sampled images, or (with `strict`) a sampled entry is bad.
   """
-  source, problems, _ = _open_checked(config, cache_dir)
+  source, problems, _ = _open_checked(config, cache_dir, sample=True)
   if problems:
     raise UserError(problems[0])
   if not isinstance(source, EncodedSource):
     return source
   scan = source.scan
   where = f'{source.unit} {source.preposition} {source.location}'
+  of = f'{len(source)}' if scan.complete else f'{len(scan.indices)} sampled'
   if scan.bad and strict:
-    raise UserError(f'{len(scan.bad)} of the {len(source)} {where} cannot be read as images (--strict): '
-                    f'{_bad_summary(source, scan)}')
+    raise UserError(f'{len(scan.bad)} of {"the " if scan.complete else ""}{of} {where} cannot be read as images '
+                    f'(--strict): {_bad_summary(source, scan)}')
   if scan.bad:
-    logging.warning('skipping %d of %d %s that cannot be read as images (--strict to stop instead): %s',
-                    len(scan.bad), len(source), where, _bad_summary(source, scan))
-  good = scan.good()
-  return source.subset(good, scan.channels(good))
+    logging.warning('skipping %d of %s %s that cannot be read as images (--strict to stop instead): %s',
+                    len(scan.bad), of, where, _bad_summary(source, scan))
+  return source
 
 
 @dataclasses.dataclass

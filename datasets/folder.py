@@ -117,10 +117,6 @@ class FolderSource(EncodedSource):
   def location(self):
     return self.pattern
 
-  def subset(self, keep, channels):
-    labels = None if self.labels is None else self.labels[keep]
-    return FolderSource(self.name, [self.paths[i] for i in keep], channels, labels, self.pattern, self.class_names)
-
 
 def _matching(folder, pattern):
   """The files directly in `folder` whose names match the glob `pattern`, sorted."""

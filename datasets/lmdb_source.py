@@ -96,15 +96,6 @@ class LmdbSource(EncodedSource):
   def location(self):
     return self.folder
 
-  def subset(self, keep, channels):
-    kept = np.zeros(len(self), bool)
-    kept[keep] = True
-    lengths = np.diff(self.offsets)
-    offsets = np.concatenate([[0], np.cumsum(lengths[kept])]).astype(np.int64)
-    labels = None if self.labels is None else self.labels[keep]
-    return LmdbSource(self.name, self.folder, self.env, self.keys[np.repeat(kept, lengths)], offsets, labels,
-                      channels)
-
 
 _LMDB_ENVS = {}  # {real path: ((size, mtime) of data.mdb, environment)}: py-lmdb opens a database once a process
 

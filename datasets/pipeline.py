@@ -15,9 +15,10 @@ tf1 = tf.compat.v1
 
 FETCH_BATCH = 256  # encoded images fetched per Python call in the pipeline
 
-InputPipeline = collections.namedtuple('InputPipeline', 'images labels initializer feed')
-"""images: uint8 [batch, height, width, channels] from the iterator; labels: int32 [batch] or None;
-initializer: the op that starts an epoch; feed: feed(order) -> feed_dict for it."""
+InputPipeline = collections.namedtuple('InputPipeline', 'images labels positions initializer feed')
+"""images: uint8 [batch, height, width, channels] from the iterator; labels: int32 [batch] or None; positions: int64
+[batch], where in the epoch's stream each image was (see make_pipeline); initializer: the op that starts an epoch;
+feed: feed(order, start) -> feed_dict for it."""
 
 
 def decode(encoded, channels):
@@ -45,59 +46,131 @@ def fit(image, config):
   return tf.saturate_cast(tf.round(image), tf.uint8)
 
 
-def examples(source, indices, config, batch_size, drop_remainder):
-  """A tf.data.Dataset of (images uint8 [batch, h, w, c] at the output size, labels int32 [batch]) for the
-  entries that the tf.data.Dataset `indices` (int64) lists, in its order."""
-  labels = source.labels if source.labels is not None else np.zeros(len(source), np.int32)
+def _readable(stream, source):
+  """`stream` of (position, index) without the entries source.bad knows (an index i + len(source) is entry i)."""
+  if not source.bad:
+    return stream
+  bad = tf.constant(sorted(source.bad), tf.int64)
+  count = len(source)
+
+  def readable(position, index):
+    del position
+    entry = index % count
+    at = tf.minimum(tf.searchsorted(bad, entry[None])[0], tf.size(bad) - 1)
+    return tf.not_equal(bad[at], entry)
+
+  return stream.filter(readable)
+
+
+def examples(source, stream, config, batch_size, drop_remainder):
+  """The batches of the entries that `stream` lists, in its order, without those that cannot be read.
+
+  Args:
+    source: a Source.
+    stream: a tf.data.Dataset of (position, index), int64 scalars: index i + len(source) is entry i (x-flipped in
+      training), and the position goes along with the image (what make_pipeline counts skipped entries by).
+    config: a config.Config; reads the crop and output sizes.
+    batch_size, drop_remainder: how the images are batched.
+
+  Returns:
+    A tf.data.Dataset of (images uint8 [batch, h, w, c] at the output size, labels int32 [batch], positions int64
+    [batch], indices int64 [batch]) that leaves out the entries in source.bad and those whose decoding (or crop)
+    fails: no error stops it.
+  """
+  count = len(source)
+  labels = source.labels if source.labels is not None else np.zeros(count, np.int32)
+  stream = _readable(stream, source)
   if source.images is not None:  # decoded: gather each batch by index
-    def gather(batch):
-      images, batch_labels = tf.numpy_function(lambda i: (source.images[i], labels[i]), [batch],
+    def gather(positions, indices):
+      images, batch_labels = tf.numpy_function(lambda i: (source.images[i % count], labels[i % count]), [indices],
                                                (tf.uint8, tf.int32), stateful=False)
       images.set_shape([None] + list(source.images.shape[1:]))
       batch_labels.set_shape([None])
-      return images, batch_labels
+      return images, batch_labels, positions, indices
 
-    return indices.batch(batch_size, drop_remainder=drop_remainder).map(gather)
+    return stream.batch(batch_size, drop_remainder=drop_remainder).map(gather)
 
-  def fetch(batch):
-    return tf.numpy_function(lambda i: (source.fetch(i), labels[i]), [batch], (tf.string, tf.int32), stateful=False)
+  def fetch(positions, indices):
+    fetched, batch_labels = tf.numpy_function(lambda i: (source.fetch(i % count), labels[i % count]), [indices],
+                                              (tf.string, tf.int32), stateful=False)
+    return fetched, batch_labels, positions, indices
 
-  def decoded(fetched, label):
+  def decoded(fetched, label, position, index):
     image = fit(decode(source.tf_encoded(fetched), source.channels), config)
-    return tf.ensure_shape(image, [config.output_height, config.output_width, source.channels]), label
+    return tf.ensure_shape(image, [config.output_height, config.output_width, source.channels]), label, position, index
 
-  data = indices.batch(FETCH_BATCH).map(fetch).unbatch()
-  data = data.map(decoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  data = stream.batch(FETCH_BATCH).map(fetch).unbatch()
+  # (an entry that fails is left out, in place: the order of the others does not change)
+  data = data.map(decoded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
   return data.batch(batch_size, drop_remainder=drop_remainder)
 
 
+def listed(indices):
+  """The stream of examples() for `indices`: each one's position is its place in the list."""
+  indices = np.asarray(indices, np.int64)
+  return tf.data.Dataset.from_tensor_slices((np.arange(len(indices), dtype=np.int64), indices))
+
+
 def decode_error_text(error):
-  """The first line of a decode OpError, without TensorFlow's function and op annotations."""
-  message = (error.message or type(error).__name__).strip().splitlines()[0]
+  """What a decode OpError says, in one line: its first line, without TensorFlow's function and op annotations
+  (and, from a session, without the lines that say where the failing node was defined)."""
+  lines = (error.message or type(error).__name__).strip().splitlines()
+  if lines[0].startswith('Graph execution error'):
+    lines = [line for line in lines[1:] if line.strip() and not re.match(r"\s*(Detected at node|File |Node: ')", line)]
+  message = lines[0] if lines else type(error).__name__
   return re.sub(r'\s*\[Op:.*$', '', re.sub(r'^\{\{[^}]*\}\}\s*', '', message))
 
 
-def read_images(source, config, indices):
+def read_images(source, config, indices, skip=False):
   """The images `indices` of a dataset as training sees them.
 
   Args:
     source: a Source.
     config: a config.Config; reads the crop and output sizes.
     indices: int [n].
+    skip: leave out the entries that cannot be read, instead of raising.
 
   Returns:
-    uint8 [n, output_height, output_width, channels].
+    uint8 [n, output_height, output_width, channels]; with `skip`, (those of the readable entries, their indices).
 
   Raises:
-    UserError: an image could not be decoded (it changed since it was checked).
+    UserError: (without `skip`) an entry cannot be read as an image.
   """
-  indices = tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64))
-  try:
-    batches = [images for images, _ in examples(source, indices, config, 256, False).as_numpy_iterator()]
-  except tf.errors.OpError as e:
-    raise UserError(f'could not decode an image of {source.name}: {decode_error_text(e)}; run again to check '
-                    'the entries anew') from None
-  return np.concatenate(batches)
+  indices = np.asarray(indices, np.int64)
+  shape = (0, config.output_height, config.output_width, source.channels)
+  batches = list(examples(source, listed(indices), config, 256, False).as_numpy_iterator())
+  images = np.concatenate([b[0] for b in batches]) if batches else np.zeros(shape, np.uint8)
+  positions = np.concatenate([b[2] for b in batches]) if batches else np.zeros(0, np.int64)
+  if skip:
+    return images, indices[positions]
+  if len(positions) < len(indices):
+    first = int(np.setdiff1d(np.arange(len(indices)), positions)[0])
+    raise UserError(f'could not read {source.entry_name(indices[first])} as an image: run again to check the '
+                    'entries anew')
+  return images
+
+
+def sample_images(source, config, count, rng):
+  """`count` readable images of a dataset chosen at random by `rng` (fewer if it has fewer), as training sees them.
+
+  Returns:
+    (uint8 [count, output_height, output_width, channels] in the random order, their indices).
+  """
+  count = min(count, len(source))
+  batch, left = rng.choice(len(source), count, replace=False), None
+  images = [np.zeros((0, config.output_height, config.output_width, source.channels), np.uint8)]
+  chosen, got = [np.zeros(0, np.int64)], 0
+  while len(batch):
+    read, indices = read_images(source, config, np.sort(batch), skip=True)  # in index order: memory maps, files
+    at = {int(i): k for k, i in enumerate(indices)}
+    keep = [at[int(i)] for i in batch if int(i) in at]  # back in the random order
+    images.append(read[keep])
+    chosen.append(indices[keep])
+    got += len(keep)
+    if left is None and got < count:  # some could not be read: the others in a random order, for more
+      left = rng.permutation(np.setdiff1d(np.arange(len(source)), batch))
+    batch, left = (left[:count - got], left[count - got:]) if got < count else (batch[:0], left)
+  return np.concatenate(images), np.concatenate(chosen)
 
 
 # The input pipeline
@@ -116,10 +189,13 @@ def epoch_order(seed, epoch, count, mirror=False):
 def make_pipeline(source, config):
   """Builds the tf.data pipeline that yields one batch per training step.
 
-  An epoch starts by running `initializer` with `feed(order)`, where `order` lists the dataset indices to visit
-  (a shuffle from epoch_order(), minus any batches already done when resuming; with config.mirror an index
-  i + len(source) is image i x-flipped). Batches are cut with drop_remainder, so every batch has exactly
-  `config.batch_size` images.
+  An epoch starts by running `initializer` with `feed(order, start)`: `order` lists the dataset indices of the
+  epoch (epoch_order(); with config.mirror an index i + len(source) is image i x-flipped), and the epoch's stream
+  is that order and then the order again, from its position `start` on (0, or where the checkpoint's last batch
+  ended). An entry that cannot be read is left out of its batch, which takes the next one instead, so the others
+  keep their order; each image's position comes with it (`positions`), so the trainer sees the gaps (the entries
+  skipped) and knows where to resume. The second pass only serves an epoch that skipped more entries than it
+  left over. Batches are cut with drop_remainder: every batch has exactly `config.batch_size` images.
 
   Args:
     source: a Source.
@@ -128,15 +204,18 @@ def make_pipeline(source, config):
   Returns:
     An InputPipeline.
   """
-  indices = tf1.placeholder(tf.int64, [None], name='epoch_indices')
-  positions = tf.data.Dataset.from_tensor_slices(indices)
+  order = tf1.placeholder(tf.int64, [None], name='epoch_order')
+  start = tf1.placeholder(tf.int64, [], name='epoch_start')
+  length = tf.size(order, out_type=tf.int64)
+  stream = tf.data.Dataset.range(start, 2 * length).batch(FETCH_BATCH)
+  stream = stream.map(lambda positions: (positions, tf.gather(order, positions % length))).unbatch()
   count = len(source)
-  data = examples(source, positions.map(lambda i: i % count), config, config.batch_size, True)
+  data = examples(source, stream, config, config.batch_size, True)
   if config.mirror:  # (epoch_order's index i + count: image i, x-flipped)
-    flips = positions.map(lambda i: i >= count).batch(config.batch_size, drop_remainder=True)
-    data = tf.data.Dataset.zip((data, flips)).map(
-        lambda batch, flip: (tf.where(flip[:, None, None, None], tf.reverse(batch[0], axis=[2]), batch[0]),
-                             batch[1]))
+    data = data.map(lambda images, labels, positions, indices: (
+        tf.where((indices >= count)[:, None, None, None], tf.reverse(images, axis=[2]), images), labels, positions))
+  else:
+    data = data.map(lambda images, labels, positions, indices: (images, labels, positions))
   # AUTOTUNE above picks the decode's parallelism (one call per core); the autotuner itself stays off: its
   # background thread held up closing the session by 5.5 s after a 76 s run (0.002 s without it), and the
   # decode already runs 200x faster than the rgb64 step consumes (bench/throughput.py).
@@ -144,8 +223,9 @@ def make_pipeline(source, config):
   options.autotune.enabled = False
   data = data.prefetch(2).with_options(options)
   iterator = tf1.data.make_initializable_iterator(data)
-  batch_images, batch_labels = iterator.get_next()
+  batch_images, batch_labels, positions = iterator.get_next()
   batch_images.set_shape([config.batch_size, config.output_height, config.output_width, source.channels])
   batch_labels.set_shape([config.batch_size])  # (the labels of encoded sources come through numpy_function)
-  return InputPipeline(images=batch_images, labels=batch_labels if source.num_classes else None,
-                       initializer=iterator.initializer, feed=lambda order: {indices: order})
+  positions.set_shape([config.batch_size])
+  return InputPipeline(images=batch_images, labels=batch_labels if source.num_classes else None, positions=positions,
+                       initializer=iterator.initializer, feed=lambda indices, first: {order: indices, start: first})

@@ -35,12 +35,15 @@ class Source:
     class_names: the name of each class (a folder of class folders names them), or None.
     images: uint8 [count, height, width, channels] at the output size for a PixelSource, None for an
       EncodedSource.
+    bad: {index: why} of the entries known to be unreadable: training skips them without reading them.
+    unreadable: how many entries the check of the dataset's opening found bad (num_images leaves them out).
   """
   kind = 'dataset'  # what --check_data calls it
   images = None
 
   def __init__(self, name, channels, labels=None, num_classes=None, class_names=None):
     self.name, self.channels, self.labels = name, channels, labels
+    self.bad, self.unreadable = {}, 0
     self.class_names = tuple(class_names) if class_names else None
     if num_classes is None:
       num_classes = len(self.class_names) if self.class_names else (
@@ -49,6 +52,16 @@ class Source:
 
   def __len__(self):
     raise NotImplementedError
+
+  @property
+  def num_images(self):
+    """The images an epoch counts: every entry but those found bad on opening (training skips any other bad one
+    it meets, and takes the next)."""
+    return len(self) - self.unreadable
+
+  def entry_name(self, index):
+    """Entry `index` in messages: a file, an LMDB key."""
+    return f'image {index} of {self.name}'
 
   # What only some kinds of source know: how to find and open one, and what --check_data says about it.
 
@@ -124,14 +137,7 @@ class EncodedSource(Source):
     """A binary file object of one fetched item, for Pillow."""
     return io.BytesIO(fetched)
 
-  def entry_name(self, index):
-    raise NotImplementedError
-
   def fingerprint(self):
-    raise NotImplementedError
-
-  def subset(self, keep, channels):
-    """The same source with only the entries `keep` (sorted indices), as `channels` channels."""
     raise NotImplementedError
 
 

@@ -105,7 +105,7 @@ class TfdsSource(PixelSource):
       cache.write_image_cache(data.map(fit, num_parallel_calls=tf.data.AUTOTUNE), path, key, with_labels=bool(label),
                          shape=(config.output_height, config.output_width, channels))
       cached = cache.open_image_cache(path, key)
-    images, labels = cached
+    images, labels, _ = cached
     names = builder.info.features[label].names if label else None  # ('0', ..., '9'); CIFAR-10: ('airplane', ...)
     source = cls(config.dataset, images, labels if label else None, num_classes, names)
     source.info = builder.info

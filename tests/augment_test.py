@@ -108,7 +108,7 @@ def test_g_learns_through_the_augmented_d():
                           augment='color,translation,cutout')
   with tf.Graph().as_default():
     inputs = model.GANInputs(images=tf1.placeholder(tf.float32, [4, 16, 16, 3]), labels=None,
-                             z=tf1.placeholder(tf.float32, [4, 8]), z_labels=None, mix=None,
+                             z=tf1.placeholder(tf.float32, [4, 8]), z_labels=None, z_label_ids=None, mix=None,
                              augment_seed=tf1.placeholder(tf.int64, [2]))
     gan = model.gan_model(inputs, cfg)
     _, g_loss = losses.LOSSES['non_saturating'](gan.real_logits, gan.fake_logits)
@@ -142,7 +142,7 @@ def test_mirror_flips_half_the_images_each_epoch_by_the_seed(tmp_path):
   run = _tiny_run(tmp_path, mirror=True)
   pipeline, count = run.dcgan.pipeline, len(run.dataset)
   with tf1.Session(graph=run.dcgan.graph) as sess:
-    sess.run(pipeline.initializer, pipeline.feed(np.array([0, 1 + count, 2, 3 + count, 4, 5, 6, 7 + count])))
+    sess.run(pipeline.initializer, pipeline.feed(np.array([0, 1 + count, 2, 3 + count, 4, 5, 6, 7 + count]), 0))
     images = sess.run(pipeline.images)
   plain = datasets.read_images(run.dataset, run.config, np.arange(8))
   for i in range(8):

@@ -11,7 +11,7 @@ import sys
 import pytest
 from absl import flags
 
-import main
+import options
 from conftest import ROOT
 
 # Runs a program as __main__ and then says whether TensorFlow was loaded, whatever way the program ended.
@@ -37,8 +37,8 @@ def _grouped(groups):
 
 
 def test_every_flag_of_main_is_in_one_help_group():
-  defined = {flag.name for flag in flags.FLAGS.get_flags_for_module(sys.modules['main'])} | {'log_dir'}
-  grouped = _grouped(main.HELP_GROUPS)
+  defined = {flag.name for flag in flags.FLAGS.get_flags_for_module(options)} | {'log_dir'}
+  grouped = _grouped(options.HELP_GROUPS)
   assert sorted(grouped) == sorted(set(grouped))  # none twice
   assert set(grouped) == defined
 
@@ -57,7 +57,7 @@ def test_help_shows_the_groups_in_order_with_the_user_s_words_only():
   assert result.returncode == 0, result.stderr
   text = result.stdout
   assert text.startswith('main.py: train a DCGAN on your images')
-  positions = [text.index(f'\n{title}:\n') for title, _ in main.HELP_GROUPS]
+  positions = [text.index(f'\n{title}:\n') for title, _ in options.HELP_GROUPS]
   assert positions == sorted(positions)
   assert text.index('  --dataset ') < text.index('  --data_dir ') < text.index('  --tfds_data_dir ')
   assert '  --[no]train ' in text and '(default: 64)' in text

@@ -31,18 +31,21 @@ def _config(root, name, **kwargs):
 
 
 def _batches(dataset, cfg, order):
-  """Every batch the pipeline yields for one epoch that visits `order`."""
+  """Every batch the pipeline yields from the first pass of an epoch that visits `order`."""
   with tf.Graph().as_default():
     pipeline = datasets.make_pipeline(dataset, cfg)
     fetch = [pipeline.images] + ([pipeline.labels] if pipeline.labels is not None else [])
     batches = []
     with tf1.Session() as sess:
-      sess.run(pipeline.initializer, pipeline.feed(order))
+      sess.run(pipeline.initializer, pipeline.feed(order, 0))
       while True:
         try:
-          batches.append(sess.run(fetch))
+          *batch, positions = sess.run(fetch + [pipeline.positions])
         except tf.errors.OutOfRangeError:
           return batches
+        if positions.max() >= len(order):  # (the second pass: it serves an epoch that skipped entries)
+          return batches
+        batches.append(batch)
 
 
 @pytest.mark.parametrize('gzipped', [True, False])
@@ -230,7 +233,7 @@ def test_files_that_are_not_images_are_skipped_with_a_warning(tmp_path, caplog):
   (tmp_path / 'f' / 'notes.png').write_text('not an image')
   with caplog.at_level(std_logging.WARNING):
     dataset = datasets.open_dataset(_config(tmp_path, 'f', input_fname_pattern='*.png'))
-  assert len(dataset) == 3
+  assert dataset.num_images == 3 and [os.path.basename(dataset.paths[i]) for i in dataset.bad] == ['notes.png']
   assert any('skipping 1 of 4 files' in r.getMessage() and 'notes.png' in r.getMessage() for r in caplog.records)
   for name in os.listdir(tmp_path / 'f'):
     (tmp_path / 'f' / name).write_bytes(b'')
@@ -297,12 +300,13 @@ def test_corrupt_truncated_and_empty_files_are_counted_skipped_and_named(tmp_pat
   cfg = _config(tmp_path, 'f', output_height=16, output_width=16, batch_size=4)
   with caplog.at_level(std_logging.WARNING):
     dataset = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'cache'))
-  assert [os.path.basename(p) for p in dataset.paths] == ['000.jpg', '001.jpg', '002.jpg', '003.jpg']
+  assert sorted(os.path.basename(dataset.paths[i]) for i in dataset.bad) == bad and dataset.num_images == 4
   warnings = [r.getMessage() for r in caplog.records if 'skipping' in r.getMessage()]
   assert len(warnings) == 1 and 'skipping 5 of 9 files' in warnings[0]
   assert 'corrupt.jpg (corrupt or truncated' in warnings[0] and 'readme.jpg (not an image)' in warnings[0]
-  (images,), = _batches(dataset, cfg, np.arange(4))  # what is left decodes in the training pipeline
-  assert images.shape == (4, 16, 16, 3)
+  (images,), = _batches(dataset, cfg, np.arange(9)[::-1])  # the training pipeline skips the bad ones
+  good = [np.asarray(Image.open(dataset.paths[i]).resize((16, 16), Image.LANCZOS)) for i in (3, 2, 1, 0)]
+  assert images.shape == (4, 16, 16, 3) and np.abs(images.astype(int) - np.stack(good)).mean() < 8
   # what the check found is remembered, and found again when a file changes
   with np.load(tmp_path / 'cache' / datasets.SCAN_FILE) as saved:
     paths = sorted(str(p) for p in (tmp_path / 'f').iterdir())
@@ -310,11 +314,11 @@ def test_corrupt_truncated_and_empty_files_are_counted_skipped_and_named(tmp_pat
   assert sorted(remembered) == bad
   assert remembered['corrupt.jpg'].startswith('corrupt or truncated') and remembered['zero.jpg'] == 'empty file'
   monkeypatch.setattr(entries, '_undecodable', lambda *args: pytest.fail('decoded again'))
-  assert len(datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'cache'))) == 4
+  assert datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'cache')).num_images == 4
   monkeypatch.undo()
   (tmp_path / 'f' / 'truncated.jpg').write_bytes(open(dataset.paths[0], 'rb').read())
   again = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'cache'))
-  assert len(again) == 5
+  assert again.num_images == 5
   with pytest.raises(UserError, match=r'4 of the 9 files matching .* cannot be read as images \(--strict\): '):
     datasets.open_dataset(cfg, strict=True)
 
@@ -460,13 +464,14 @@ def test_lmdbs_of_several_categories_are_one_dataset_labelled_by_category(tmp_pa
   with caplog.at_level(std_logging.WARNING):
     source = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'ck'))
   assert f'{tmp_path / "lsun_bedroom"} key 000001 (not an image)' in caplog.text
-  assert (len(source), source.num_classes, source.class_names) == (6, 2, ('bedroom', 'kitchen'))
-  np.testing.assert_array_equal(source.labels, [0, 0, 0, 1, 1, 1])
-  order = np.array([4, 0, 5, 2, 3, 1])
-  (images, labels), = _batches(source, cfg, order)
-  expected = np.concatenate([bedroom[[0, 2, 3]], kitchen])[order]
-  np.testing.assert_array_equal(images, expected)
-  np.testing.assert_array_equal(labels, source.labels[order])
+  assert (source.num_images, source.num_classes, source.class_names) == (6, 2, ('bedroom', 'kitchen'))
+  assert list(source.bad) == [1]  # (the second bedroom)
+  np.testing.assert_array_equal(source.labels, [0, 0, 0, 0, 1, 1, 1])
+  order = np.array([4, 0, 5, 1, 2, 6, 3])
+  (images, labels), = _batches(source, cfg, order)  # the unreadable entry 1 is left out, the next one taken
+  kept = order[order != 1]
+  np.testing.assert_array_equal(images, np.concatenate([bedroom, kitchen])[kept])
+  np.testing.assert_array_equal(labels, source.labels[kept])
   assert sorted(os.listdir(tmp_path / 'ck')) == [datasets.SCAN_FILE, 'lmdb_keys_bedroom.npz', 'lmdb_keys_kitchen.npz']
   with pytest.raises(UserError, match=r'no dataset folder .*lsun_tower: download it with: python download.py lsun '
                                       r'--lsun_category tower$'):
@@ -491,8 +496,8 @@ def test_lmdb_corrupt_and_non_image_entries_are_counted_skipped_and_named(tmp_pa
   assert f'skipping 3 of 7 LMDB entries in {tmp_path / "db"} that cannot be read as images' in warning
   assert f'{tmp_path / "db"} key c (corrupt or truncated: ' in warning
   assert 'key __keys__ (not an image)' in warning and 'key e (empty file)' in warning
-  assert len(source) == 4
-  np.testing.assert_array_equal(_pipeline_images(source, cfg, [0, 1, 2, 3]), np.stack(good))
+  assert (len(source), source.num_images) == (7, 4)
+  np.testing.assert_array_equal(_pipeline_images(source, cfg, np.arange(7)), np.stack(good))  # the bad left out
   with pytest.raises(UserError, match=r'3 of the 7 LMDB entries in .*db cannot be read as images \(--strict\): '):
     datasets.open_dataset(cfg, strict=True, cache_dir=str(tmp_path / 'ck'))
   report = datasets.check(cfg)

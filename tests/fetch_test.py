@@ -12,9 +12,12 @@ import zipfile
 import numpy as np
 import pytest
 
+import archives
 import config as config_lib
 import datasets
 import fetch
+import inception
+import transfer
 from conftest import lmdb_of_images, shared
 from errors import UserError
 from http_server import HTML_PAGE, LoopbackServer
@@ -37,7 +40,7 @@ def _files(folder):
 def test_a_file_arrives_whole_and_checked_then_is_kept(tmp_path):
   data = _bytes(300_000)
   with LoopbackServer({'a.bin': data}) as server:
-    remote = fetch._with_mirrors(_remote('a.bin', data), [server.url])
+    remote = fetch.with_mirrors(_remote('a.bin', data), [server.url])
     path = fetch.fetch_file(remote, str(tmp_path), FAST)
     assert open(path, 'rb').read() == data and _files(tmp_path) == ['a.bin']
     assert fetch.fetch_file(remote, str(tmp_path), FAST) == path  # verified again, not fetched again
@@ -48,7 +51,7 @@ def test_a_cut_transfer_resumes_with_a_range_request(tmp_path):
   data = _bytes(500_000)
   with LoopbackServer({'a.bin': data}) as server:
     server.behaviours['a.bin'] = [('cut', 123_456), 500, ('cut', 100_000)]
-    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+    fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
     assert server.requests == [('a.bin', None), ('a.bin', 'bytes=123456-'), ('a.bin', 'bytes=123456-'),
                                ('a.bin', 'bytes=223456-')]
   assert (tmp_path / 'a.bin').read_bytes() == data
@@ -58,7 +61,7 @@ def test_a_part_left_by_an_earlier_run_is_resumed(tmp_path):
   data = _bytes(200_000)
   (tmp_path / 'a.bin.part').write_bytes(data[:150_000])
   with LoopbackServer({'a.bin': data}) as server:
-    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+    fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
     assert server.requests == [('a.bin', 'bytes=150000-')]
   assert (tmp_path / 'a.bin').read_bytes() == data and _files(tmp_path) == ['a.bin']
 
@@ -68,7 +71,7 @@ def test_a_server_that_ignores_ranges_sends_the_whole_file_again(tmp_path):
   (tmp_path / 'a.bin.part').write_bytes(data[:40_000])
   with LoopbackServer({'a.bin': data}) as server:
     server.behaviours['a.bin'] = ['ignore_range']
-    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+    fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
   assert (tmp_path / 'a.bin').read_bytes() == data
 
 
@@ -78,7 +81,7 @@ def test_the_next_mirror_after_404_403_html_and_retries_that_run_out(tmp_path, c
     bad.behaviours['a.bin'] = [403, 'html', 500, 500, 500]
     mirrors = [bad.url + 'missing/', bad.url, bad.url, bad.url, good.url]
     with caplog.at_level(std_logging.WARNING):
-      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), mirrors), str(tmp_path), FAST)
+      fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), mirrors), str(tmp_path), FAST)
     assert [name for name, _ in bad.requests] == ['missing/a.bin', 'a.bin', 'a.bin', 'a.bin', 'a.bin', 'a.bin']
     assert good.requests == [('a.bin', None)]
   assert (tmp_path / 'a.bin').read_bytes() == data
@@ -91,7 +94,7 @@ def test_every_mirror_failing_is_one_sentence_naming_each(tmp_path):
     probe.bind(('127.0.0.1', 0))
     closed_url = f'http://127.0.0.1:{probe.getsockname()[1]}/'
   with LoopbackServer({}) as server:
-    remote = fetch._with_mirrors(_remote('a.bin', data), [server.url, closed_url])
+    remote = fetch.with_mirrors(_remote('a.bin', data), [server.url, closed_url])
     with pytest.raises(UserError) as error:
       fetch.fetch_file(remote, str(tmp_path), FAST)
   assert str(error.value).startswith('every mirror failed for a.bin: ')
@@ -107,12 +110,12 @@ def test_redirect_loops_dead_redirects_and_urls_that_are_not_http_move_on(tmp_pa
     server.behaviours['a.bin'] = [302]  # a redirect without a Location
     mirrors = [server.url + 'loop/', 'ftp://127.0.0.1/', 'no-scheme/', server.url]
     with pytest.raises(UserError) as error:
-      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), mirrors), str(tmp_path), FAST)
+      fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), mirrors), str(tmp_path), FAST)
     message = str(error.value)
     assert message.startswith('every mirror failed for a.bin: ') and message.count('; ') == 3
     assert 'Exceeded 30 redirects' in message and 'HTTP 302 Found' in message
     assert 'ftp://127.0.0.1/a.bin: No connection adapters' in message and "no-scheme/a.bin: Invalid URL" in message
-    fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+    fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
   assert (tmp_path / 'a.bin').read_bytes() == data
 
 
@@ -122,7 +125,7 @@ def test_a_checksum_mismatch_removes_the_download(tmp_path):
   with LoopbackServer({'a.bin': wrong}) as server:
     with pytest.raises(UserError, match=r'could not download a.bin from http://127.0.0.1:\d+/a.bin: checksum mismatch '
                                         r'\(md5 [0-9a-f]{32}, expected [0-9a-f]{32}\); removed the download'):
-      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+      fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
   assert _files(tmp_path) == []
 
 
@@ -131,7 +134,7 @@ def test_a_server_that_sends_too_much_is_cut_off_and_its_bytes_dropped(tmp_path)
   with LoopbackServer({'a.bin': data + b'more and more'}) as server:
     server.behaviours['a.bin'] = ['no_length']  # (a length in the headers would be refused before the body)
     with pytest.raises(UserError, match='it sent more than the 10,000 bytes of a.bin'):
-      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+      fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
   assert _files(tmp_path) == []
 
 
@@ -142,7 +145,7 @@ def test_a_whole_file_of_another_size_is_a_size_mismatch_at_once_and_leaves_no_p
   with LoopbackServer({'a.bin': other}) as server:
     server.behaviours['a.bin'] = ['ignore_range' if behaviour == 'ok' else behaviour]
     with pytest.raises(UserError) as error:
-      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
+      fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), FAST)
     assert len(server.requests) == 1  # not retried: another try would give the same file
   assert str(error.value) == (f'could not download a.bin from {server.url}a.bin: it serves a file of 12,345 bytes, '
                               'not the 30,000 bytes of a.bin (another version of the file, or not the file)'
@@ -157,7 +160,7 @@ def test_a_stalled_server_gives_up_after_the_timeout_and_keeps_the_bytes(tmp_pat
   with LoopbackServer({'a.bin': data}) as server:
     server.behaviours['a.bin'] = [('stall', 10), ('stall', 0), ('stall', 0)]
     with pytest.raises(UserError, match='the server stopped sending'):
-      fetch.fetch_file(fetch._with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), transfer)
+      fetch.fetch_file(fetch.with_mirrors(_remote('a.bin', data), [server.url]), str(tmp_path), transfer)
     assert server.requests == [('a.bin', None), ('a.bin', 'bytes=10-')]  # bytes that came in renew the retries
   assert (tmp_path / 'a.bin.part').read_bytes() == data[:10]  # kept for the next run to resume
 
@@ -168,16 +171,16 @@ def test_a_file_that_is_not_the_right_one_is_untouched_until_a_verified_one_repl
   remote = _remote('a.bin', data)
   with LoopbackServer({'a.bin': data[:4000]}) as server:  # a mirror with another version: the fetch fails
     with pytest.raises(UserError) as error:
-      fetch.fetch_file(fetch._with_mirrors(remote, [server.url]), str(tmp_path), FAST)
+      fetch.fetch_file(fetch.with_mirrors(remote, [server.url]), str(tmp_path), FAST)
   assert str(error.value).endswith(f'. {tmp_path / "a.bin"}, which is not that file, is as it was: keep it with '
                                    '--keep_mine, or run again when a source works to replace it')
   assert _files(tmp_path) == ['a.bin'] and (tmp_path / 'a.bin').read_bytes() == mine
   with LoopbackServer({'a.bin': data}) as server, caplog.at_level(std_logging.WARNING):
-    assert fetch.fetch_file(fetch._with_mirrors(remote, [server.url]), str(tmp_path), FAST, keep_mine=True) \
+    assert fetch.fetch_file(fetch.with_mirrors(remote, [server.url]), str(tmp_path), FAST, keep_mine=True) \
         == str(tmp_path / 'a.bin')
     assert server.requests == []  # kept and used as it is
     assert (tmp_path / 'a.bin').read_bytes() == mine
-    fetch.fetch_file(fetch._with_mirrors(remote, [server.url]), str(tmp_path), FAST)
+    fetch.fetch_file(fetch.with_mirrors(remote, [server.url]), str(tmp_path), FAST)
   assert (tmp_path / 'a.bin').read_bytes() == data  # replaced by the verified download, in one rename
   assert (tmp_path / 'a.bin.mine').read_bytes() == mine  # and the user's file kept beside it
   md5 = hashlib.md5(mine).hexdigest()
@@ -201,7 +204,7 @@ def test_a_host_that_does_not_resolve_fails_at_once_and_is_not_asked_again(tmp_p
   mirrors = ['http://one.invalid/', 'http://two.invalid/']
   for name in ('a.bin', 'b.bin'):
     with pytest.raises(UserError) as error:
-      fetch.fetch_file(fetch._with_mirrors(_remote(name, b'x'), mirrors), str(tmp_path), slow)
+      fetch.fetch_file(fetch.with_mirrors(_remote(name, b'x'), mirrors), str(tmp_path), slow)
     assert str(error.value) == (f'no network? could not reach any source of {name}: one.invalid (cannot resolve the '
                                 'host name), two.invalid (cannot resolve the host name); check the connection, or '
                                 'use --mirror with a mirror you can reach')
@@ -211,7 +214,7 @@ def test_a_host_that_does_not_resolve_fails_at_once_and_is_not_asked_again(tmp_p
 
 def test_drive_answering_with_a_quota_page_says_how_to_fetch_by_hand(tmp_path, monkeypatch):
   with LoopbackServer({'uc': HTML_PAGE}) as server:
-    monkeypatch.setattr(fetch, 'DRIVE_URL', server.url + 'uc?id={id}')
+    monkeypatch.setattr(transfer, 'DRIVE_URL', server.url + 'uc?id={id}')
     with pytest.raises(UserError) as error:
       fetch.get(fetch.CELEBA, str(tmp_path), FAST)
     assert server.requests[0] == ('uc', None)
@@ -246,7 +249,7 @@ def test_celeba_through_drive_is_unpacked_into_its_folder(tmp_path, monkeypatch)
   celeba = fetch.Download('celebA', (dataclasses.replace(_remote('img_align_celeba.zip', archive),
                                                                drive_id='x'),), archive=True)
   with LoopbackServer({'uc': archive}) as server:
-    monkeypatch.setattr(fetch, 'DRIVE_URL', server.url + 'uc?id={id}')
+    monkeypatch.setattr(transfer, 'DRIVE_URL', server.url + 'uc?id={id}')
     result = fetch.get(celeba, str(tmp_path), FAST)
   assert result == fetch.Result(str(tmp_path / 'celebA'), True)
   assert _files(tmp_path / 'celebA') == ['000001.jpg', '000002.jpg']
@@ -289,7 +292,7 @@ def test_a_zip_that_reaches_outside_its_folder_is_not_unpacked(tmp_path):
     archive.writestr('top/../../evil.txt', b'x')
   (tmp_path / 'evil.zip').write_bytes(buffer.getvalue())
   with pytest.raises(UserError, match="holds a file outside its folder"):
-    fetch.unpack(str(tmp_path / 'evil.zip'), str(tmp_path / 'out'))
+    archives.unpack(str(tmp_path / 'evil.zip'), str(tmp_path / 'out'))
   assert not (tmp_path / 'out').exists() and not (tmp_path.parent / 'evil.txt').exists()
 
 
@@ -335,12 +338,48 @@ def test_real_mnist_files_from_a_mirror_load_as_mnist(tmp_path):
   assert (len(source), source.num_classes) == (19690, 10) and source.labels[:3].tolist() == [5, 0, 4]
 
 
-def test_the_table_lists_what_the_issue_names():
-  assert [(r.name, r.size, r.checksum) for r in fetch.MNIST.files][0] == (
-      'train-images-idx3-ubyte.gz', 9912422, 'md5:f68b3c2dcbeaaa9fbdd348bbdeb94873')
-  assert fetch.MNIST.files[0].bases[0] == 'https://ossci-datasets.s3.amazonaws.com/mnist/'
-  assert len(fetch.LSUN_CATEGORIES) == 10 and fetch.lsun('bedroom').files[0].size == 45922737680
-  assert fetch.lsun('church_outdoor').files[0].checksum == (
-      'sha256:91128ae026840ac0c5982b4445ab5fc4e092d6847cca76793b2b1a0815c2e74a')
-  assert fetch.CELEBA.files[0].size == 1443490838 and fetch.CELEBA.files[0].drive_id == '0B7EVK8r0v71pZjFTYXZWM3FlRnM'
-  assert fetch.lsun('bedroom', 'val').folder == 'lsun_bedroom_val'
+def _table():
+  """Every Download of the table: MNIST, CelebA, each LSUN category and split, the Inception network."""
+  return [fetch.MNIST, fetch.CELEBA, fetch.INCEPTION] + [fetch.lsun(category, split) for category in
+                                                         fetch.LSUN_CATEGORIES for split in fetch.LSUN_SPLITS]
+
+
+@pytest.mark.parametrize('download', _table(), ids=lambda d: d.folder)
+def test_each_entry_of_the_table_can_be_fetched_checked_and_found(download):
+  """What transfer.py needs of each file (a size, a checksum it can compute, http(s) base URLs or a Drive id), a
+  folder no other entry claims, and the download.py command that fetches it, which main.py's error names."""
+  for remote in download.files + ((download.member,) if download.member else ()):
+    assert remote.size > 0
+    if remote.checksum is not None:
+      algorithm, digest = remote.checksum.split(':')
+      assert len(digest) == 2 * hashlib.new(algorithm).digest_size and int(digest, 16) >= 0
+  for remote in download.files:
+    assert remote.bases or remote.drive_id
+    for base in remote.bases:
+      scheme, host = base.split('://')[0], base.split('://')[1].split('/')[0]
+      assert scheme in ('http', 'https') and host and base.endswith('/')
+  assert [d.folder for d in _table()].count(download.folder) == 1
+  if download is not fetch.INCEPTION:
+    command = fetch.command_for(download.folder).split()
+    assert command[:2] == ['python', 'download.py']
+    found = _downloads_of(command[2:])
+    assert found == [download]
+
+
+def _downloads_of(args):
+  """The Downloads download.py picks for its command-line `args` (names, --lsun_category C, --lsun_split S)."""
+  names, options = [], {'--lsun_category': 'bedroom', '--lsun_split': 'train'}
+  words = iter(args)
+  for word in words:
+    if word in options:
+      options[word] = next(words)
+    else:
+      names.append(word)
+  return fetch.downloads(names, options['--lsun_category'].split(','), options['--lsun_split'])
+
+
+def test_the_files_the_table_fetches_are_the_files_the_program_reads():
+  """MNIST's files are the IDX pairs datasets/idx.py opens; the Inception member is the file inception.py loads."""
+  names = {remote.name for remote in fetch.MNIST.files}
+  assert {f'{name}.gz' for pair in datasets.idx.IDX_PAIRS for name in pair} == names
+  assert fetch.INCEPTION.member.name == inception.GRAPH_FILE

@@ -47,6 +47,32 @@ def test_the_losses_at_reference_points():
   assert [float(v) for v in losses.wasserstein(3 * tf.ones([2, 1]), tf.ones([2, 1]))] == [-2.0, -1.0]
 
 
+# D's outputs on one real and one generated image, over a grid wide enough to reach every loss's least value
+_GRID = np.linspace(-30.0, 30.0, 241)
+_REAL_GRID, _FAKE_GRID = (a.reshape(-1, 1).astype(np.float32) for a in np.meshgrid(_GRID, _GRID))
+
+
+def _d_losses(fn, real, fake):
+  """fn's d_loss for each pair (real[i], fake[i]) of single-image batches, as a numpy vector."""
+  return tf.vectorized_map(lambda pair: fn(pair[0][None], pair[1][None])[0], (real, fake)).numpy()
+
+
+@pytest.mark.parametrize('name', sorted(losses.LOSSES))
+def test_each_loss_marks_its_floor_and_how_to_read_d_truly(name):
+  """`floor` is the least d_loss (what the D-has-won watch compares with), or None when d_loss has none; a
+  `probability` loss's d_loss is the cross-entropy of sigmoid(D) (what the log line shows as D(x)), and another
+  loss's is not."""
+  fn = losses.LOSSES[name]
+  d_loss = _d_losses(fn, _REAL_GRID, _FAKE_GRID)
+  if fn.floor is None:
+    assert d_loss.min() < -50.0 and d_loss.min() == d_loss[np.argmax(_REAL_GRID[:, 0] - _FAKE_GRID[:, 0])]
+  else:
+    assert d_loss.min() >= fn.floor - 1e-6
+    assert d_loss.min() < fn.floor + 1e-3  # reached, at D's targets
+  cross_entropy = -_log_sigmoid(_REAL_GRID[:, 0]) - _log_sigmoid(-_FAKE_GRID[:, 0])
+  assert np.allclose(d_loss, cross_entropy, rtol=1e-4, atol=1e-4) == fn.probability
+
+
 def test_the_penalty_of_a_linear_critic_is_the_squared_distance_of_its_gradient_norm_from_one():
   rng = np.random.default_rng(0)
   w = rng.normal(size=[1, 4, 4, 3]).astype(np.float32)  # D(x) = <w, x>: its gradient is w everywhere

@@ -32,7 +32,48 @@ def test_auto_precision_on_a_gpu_follows_its_compute_capability(monkeypatch, cap
   assert precision == expected and f'{capability[0]}.{capability[1]}' in why, why
 
 
-def test_cpu_flags_reads_this_machines_cpuinfo():
-  flags = runtime.cpu_flags()
-  with open('/proc/cpuinfo') as f:
-    assert ('fpu' in flags) == (' fpu ' in f.read())  # (x86 CPUs all say fpu)
+# /proc/cpuinfo as the machines of this project show it (cut to the lines that matter, two processors each)
+EPYC_AVX2 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2 sha_ni
+bogomips\t: 4899.99
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2 sha_ni
+"""
+XEON_AMX = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+flags\t\t: fpu sse2 avx avx2 avx512f avx512bw avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8
+vmx flags\t: vnmi preemption_timer invvpid ept_x_only
+
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+flags\t\t: fpu sse2 avx avx2 avx512f avx512bw avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8
+"""
+ARM = """processor\t: 0
+BogoMIPS\t: 243.75
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics bf16 i8mm
+CPU implementer\t: 0x41
+"""
+
+
+@pytest.mark.parametrize('text, present, absent, precision', [
+    (EPYC_AVX2, {'avx2', 'fma', 'fpu'}, {'avx512f', 'avx512_bf16', 'amx_bf16'}, 'float32'),
+    (XEON_AMX, {'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile'}, {'vnmi', 'ept_x_only'}, 'bfloat16'),
+    (ARM, {'asimd', 'bf16'}, {'avx2', 'amx_bf16'}, 'float32'),
+    ('', set(), {'fpu'}, 'float32'),
+])
+def test_cpu_flags_and_auto_precision_from_a_cpuinfo_file(monkeypatch, tmp_path, text, present, absent, precision):
+  path = tmp_path / 'cpuinfo'
+  path.write_text(text)
+  flags = runtime.cpu_flags(str(path))
+  assert present <= flags and not absent & flags
+  monkeypatch.setattr(runtime, 'CPUINFO', str(path))
+  assert runtime.auto_precision('/cpu:0')[0] == precision
+
+
+def test_no_cpuinfo_is_no_flags(tmp_path):
+  assert runtime.cpu_flags(str(tmp_path / 'missing')) == set()
