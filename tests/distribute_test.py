@@ -140,7 +140,7 @@ def test_workers_that_fail_and_come_back(tmp_path, tiny_idx_root):
   key_dir = tmp_path / 'ckpt' / 'tiny_28_28'
   addresses = [f'127.0.0.1:{port}' for port in _free_ports(2)]
   run = ['--train_size', '64', '--epoch', '2', '--ckpt_freq', '1', '--max_to_keep', '3', '--deterministic',
-         '--worker_timeout', '20']
+         '--worker_timeout', '10']
   start = lambda index, *extra, command=None: _start_worker(tmp_path, tiny_idx_root, addresses, index, *run, *extra,
                                                             command=command)
 
