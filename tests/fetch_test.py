@@ -90,10 +90,11 @@ def test_the_next_mirror_after_404_403_html_and_retries_that_run_out(tmp_path, c
 
 def test_every_mirror_failing_is_one_sentence_naming_each(tmp_path):
   data = _bytes(1000)
-  with socket.socket() as probe:  # a port that nothing listens on: connection refused
+  # a port held, bound but not listening, for the whole test: connection refused, and no other test's server can
+  # take it meanwhile (a port closed again was once taken by a loopback server of the other worker)
+  with socket.socket() as probe, LoopbackServer({}) as server:
     probe.bind(('127.0.0.1', 0))
     closed_url = f'http://127.0.0.1:{probe.getsockname()[1]}/'
-  with LoopbackServer({}) as server:
     remote = fetch.with_mirrors(_remote('a.bin', data), [server.url, closed_url])
     with pytest.raises(UserError) as error:
       fetch.fetch_file(remote, str(tmp_path), FAST)
