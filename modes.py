@@ -64,7 +64,7 @@ def complete(config, dataset):
 
 def mirror_by_default(dataset):
   """Whether the real images are x-flipped when --mirror is not given: never for grayscale data (digits and
-  letters are not mirrored), and for colour images MIRROR_COLOUR (README, "Training on a few thousand images")."""
+  letters are not mirrored), and for colour images MIRROR_COLOUR (off until bench/small_data.py chooses)."""
   return dataset.channels == 3 and MIRROR_COLOUR
 
 

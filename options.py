@@ -55,9 +55,10 @@ flags.DEFINE_boolean('cache', False, 'Decode a folder of images or an LMDB once 
                      'anyway, and TFDS data is always cached.')
 flags.DEFINE_boolean('mirror', None, 'Show D each real image x-flipped half of the time (a fresh draw each epoch, '
                      'from --seed: a resumed run sees the same): twice the data where a flip keeps the meaning. '
-                     'Default: on for colour images, off for grayscale ones (digits and letters are not mirrored).')
-flags.DEFINE_boolean('strict', False, 'Stop with an error on any unreadable or corrupt image file instead of '
-                     'skipping it with a warning.')
+                     'Default: off (whether colour images should be flipped by default is still being measured; '
+                     'grayscale ones, digits and letters, never are).')
+flags.DEFINE_boolean('strict', False, 'Stop with an error on any unreadable or corrupt image file or LMDB entry '
+                     '(before training, or when training reaches it) instead of skipping it with a warning.')
 flags.DEFINE_list('lsun_category', None, 'With --dataset lsun: two or more LSUN categories (each fetched by '
                   'python download.py lsun --lsun_category C into <data_dir>/lsun_C) to train one model on, '
                   'conditioned on the category; the run key is lsun_<the categories, sorted, joined by +>. One '
