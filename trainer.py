@@ -233,11 +233,15 @@ class Trainer:
 
   def _count_skipped(self, run):
     """Counts and names the entries that the step's batches skipped (the gaps in their positions); the first
-    few get a warning each, all of them a line at the end. With --strict, the first stops the run."""
+    few get a warning each, the first SKIPPED_LISTED a line at the end (only those are read again to say why: a
+    dataset with thousands of bad entries is not decoded twice). With --strict, the first stops the run."""
     positions = run.stats.pop('positions')
     skipped = np.setdiff1d(np.arange(run.position, positions.max() + 1), positions)
     run.position = int(positions.max()) + 1
     for position in skipped.tolist():
+      run.skipped_count += 1
+      if run.skipped_count > SKIPPED_LISTED:  # (with --strict the first one stops the run)
+        continue
       entry = int(run.order[position % len(run.order)]) % len(self.dataset)
       name, why = self.dataset.entry_name(entry), datasets.why_unreadable(self.dataset, entry, self.config)
       if self.config.strict:
@@ -245,11 +249,11 @@ class Trainer:
                         f'checkpoint, {run.last_good or "none yet"}, is intact. Remove or repair the entry, or run '
                         'without --strict to skip such entries')
       run.skipped.append(f'{name} ({why})')
-      if len(run.skipped) <= SKIPPED_WARNINGS:
+      if run.skipped_count <= SKIPPED_WARNINGS:
         logging.warning('step %d: skipped %s, which cannot be read; the batch took the next image%s', run.step,
-                        run.skipped[-1], '' if len(run.skipped) < SKIPPED_WARNINGS else
+                        run.skipped[-1], '' if run.skipped_count < SKIPPED_WARNINGS else
                         ' (further ones are counted in the progress line and listed at the end)')
-    run.stats['skipped_entries'] = len(run.skipped)
+    run.stats['skipped_entries'] = run.skipped_count
 
   @staticmethod
   def _due(run, every):
@@ -260,7 +264,7 @@ class Trainer:
     """The progress line, TensorBoard's scalars (the first step of a run, every --log_freq, the last), the D-has-won
     watch."""
     cfg = self.config
-    run.progress.update(run.step, run.stats, len(run.skipped))
+    run.progress.update(run.step, run.stats, run.skipped_count)
     if run.step % cfg.log_freq == 0 or run.step in (run.start + 1, run.total):
       run.logged = self._write_summaries(run.writer, run.step, run.stats, run.logged)
     warning = run.watch.update(run.stats['d_loss'] - cfg.gradient_penalty * run.stats['gradient_penalty'])
@@ -271,10 +275,11 @@ class Trainer:
     """Saves a step a signal interrupted, writes the last step's numbers, and says how training ended."""
     if stopped_by and run.step > run.saved:
       run.last_good = self.save(sess, run.step, run.last_good)
-    if run.skipped:
-      logging.warning('skipped %d entries of %s that cannot be read: %s', len(run.skipped), self.config.dataset,
-                      '; '.join(run.skipped[:SKIPPED_LISTED]) +
-                      (f'; and {len(run.skipped) - SKIPPED_LISTED} more' if len(run.skipped) > SKIPPED_LISTED else ''))
+    if run.skipped_count:
+      logging.warning('skipped %d entries of %s that cannot be read: %s', run.skipped_count, self.config.dataset,
+                      '; '.join(run.skipped) +
+                      (f'; and {run.skipped_count - len(run.skipped)} more' if run.skipped_count > len(run.skipped)
+                       else ''))
     if run.stats is not None and run.logged[0] != run.step:  # the last step's numbers, whatever --log_freq
       self._write_summaries(run.writer, run.step, run.stats, run.logged)
     if stopped_by:
@@ -414,7 +419,8 @@ class _Run:
   logged: tuple
   position: Optional[int] = None
   order: Optional[np.ndarray] = None
-  skipped: list = dataclasses.field(default_factory=list)
+  skipped_count: int = 0  # entries skipped so far in this run
+  skipped: list = dataclasses.field(default_factory=list)  # 'name (why)' of the first SKIPPED_LISTED
   stats: Optional[dict] = None
 
 
