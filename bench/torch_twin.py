@@ -121,23 +121,15 @@ def build(case):
   return nets
 
 
-def run(case, batch_size=64, steps=10, warmup=2, g_steps=2, seed=0, autocast=False):
-  """Times `steps` training steps after `warmup` untimed ones (with `autocast`, the forward passes under
-  torch.autocast('cpu', dtype=torch.bfloat16)). Returns the list of step times in seconds."""
-  height, width, channels, classes = CASES[case]
-  torch.manual_seed(seed)
-  g, d = build(case)
+def trainer(g, d, g_steps=2, autocast=False):
+  """The training step of the twin: step(images, z, y) updates D once on the real `images` and on G(z), then G
+  `g_steps` times on the same z, and returns (D's loss, G's loss) as floats."""
   g_opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
   d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
   xent = nn.BCEWithLogitsLoss()
-  ones, zeros = torch.ones(batch_size, 1), torch.zeros(batch_size, 1)
-  images = torch.rand(batch_size, channels, height, width) * 2 - 1
-  labels = F.one_hot(torch.randint(0, max(classes, 1), (batch_size,)), max(classes, 1)).float()
-  y = labels if classes else None
-  times = []
-  for _ in range(warmup + steps):
-    start = time.perf_counter()
-    z = torch.rand(batch_size, Z_DIM) * 2 - 1
+
+  def step(images, z, y):
+    ones, zeros = torch.ones(len(images), 1), torch.zeros(len(images), 1)
     # (1) update D on a real and a generated batch
     d_opt.zero_grad(set_to_none=True)
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
@@ -153,9 +145,59 @@ def run(case, batch_size=64, steps=10, warmup=2, g_steps=2, seed=0, autocast=Fal
         g_loss = xent(d(g(z, y), y).float(), ones)
       g_loss.backward()
       g_opt.step()
-    d_loss.item(), g_loss.item()
+    return d_loss.item(), g_loss.item()
+
+  return step
+
+
+def run(case, batch_size=64, steps=10, warmup=2, g_steps=2, seed=0, autocast=False):
+  """Times `steps` training steps after `warmup` untimed ones (with `autocast`, the forward passes under
+  torch.autocast('cpu', dtype=torch.bfloat16)). Returns the list of step times in seconds."""
+  height, width, channels, classes = CASES[case]
+  torch.manual_seed(seed)
+  g, d = build(case)
+  step = trainer(g, d, g_steps, autocast)
+  images = torch.rand(batch_size, channels, height, width) * 2 - 1
+  labels = F.one_hot(torch.randint(0, max(classes, 1), (batch_size,)), max(classes, 1)).float()
+  y = labels if classes else None
+  times = []
+  for _ in range(warmup + steps):
+    start = time.perf_counter()
+    step(images, torch.rand(batch_size, Z_DIM) * 2 - 1, y)
     times.append(time.perf_counter() - start)
   return times[warmup:]
+
+
+def train_on(images, steps, every, score, batch_size=64, seed=0):
+  """Trains the rgb64 twin on `images` (uint8 [n, 64, 64, 3]) as the original code does: a fresh shuffle each
+  epoch, whole batches, --g_steps 2. Every `every` steps (and at the last) the clock stops while
+  score(step, samples) is called with 1,000 samples (uint8, from G in eval mode, z from seed 0).
+
+  Returns:
+    [(step, training seconds so far, what score returned)].
+  """
+  torch.manual_seed(seed)
+  g, d = build('rgb64')
+  step = trainer(g, d)
+  data = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+  fixed_z = torch.rand(1000, Z_DIM, generator=torch.Generator().manual_seed(0)) * 2 - 1
+  per_epoch = len(data) // batch_size
+  results, seconds, done = [], 0.0, 0
+  while done < steps:
+    order = torch.randperm(len(data))
+    for batch in range(min(per_epoch, steps - done)):
+      start = time.perf_counter()
+      step(data[order[batch * batch_size:(batch + 1) * batch_size]], torch.rand(batch_size, Z_DIM) * 2 - 1, None)
+      seconds += time.perf_counter() - start
+      done += 1
+      if done % every == 0 or done == steps:
+        g.eval()
+        with torch.no_grad():
+          fake = g(fixed_z)
+        g.train()
+        pixels = ((fake.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype('uint8')
+        results.append((done, seconds, score(done, pixels)))
+  return results
 
 
 def main():
