@@ -18,7 +18,6 @@ $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase final -
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase table       # the README's tables
 """
 
-import glob
 import json
 import os
 import statistics
@@ -31,14 +30,11 @@ import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
-from PIL import Image  # noqa: E402
 
-import config as config_lib  # noqa: E402
+import faces as faces_lib  # noqa: E402  (bench/)
 import feature_metrics  # noqa: E402
 import judge as judge_lib  # noqa: E402  (bench/)
 import metrics  # noqa: E402
-import utils  # noqa: E402
-import modes  # noqa: E402
 import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('run_dir', '/tmp/small_data', 'Folder of the runs and of results.jsonl (reused).')
@@ -50,14 +46,16 @@ flags.DEFINE_list('steps', None, 'Checkpoints to score; default 936 for screen, 
 flags.DEFINE_list('extra', [], 'Flags added to every run (e.g. --precision=float32), and to its name.')
 FLAGS = flags.FLAGS
 
-DATASET = 'anime-faces'
+DATASET = faces_lib.DATASET
 STEPS_PER_EPOCH = 78  # 5,000 faces, batch 64
 CKPT_FREQ = 312
-SWD_SAMPLES = 1000
+SWD_SAMPLES = faces_lib.SWD_SAMPLES
 JUDGE_SAMPLES = 5000
-# name: main.py flags. 'default' is what main.py does without flags (its defaults at the time of the run).
+# name: main.py flags. 'default' is what main.py does without flags (its defaults at the time of the run: the runs
+# of the README's tables named default were made before the small-data defaults, so they are the classic recipe).
 VARIANTS = {
     'default': [],
+    'classic': ['--augment', 'none', '--nomirror', '--d_learning_rate', '2e-4', '--g_learning_rate', '2e-4'],
     'augment': ['--augment', 'color,translation,cutout'],
     'augment_tc': ['--augment', 'translation,cutout'],
     'mirror': ['--mirror'],
@@ -97,31 +95,11 @@ def _record(path, record):
   print(json.dumps(record), flush=True)
 
 
-def _real_faces(data_dir):
-  """(all 5,000 faces at 64x64, the last 1,000 files in name order at 64x64): Pillow's Lanczos, as the yardstick."""
-  paths = sorted(glob.glob(os.path.join(data_dir, DATASET, '*.jpg')))
-  load = lambda path: np.asarray(Image.open(path).convert('RGB').resize((64, 64), Image.LANCZOS))
-  faces = np.stack([load(path) for path in paths])
-  return faces, faces[-SWD_SAMPLES:]
-
-
-def _generate(run_dir, step, count, ema):
-  """`count` samples of the checkpoint of `step`: from the average of G's weights, or (ema False) G's own."""
-  config = config_lib.Config(dataset=DATASET, output_height=64, output_width=64,
-                             checkpoint_dir=os.path.join(run_dir, 'checkpoint'), batch_size=250, precision='float32',
-                             ema=0.0 if not ema else 0.999)
-  config = modes.trained_config(config, data_dir_given=False, ema_given=not ema)
-  rng = np.random.default_rng(0)
-  z = utils.noise(config.z_dist, [count, config.z_dim], rng)
-  with modes.trained_generator(config, step) as (generator, _, _):
-    return generator(z, None)
-
-
 def score(run_dir, step, judge, real_features, swd_real):
   """{sampler: {swd, fd, kd, precision, recall}} of the checkpoint of `step`."""
   scores = {}
   for sampler, ema in (('average', True), ('own', False)):
-    fake = _generate(run_dir, step, JUDGE_SAMPLES, ema)
+    fake = faces_lib.samples(run_dir, step, JUDGE_SAMPLES, ema)
     features = judge.features(fake)
     scale = np.sqrt(np.mean(np.square(real_features)))
     kd, _ = feature_metrics.kernel_distance(real_features / scale, features / scale, seed=0)
@@ -201,7 +179,7 @@ def main(argv):
     return table(results_path)
   if FLAGS.phase == 'timing':
     return timing(data_dir)
-  faces, swd_real = _real_faces(data_dir)
+  faces, swd_real = faces_lib.real_faces(data_dir)
   judge = judge_lib.Judge(faces, os.path.join(FLAGS.run_dir, 'judge'))
   logging.info('judge: held-out rotation accuracy %.3f', judge.accuracy)
   real_features = judge.features(faces)
