@@ -85,7 +85,7 @@ class Config:
   gradient_penalty: float = 0.0  # weight of WGAN-GP's penalty in D's loss
   r1: float = 0.0  # gamma of the R1 penalty on real images; 0: none
   r1_every: int = 16  # R1 every this many steps (lazy), scaled by it
-  augment: str = 'none'  # DiffAugment's policies, comma-separated (augment.POLICIES), or none
+  augment: Optional[str] = None  # DiffAugment's policies, comma-separated, or none (None: from the data)
   ema: float = 0.999  # decay of the moving average of G's weights that samples use; 0: none
   ema_start: int = 0  # the step from which the average averages; before it, it follows G's weights
   learning_rate: float = 2e-4
@@ -212,6 +212,7 @@ def read_saved(directory):
     fields['devices'] = tuple(fields.get('devices', ()))  # JSON has lists
     fields['workers'] = tuple(fields.get('workers', ()))
     fields.setdefault('conditioning', 'mnist')  # written before there was a choice
+    fields['augment'] = fields.get('augment') or 'none'  # written before --augment: none
     if fields.get('class_names') is not None:
       fields['class_names'] = tuple(fields['class_names'])
     return Config(**fields)

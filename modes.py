@@ -34,14 +34,19 @@ import utils
 from errors import UserError, op_error_text
 
 
-MIRROR_COLOUR = False  # provisional, until measured
+# What training uses where the flags leave it to the data (complete()): colour images get the tools for small
+# datasets that bench/small_data.py measured best on the 5,000 anime faces; grayscale data (digits, letters) keeps
+# the 2015 recipe, under which the MNIST defaults were chosen. README: "Training on a few thousand images".
+DataDefaults = collections.namedtuple('DataDefaults', 'augment mirror')
+COLOUR_DEFAULTS = DataDefaults(augment='translation,cutout', mirror=False)
+GRAYSCALE_DEFAULTS = DataDefaults(augment='none', mirror=False)
 SMALL_BATCH = 8  # a batch below this gets a warning: batch norm's statistics over so few images are noise
 
 
 def complete(config, dataset):
   """The config with what only the data knows: its channels, its label classes (none with --noconditional),
-  and the default --best_metric: fd where the digit classifier applies (labelled grayscale data), else fid where
-  the Inception network is there, else swd.
+  what its kind trains with where no flag says (data_defaults()), and the default --best_metric: fd where the
+  digit classifier applies (labelled grayscale data), else fid where the Inception network is there, else swd.
 
   Raises:
     UserError: --best_metric fd for data the digit classifier cannot score, or fid or kid without the network.
@@ -55,17 +60,17 @@ def complete(config, dataset):
     raise UserError(f'--best_metric {config.best_metric} needs the Inception network of the FID paper in '
                     f'{config.inception_path}: python download.py inception fetches it (or use --best_metric swd)')
   default = 'fd' if classifier else 'fid' if has_inception else 'swd'
-  mirror = config.mirror if config.mirror is not None else mirror_by_default(dataset)
-  return dataclasses.replace(config, c_dim=dataset.channels, mirror=mirror,
-                             y_dim=dataset.num_classes if config.conditional else 0,
-                             class_names=dataset.class_names if config.conditional else None,
-                             best_metric=config.best_metric or default)
+  defaults = data_defaults(dataset)
+  pick = lambda given, by_data: by_data if given is None else given
+  return dataclasses.replace(
+      config, c_dim=dataset.channels, y_dim=dataset.num_classes if config.conditional else 0,
+      class_names=dataset.class_names if config.conditional else None, best_metric=config.best_metric or default,
+      mirror=pick(config.mirror, defaults.mirror), augment=pick(config.augment, defaults.augment))
 
 
-def mirror_by_default(dataset):
-  """Whether the real images are x-flipped when --mirror is not given: never for grayscale data (digits and
-  letters are not mirrored), and for colour images MIRROR_COLOUR (off until bench/small_data.py chooses)."""
-  return dataset.channels == 3 and MIRROR_COLOUR
+def data_defaults(dataset):
+  """The DataDefaults of `dataset`'s kind: COLOUR_DEFAULTS for colour images, GRAYSCALE_DEFAULTS for the rest."""
+  return COLOUR_DEFAULTS if dataset.channels == 3 else GRAYSCALE_DEFAULTS
 
 
 def with_output_size(config):

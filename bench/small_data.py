@@ -16,8 +16,10 @@ $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase screen 
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase timing      # seconds per step of each
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase final --variants default,a,b
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase table       # the README's tables
+$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase done_when   # the issue's own check
 """
 
+import glob
 import json
 import os
 import statistics
@@ -39,7 +41,8 @@ import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('run_dir', '/tmp/small_data', 'Folder of the runs and of results.jsonl (reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds anime-faces/.')
-flags.DEFINE_enum('phase', 'screen', ['screen', 'final', 'timing', 'table'], 'What to run (see the docstring).')
+flags.DEFINE_enum('phase', 'screen', ['screen', 'final', 'timing', 'table', 'done_when'],
+                  'What to run (see the docstring).')
 flags.DEFINE_list('variants', None, 'The variants of --phase final (names of VARIANTS); default all for screen.')
 flags.DEFINE_list('seeds', None, 'Seeds; default 1 for screen, 1,2 for final.')
 flags.DEFINE_list('steps', None, 'Checkpoints to score; default 936 for screen, 936,3120 for final.')
@@ -170,6 +173,29 @@ def table(results_path):
       print(f'| {label} | {step} | {sampler} | {len(group)} | ' + ' | '.join(cells) + ' |')
 
 
+def done_when(data_dir, swd_real):
+  """The issue's check, as a user types it: main.py --train with default flags but --epoch 12 (936 steps), then
+  the same with --epoch 40 (3,120 steps, resuming), and the swd of every checkpoint kept (1,000 samples of the
+  averaged G). Writes <run_dir>/done_when.json and prints it."""
+  run_dir = os.path.join(FLAGS.run_dir, 'done_when')
+  os.makedirs(run_dir, exist_ok=True)
+  ckpt = os.path.join(run_dir, 'checkpoint', f'{DATASET}_64_64')
+  swds = {}
+  for epochs in (12, 40):
+    runs.main_py('--train', '--dataset', DATASET, '--data_dir', data_dir, '--output_height', '64', '--epoch',
+                 str(epochs), *FLAGS.extra, cwd=run_dir)
+    for index in sorted(glob.glob(os.path.join(ckpt, 'DCGAN.model-*.index'))):
+      step = int(index.split('-')[-1].split('.')[0])
+      if step not in swds:
+        swds[step] = metrics.swd(swd_real, faces_lib.samples(run_dir, step, SWD_SAMPLES), 0)['mean']
+        print(f'step {step}: swd {swds[step]:.1f}', flush=True)
+  best = lambda last: min(swd for step, swd in swds.items() if step <= last)
+  result = {'swd': swds, 'best_by_936': best(936), 'best_by_3120': best(3120)}
+  with open(os.path.join(FLAGS.run_dir, 'done_when.json'), 'w') as f:
+    json.dump(result, f, indent=1)
+  print(json.dumps(result))
+
+
 def main(argv):
   del argv
   os.makedirs(FLAGS.run_dir, exist_ok=True)
@@ -180,6 +206,8 @@ def main(argv):
   if FLAGS.phase == 'timing':
     return timing(data_dir)
   faces, swd_real = faces_lib.real_faces(data_dir)
+  if FLAGS.phase == 'done_when':
+    return done_when(data_dir, swd_real)
   judge = judge_lib.Judge(faces, os.path.join(FLAGS.run_dir, 'judge'))
   logging.info('judge: held-out rotation accuracy %.3f', judge.accuracy)
   real_features = judge.features(faces)

@@ -127,9 +127,11 @@ def test_g_learns_through_the_augmented_d():
   assert not np.allclose(seen, feed[inputs.images])  # D saw the real images augmented
 
 
-def test_a_run_without_augmentation_has_none_in_its_graph(tmp_path):
-  names = [op.name for op in _tiny_run(tmp_path).dcgan.graph.get_operations()]
-  assert not any('augment' in name for name in names)
+def test_colour_data_is_augmented_by_default_and_augment_none_leaves_nothing_of_it_in_the_graph(tmp_path):
+  augmenting = lambda **fields: any('augment' in op.name
+                                    for op in _tiny_run(tmp_path, **fields).dcgan.graph.get_operations())
+  assert augmenting()
+  assert not augmenting(augment='none')
 
 
 def test_mirror_flips_half_the_images_each_epoch_by_the_seed(tmp_path):
@@ -150,12 +152,16 @@ def test_mirror_flips_half_the_images_each_epoch_by_the_seed(tmp_path):
     np.testing.assert_array_equal(images[i], expected)
 
 
-def test_the_default_mirror_follows_the_data():
+def test_the_defaults_follow_the_data_and_a_flag_given_wins():
   grey = datasets.PixelSource('digits', np.zeros((4, 8, 8, 1), np.uint8), np.arange(4, dtype=np.int32))
   colour = datasets.PixelSource('faces', np.zeros((4, 8, 8, 3), np.uint8))
-  assert not modes.complete(config_lib.Config(dataset='digits'), grey).mirror
-  assert modes.complete(config_lib.Config(dataset='faces'), colour).mirror == modes.MIRROR_COLOUR
-  assert modes.complete(config_lib.Config(dataset='digits', mirror=True), grey).mirror
+  digits = modes.complete(config_lib.Config(dataset='digits'), grey)
+  assert (digits.augment, digits.mirror) == ('none', False)
+  faces = modes.complete(config_lib.Config(dataset='faces'), colour)
+  assert (config_lib.augment_policies(faces.augment), faces.mirror) == (('translation', 'cutout'), False)
+  given = modes.complete(config_lib.Config(dataset='faces', augment='none', mirror=True), colour)
+  assert (given.augment, given.mirror) == ('none', True)
+  assert modes.complete(config_lib.Config(dataset='digits', augment='cutout'), grey).augment == 'cutout'
 
 
 def test_spectral_norm_brings_the_largest_singular_value_to_one_and_keeps_u_in_the_checkpoint():

@@ -6,7 +6,7 @@ import json
 
 import config as config_lib
 
-CONDITIONAL = config_lib.Config(c_dim=1, y_dim=10, gfc_dim=32, dfc_dim=32)
+CONDITIONAL = config_lib.Config(c_dim=1, y_dim=10, gfc_dim=32, dfc_dim=32, augment='none')  # (as saved: complete)
 
 
 def test_a_config_written_before_the_conditioning_choice_loads_as_the_mnist_model(tmp_path):
@@ -16,6 +16,13 @@ def test_a_config_written_before_the_conditioning_choice_loads_as_the_mnist_mode
   assert config_lib.read_saved(str(tmp_path)) == dataclasses.replace(CONDITIONAL, conditioning='mnist')
   config_lib.save(CONDITIONAL, str(tmp_path))
   assert config_lib.read_saved(str(tmp_path)).conditioning == config_lib.CONDITIONINGS[0]
+
+
+def test_a_config_written_before_augment_loads_as_the_run_it_was(tmp_path):
+  fields = dataclasses.asdict(CONDITIONAL)
+  del fields['augment']  # (colour data is augmented by default now: the run was not)
+  (tmp_path / config_lib.CONFIG_FILE).write_text(json.dumps(fields))
+  assert config_lib.read_saved(str(tmp_path)) == CONDITIONAL
 
 
 def test_shape_differences_compare_only_what_either_model_has():
