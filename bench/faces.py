@@ -15,6 +15,7 @@ import modes
 import utils
 
 DATASET = 'anime-faces'
+STEPS_PER_EPOCH = 78  # 5,000 faces, batch 64
 SWD_SAMPLES = 1000
 
 

@@ -19,7 +19,6 @@ $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase table  
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase done_when   # the issue's own check
 """
 
-import glob
 import json
 import os
 import statistics
@@ -33,6 +32,7 @@ import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+import checkpoints  # noqa: E402
 import faces as faces_lib  # noqa: E402  (bench/)
 import feature_metrics  # noqa: E402
 import judge as judge_lib  # noqa: E402  (bench/)
@@ -50,7 +50,7 @@ flags.DEFINE_list('extra', [], 'Flags added to every run (e.g. --precision=float
 FLAGS = flags.FLAGS
 
 DATASET = faces_lib.DATASET
-STEPS_PER_EPOCH = 78  # 5,000 faces, batch 64
+STEPS_PER_EPOCH = faces_lib.STEPS_PER_EPOCH
 CKPT_FREQ = 312
 SWD_SAMPLES = faces_lib.SWD_SAMPLES
 JUDGE_SAMPLES = 5000
@@ -58,7 +58,7 @@ JUDGE_SAMPLES = 5000
 # of the README's tables named default were made before the small-data defaults, so they are the classic recipe).
 VARIANTS = {
     'default': [],
-    'classic': ['--augment', 'none', '--nomirror', '--d_learning_rate', '2e-4', '--g_learning_rate', '2e-4'],
+    'classic': ['--augment', 'none', '--nomirror'],
     'augment': ['--augment', 'color,translation,cutout'],
     'augment_tc': ['--augment', 'translation,cutout'],
     'mirror': ['--mirror'],
@@ -184,8 +184,7 @@ def done_when(data_dir, swd_real):
   for epochs in (12, 40):
     runs.main_py('--train', '--dataset', DATASET, '--data_dir', data_dir, '--output_height', '64', '--epoch',
                  str(epochs), *FLAGS.extra, cwd=run_dir)
-    for index in sorted(glob.glob(os.path.join(ckpt, 'DCGAN.model-*.index'))):
-      step = int(index.split('-')[-1].split('.')[0])
+    for step in sorted(checkpoints.steps(ckpt)):
       if step not in swds:
         swds[step] = metrics.swd(swd_real, faces_lib.samples(run_dir, step, SWD_SAMPLES), 0)['mean']
         print(f'step {step}: swd {swds[step]:.1f}', flush=True)

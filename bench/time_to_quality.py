@@ -24,6 +24,7 @@ import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 import torch  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+import checkpoints  # noqa: E402
 import faces as faces_lib  # noqa: E402  (bench/)
 import metrics  # noqa: E402
 import runs  # noqa: E402  (bench/)
@@ -34,7 +35,8 @@ flags.DEFINE_string('run_dir', '/tmp/time_to_quality', 'Folder of our run and of
                     'reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds anime-faces/.')
 flags.DEFINE_integer('steps', 936, 'Steps of the twin whose SWD is the bar; ours trains as many.')
-flags.DEFINE_integer('every', 78, 'Score every this many steps (78: an epoch of 5,000 faces at batch 64).')
+flags.DEFINE_integer('every', faces_lib.STEPS_PER_EPOCH, 'Score every this many steps (default an epoch of the '
+                     'faces at batch 64).')
 flags.DEFINE_integer('seed', 1, '--seed of our run and the twin\'s torch seed.')
 flags.DEFINE_list('extra', [], 'Flags added to our run (e.g. --augment=none).')
 
@@ -53,14 +55,15 @@ def ours(data_dir, swd_real):
   start = time.time()
   seconds = runs.train_once(['--dataset', faces_lib.DATASET, '--data_dir', data_dir, '--output_height', '64',
                              '--seed', str(FLAGS.seed)], run_dir, f'{faces_lib.DATASET}_64_64', FLAGS.steps,
-                            *FLAGS.extra, '--epoch', str(-(-FLAGS.steps // FLAGS.every)), '--max_to_keep', '100',
+                            *FLAGS.extra, '--epoch', str(-(-FLAGS.steps // faces_lib.STEPS_PER_EPOCH)),
+                            '--max_to_keep', '100',
                             ckpt_freq=FLAGS.every)
   if seconds is None:  # a run of an earlier call: its start is the time its config was written
     start = os.path.getmtime(os.path.join(ckpt, 'config.json'))
   results = []
   for step in range(FLAGS.every, FLAGS.steps + 1, FLAGS.every):
     fake = faces_lib.samples(run_dir, step, faces_lib.SWD_SAMPLES)
-    elapsed = os.path.getmtime(os.path.join(ckpt, f'DCGAN.model-{step}.index')) - start
+    elapsed = os.path.getmtime(checkpoints.path_of(ckpt, step) + '.index') - start
     results.append((step, elapsed, metrics.swd(swd_real, fake, 0)['mean']))
   return results
 
