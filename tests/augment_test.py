@@ -168,6 +168,9 @@ def test_spectral_norm_brings_the_largest_singular_value_to_one_and_keeps_u_in_t
   rng = np.random.default_rng(0)
   weights = rng.normal(size=(5, 5, 6, 10)).astype(np.float32)
   with tf.Graph().as_default():
+    # u starts at random: with these weights' two largest singular values in a ratio of 0.91, 30 iterations reach
+    # 1e-3 from 39 of 40 starts (measured over graph seeds 0-39), so the start is seeded
+    tf1.set_random_seed(0)
     with tf1.variable_scope('discriminator/h1_conv'):
       w = tf1.get_variable('w', initializer=weights)
       normalized = ops.spectrally_normalized(w)
