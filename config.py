@@ -1,6 +1,6 @@
 """The run's configuration: one frozen dataclass that `main.py` makes from the flags.
 
-What only the data knows (channels, label classes, the default --best_metric) is None until modes.complete()
+What only the data knows (channels, label classes, the default --best_metric) is None until completion.complete()
 fills it in, once, when the data is loaded; a graph is built only from a complete config. It is written as JSON
 beside the checkpoints, so test mode rebuilds the generator without the dataset and a resumed run can say
 exactly which flag no longer fits the saved variables.
@@ -62,7 +62,7 @@ class Config:
   crop: bool = False
   train_size: Optional[int] = None
   conditional: bool = True  # condition on the data's labels when it has them
-  mirror: Optional[bool] = None  # x-flips of the real images (None: from the data, modes.complete)
+  mirror: Optional[bool] = None  # x-flips of the real images (None: from the data, completion.complete)
   strict: bool = False  # any bad image is an error
   cache: bool = False  # decode the images once into a memory-mapped file
   # Model

@@ -194,7 +194,7 @@ def _check_devices():
 
 
 def config_from_flags(workers=None):
-  """Loads TensorFlow and turns the checked flags into a Config (modes.complete() fills in what only the data
+  """Loads TensorFlow and turns the checked flags into a Config (completion.complete() fills in what only the data
   knows): the devices there are, the precision, the cluster `workers` (a cluster.Cluster, or None).
 
   Raises:
@@ -219,7 +219,7 @@ def config_from_flags(workers=None):
       input_fname_pattern=FLAGS.input_fname_pattern, input_height=FLAGS.input_height,
       input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop, train_size=FLAGS.train_size,
       conditional=FLAGS.conditional, conditioning=FLAGS.conditioning, strict=FLAGS.strict, cache=FLAGS.cache,
-      output_height=FLAGS.output_height, output_width=FLAGS.output_width, z_dim=FLAGS.z_dim,  # (modes.prepare)
+      output_height=FLAGS.output_height, output_width=FLAGS.output_width, z_dim=FLAGS.z_dim,  # (completion.prepare)
       z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim,
       loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
       mirror=FLAGS.mirror, spectral_norm=FLAGS.spectral_norm, d_batch_norm=FLAGS.d_batch_norm, r1=FLAGS.r1,

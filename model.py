@@ -212,7 +212,7 @@ class DCGAN:
 
   def __init__(self, config, dataset=None):
     if config.c_dim is None or config.y_dim is None:
-      raise ValueError('the config is not complete: modes.complete() fills in c_dim and y_dim from the data')
+      raise ValueError('the config is not complete: completion.complete() fills in c_dim and y_dim from the data')
     self.config, self.dataset = config, dataset
     self.training = dataset is not None
     self.graph = tf.Graph()

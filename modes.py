@@ -1,6 +1,6 @@
 """The run modes of main.py, each a plain function of a Config that a test can call in-process.
 
-- train(config): loads the data, completes the config with what only the data knows (complete()), trains.
+- train(config): loads the data, completes the config from it (completion.prepare), trains.
 - check_data(config): reads every entry of the dataset and prints what it found.
 - The modes that use a trained generator take the config saved beside the checkpoint (trained_config()):
   sample() writes a grid, generate() N images, visualize() the pictures of an option, export() a SavedModel
@@ -21,11 +21,11 @@ import tensorflow as tf
 from absl import logging
 
 import checkpoints
+import completion
 import config as config_lib
 import datasets
 import evaluation
 import generate as generate_lib
-import inception
 import losses
 import model
 import restore as restore_lib
@@ -34,69 +34,7 @@ import utils
 from errors import UserError, op_error_text
 
 
-# What training uses where the flags leave it to the data (complete()): colour images get the tools for small
-# datasets that bench/small_data.py measured best on the 5,000 anime faces; grayscale data (digits, letters) keeps
-# the 2015 recipe, under which the MNIST defaults were chosen. README: "Training on a few thousand images".
-DataDefaults = collections.namedtuple('DataDefaults', 'augment mirror')
-COLOUR_DEFAULTS = DataDefaults(augment='translation,cutout', mirror=False)
-GRAYSCALE_DEFAULTS = DataDefaults(augment='none', mirror=False)
 SMALL_BATCH = 8  # a batch below this gets a warning: batch norm's statistics over so few images are noise
-
-
-def complete(config, dataset):
-  """The config with what only the data knows: its channels, its label classes (none with --noconditional),
-  what its kind trains with where no flag says (data_defaults()), and the default --best_metric: fd where the
-  digit classifier applies (labelled grayscale data), else fid where the Inception network is there, else swd.
-
-  Raises:
-    UserError: --best_metric fd for data the digit classifier cannot score, or fid or kid without the network.
-  """
-  classifier = evaluation.uses_classifier(dataset)
-  has_inception = inception.find(config.inception_path) is not None
-  if config.best_metric == 'fd' and not classifier:
-    raise UserError(f'--best_metric fd needs labelled grayscale data (MNIST-style IDX files) for its digit '
-                    f'classifier; {dataset.name} is not: use --best_metric swd, or fid')
-  if config.best_metric in evaluation.INCEPTION_METRICS and not has_inception:
-    raise UserError(f'--best_metric {config.best_metric} needs the Inception network of the FID paper in '
-                    f'{config.inception_path}: python download.py inception fetches it (or use --best_metric swd)')
-  default = 'fd' if classifier else 'fid' if has_inception else 'swd'
-  defaults = data_defaults(dataset)
-  pick = lambda given, by_data: by_data if given is None else given
-  return dataclasses.replace(
-      config, c_dim=dataset.channels, y_dim=dataset.num_classes if config.conditional else 0,
-      class_names=dataset.class_names if config.conditional else None, best_metric=config.best_metric or default,
-      mirror=pick(config.mirror, defaults.mirror), augment=pick(config.augment, defaults.augment))
-
-
-def data_defaults(dataset):
-  """The DataDefaults of `dataset`'s kind: COLOUR_DEFAULTS for colour images, GRAYSCALE_DEFAULTS for the rest."""
-  return COLOUR_DEFAULTS if dataset.channels == 3 else GRAYSCALE_DEFAULTS
-
-
-def with_output_size(config):
-  """The config with its output size: as given (a width not given is the height), else the data's default (28 for
-  MNIST-style data, the native size of small TFDS images, else 64: its kind says, no image is read)."""
-  if config.output_height is not None and config.output_width is not None:
-    return config
-  height = config.output_height or datasets.default_output_size(config)
-  return dataclasses.replace(config, output_height=height, output_width=config.output_width or height)
-
-
-def prepare(config):
-  """Opens the dataset of `config` (decoding it into the --cache file when asked) and completes the config with
-  what only the data knows: the one place that does (with_output_size, then complete).
-
-  Returns:
-    (the complete config, the datasets.Source).
-
-  Raises:
-    UserError: see datasets.open_dataset and complete.
-  """
-  config = with_output_size(config)
-  dataset = datasets.open_dataset(config, strict=config.strict, cache_dir=config.data_cache_path)
-  if config.cache:
-    dataset = datasets.cache_images(dataset, config, config.data_cache_path)
-  return complete(config, dataset), dataset
 
 
 def train(config, from_step=None):
@@ -109,7 +47,7 @@ def train(config, from_step=None):
     UserError: bad data or flags, a checkpoint that does not fit or cannot be written, lost workers.
     Diverged: a loss or a weight became NaN or Inf.
   """
-  config = with_output_size(config)  # (the run's folders are named by it)
+  config = completion.with_output_size(config)  # (the run's folders are named by it)
   for directory in (config.checkpoint_path, config.sample_path, config.log_path):
     utils.check_writable(directory)
   worker = config.worker_index  # worker 0, the chief, writes
@@ -120,7 +58,7 @@ def train(config, from_step=None):
 def _train(config, from_step, worker):
   if config.deterministic:
     tf.config.experimental.enable_op_determinism()
-  config, dataset = prepare(config)
+  config, dataset = completion.prepare(config)
   _check_batch_size(config, dataset.num_images)
   logging.info('dataset %s: %d images, %d channel(s), %s', config.dataset, dataset.num_images, config.c_dim,
                f'{config.y_dim} label classes (--conditioning {config.conditioning})' if config.y_dim
@@ -211,7 +149,7 @@ def check_data(config):
   Raises:
     UserError: the data cannot be trained on as it is (with --strict: because of bad entries).
   """
-  config = with_output_size(config)
+  config = completion.with_output_size(config)
   report = datasets.check(config, cache_dir=config.data_cache_path)
   print(report.text())
   problems = report.problems + ([f'{report.bad} bad files (--strict)'] if config.strict and report.bad else [])

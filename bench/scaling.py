@@ -29,7 +29,7 @@ from absl import app, flags  # noqa: E402
 
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-import modes  # noqa: E402
+import completion  # noqa: E402
 import trainer  # noqa: E402
 
 flags.DEFINE_enum('case', 'mnist28-cond', ['mnist28-cond', 'rgb64'], 'The model: the conditional MNIST one or the '
@@ -51,7 +51,7 @@ def run(devices, scratch, multi_worker=False):
   rng = np.random.default_rng(0)
   dataset = datasets.PixelSource(FLAGS.case, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
                                  rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
-  cfg = modes.complete(config_lib.Config(dataset=FLAGS.case, output_height=height, output_width=width,
+  cfg = completion.complete(config_lib.Config(dataset=FLAGS.case, output_height=height, output_width=width,
                                          batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
                                          devices=tuple(devices) if len(devices) > 1 else (),
                                          multi_worker=multi_worker, conditioning='mnist'), dataset)

@@ -41,7 +41,7 @@ import tensorflow as tf  # noqa: E402
 
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-import modes  # noqa: E402
+import completion  # noqa: E402
 import trainer  # noqa: E402
 
 tf1 = tf.compat.v1
@@ -102,7 +102,7 @@ def case_config(name, scratch, precision):
   """The case's complete config at `precision` (main.py's --precision; auto resolved), as main.py would make it."""
   height, width, _, _ = CASES[name]
   precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
-  return modes.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
+  return completion.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
                                           batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
                                           precision=precision, conditioning=FLAGS.conditioning),
                         case_data(name))

@@ -12,7 +12,7 @@ import config as config_lib
 import datasets
 import losses
 import model
-import modes
+import completion
 import ops
 import trainer
 from conftest import assert_same_values, dir_flags, main_in_process, write_images
@@ -99,7 +99,7 @@ def _tiny_run(tmp_path, **fields):
                           log_dir=str(tmp_path / 'logs'), output_height=16, output_width=16, gf_dim=4, df_dim=4,
                           z_dim=8, batch_size=8, epoch=2, sample_num=4, ckpt_freq=100, precision='float32',
                           **fields)
-  cfg, dataset = modes.prepare(cfg)
+  cfg, dataset = completion.prepare(cfg)
   return trainer.Trainer(cfg, dataset)
 
 
@@ -155,13 +155,13 @@ def test_mirror_flips_half_the_images_each_epoch_by_the_seed(tmp_path):
 def test_the_defaults_follow_the_data_and_a_flag_given_wins():
   grey = datasets.PixelSource('digits', np.zeros((4, 8, 8, 1), np.uint8), np.arange(4, dtype=np.int32))
   colour = datasets.PixelSource('faces', np.zeros((4, 8, 8, 3), np.uint8))
-  digits = modes.complete(config_lib.Config(dataset='digits'), grey)
+  digits = completion.complete(config_lib.Config(dataset='digits'), grey)
   assert (digits.augment, digits.mirror) == ('none', False)
-  faces = modes.complete(config_lib.Config(dataset='faces'), colour)
+  faces = completion.complete(config_lib.Config(dataset='faces'), colour)
   assert (config_lib.augment_policies(faces.augment), faces.mirror) == (('translation', 'cutout'), False)
-  given = modes.complete(config_lib.Config(dataset='faces', augment='none', mirror=True), colour)
+  given = completion.complete(config_lib.Config(dataset='faces', augment='none', mirror=True), colour)
   assert (given.augment, given.mirror) == ('none', True)
-  assert modes.complete(config_lib.Config(dataset='digits', augment='cutout'), grey).augment == 'cutout'
+  assert completion.complete(config_lib.Config(dataset='digits', augment='cutout'), grey).augment == 'cutout'
 
 
 def test_spectral_norm_brings_the_largest_singular_value_to_one_and_keeps_u_in_the_checkpoint():

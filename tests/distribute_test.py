@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import checkpoints
 import config as config_lib
-import modes
+import completion
 import trainer
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, checkpoint_values,
                       dir_flags, main_in_process, signalled_inside_the_save_of, write_idx_dataset)
@@ -33,7 +33,7 @@ def tiny(tmp_path):
                           sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
                           output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=16,
                           epoch=1, sample_num=4, devices=TWO_CPUS)
-  return modes.prepare(cfg)
+  return completion.prepare(cfg)
 
 
 def _replica_values(dcgan, sess):

@@ -21,7 +21,7 @@ import digits
 import evaluation
 import feature_metrics
 import inception
-import modes
+import completion
 import trainer
 from conftest import (TINY_MODEL, assert_error, assert_same_values, dir_flags, main_in_process, shared,
                       write_idx_dataset, write_images)
@@ -158,7 +158,7 @@ def test_keep_best_keeps_the_step_with_the_best_metric_not_the_last(tmp_path):
                           output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8,
                           epoch=4, sample_num=4, sample_freq=100, ckpt_freq=1, max_to_keep=10, eval_freq=1,
                           best_metric='swd')
-  cfg, dataset = modes.prepare(cfg)
+  cfg, dataset = completion.prepare(cfg)
   scripted = _ScriptedEvaluator({1: 5.0, 2: 2.0, 3: float('nan'), 4: 3.0})
   trainer.Trainer(cfg, dataset).train(evaluator=scripted)
   assert scripted.seen == [1, 2, 3, 4]

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import config as config_lib
 import losses
-import modes
+import completion
 import trainer
 from conftest import write_idx_dataset
 
@@ -103,7 +103,7 @@ def test_every_loss_trains_a_few_steps_without_nan(tmp_path, tiny, loss, penalty
                           output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8,
                           epoch=2, sample_freq=100, loss=loss, gradient_penalty=penalty, d_steps=d_steps,
                           conditional=loss not in ('hinge', 'least_squares'))  # both models
-  cfg, dataset = modes.prepare(cfg)
+  cfg, dataset = completion.prepare(cfg)
   run = trainer.Trainer(cfg, dataset)
   assert run.steps_per_epoch == 4 // d_steps  # every D update takes a batch of its own
   with run.session() as sess:

@@ -117,7 +117,7 @@ def test_a_variable_outside_both_scopes_is_an_error():
 
 
 def test_an_incomplete_config_builds_no_graph():
-  with pytest.raises(ValueError, match='the config is not complete: modes.complete'):
+  with pytest.raises(ValueError, match='the config is not complete: completion.complete'):
     model.DCGAN(config_lib.Config())
 
 

@@ -12,6 +12,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 import checkpoints
 import config as config_lib
 import datasets
+import completion
 import modes
 import runtime
 import safety
@@ -48,7 +49,7 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
   else:
     cfg = _small_config(tmp_path, 'tfds:mnist', output_height=28, output_width=28)
   with datasets.import_tfds().testing.mock_data(num_examples=8):
-    cfg, dataset = modes.prepare(cfg)
+    cfg, dataset = completion.prepare(cfg)
   # (channels, classes): 8 digits are 0-7; TFDS's mnist knows its 10 classes whatever the sample
   assert (cfg.c_dim, cfg.y_dim) == {'idx': (1, 8), 'folder': (3, 0), 'lmdb': (3, 0), 'tfds': (1, 10)}[kind]
   run = trainer.Trainer(cfg, dataset)
@@ -75,7 +76,7 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
 
 def _digits_setup(tmp_path, **kwargs):
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 32)
-  return modes.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28, **kwargs))
+  return completion.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28, **kwargs))
 
 
 def test_a_nan_loss_stops_training_before_anything_of_it_is_saved(tmp_path, monkeypatch):
@@ -262,7 +263,7 @@ def _bfloat16_ops(run, sess, fetch, feed):
                     reason='the oneDNN bfloat16 rewrite applies only on CPUs with amx_bf16 or avx512_bf16')
 def test_bfloat16_runs_the_matmuls_in_bfloat16_and_a_checkpoint_resumes_at_either_precision(tmp_path):
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
-  cfg, dataset = modes.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28, epoch=2))
+  cfg, dataset = completion.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28, epoch=2))
   steps = {}
   for epoch, precision in ((1, 'float32'), (2, 'bfloat16'), (3, 'float32')):  # each resumes the one before
     run = trainer.Trainer(dataclasses.replace(cfg, epoch=epoch, precision=precision), dataset)
@@ -286,7 +287,7 @@ def test_bfloat16_runs_the_matmuls_in_bfloat16_and_a_checkpoint_resumes_at_eithe
 def test_mixed_float16_scales_the_loss_and_skips_an_update_whose_gradients_overflow(tmp_path):
   # on a CPU through Grappler's auto_mixed_precision_cpu rewrite, which exists to test the GPU's float16 path
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
-  cfg, dataset = modes.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28,
+  cfg, dataset = completion.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28,
                                              precision='mixed_float16'))
   run = trainer.Trainer(cfg, dataset)
   assert run.proto.graph_options.rewrite_options.auto_mixed_precision_cpu == rewriter_config_pb2.RewriterConfig.ON

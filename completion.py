@@ -1,0 +1,77 @@
+"""The config completed from the data: the one place that asks the data what the flags leave open (the output
+size, channels, label classes, the default --best_metric, and what the kind of data trains with).
+
+$ python main.py --train --dataset anime-faces   # prepare(): 64x64, 3 channels, --augment translation,cutout
+"""
+
+import collections
+import dataclasses
+
+import datasets
+import evaluation
+import inception
+from errors import UserError
+
+
+# What training uses where the flags leave it to the data (complete()): colour images get the tools for small
+# datasets that bench/small_data.py measured best on the 5,000 anime faces; grayscale data (digits, letters) keeps
+# the 2015 recipe, under which the MNIST defaults were chosen. README: "Training on a few thousand images".
+DataDefaults = collections.namedtuple('DataDefaults', 'augment mirror')
+COLOUR_DEFAULTS = DataDefaults(augment='translation,cutout', mirror=False)
+GRAYSCALE_DEFAULTS = DataDefaults(augment='none', mirror=False)
+
+
+def complete(config, dataset):
+  """The config with what only the data knows: its channels, its label classes (none with --noconditional),
+  what its kind trains with where no flag says (data_defaults()), and the default --best_metric: fd where the
+  digit classifier applies (labelled grayscale data), else fid where the Inception network is there, else swd.
+
+  Raises:
+    UserError: --best_metric fd for data the digit classifier cannot score, or fid or kid without the network.
+  """
+  classifier = evaluation.uses_classifier(dataset)
+  has_inception = inception.find(config.inception_path) is not None
+  if config.best_metric == 'fd' and not classifier:
+    raise UserError(f'--best_metric fd needs labelled grayscale data (MNIST-style IDX files) for its digit '
+                    f'classifier; {dataset.name} is not: use --best_metric swd, or fid')
+  if config.best_metric in evaluation.INCEPTION_METRICS and not has_inception:
+    raise UserError(f'--best_metric {config.best_metric} needs the Inception network of the FID paper in '
+                    f'{config.inception_path}: python download.py inception fetches it (or use --best_metric swd)')
+  default = 'fd' if classifier else 'fid' if has_inception else 'swd'
+  defaults = data_defaults(dataset)
+  pick = lambda given, by_data: by_data if given is None else given
+  return dataclasses.replace(
+      config, c_dim=dataset.channels, y_dim=dataset.num_classes if config.conditional else 0,
+      class_names=dataset.class_names if config.conditional else None, best_metric=config.best_metric or default,
+      mirror=pick(config.mirror, defaults.mirror), augment=pick(config.augment, defaults.augment))
+
+
+def data_defaults(dataset):
+  """The DataDefaults of `dataset`'s kind: COLOUR_DEFAULTS for colour images, GRAYSCALE_DEFAULTS for the rest."""
+  return COLOUR_DEFAULTS if dataset.channels == 3 else GRAYSCALE_DEFAULTS
+
+
+def with_output_size(config):
+  """The config with its output size: as given (a width not given is the height), else the data's default (28 for
+  MNIST-style data, the native size of small TFDS images, else 64: its kind says, no image is read)."""
+  if config.output_height is not None and config.output_width is not None:
+    return config
+  height = config.output_height or datasets.default_output_size(config)
+  return dataclasses.replace(config, output_height=height, output_width=config.output_width or height)
+
+
+def prepare(config):
+  """Opens the dataset of `config` (decoding it into the --cache file when asked) and completes the config with
+  what only the data knows: the one place that does (with_output_size, then complete).
+
+  Returns:
+    (the complete config, the datasets.Source).
+
+  Raises:
+    UserError: see datasets.open_dataset and complete.
+  """
+  config = with_output_size(config)
+  dataset = datasets.open_dataset(config, strict=config.strict, cache_dir=config.data_cache_path)
+  if config.cache:
+    dataset = datasets.cache_images(dataset, config, config.data_cache_path)
+  return complete(config, dataset), dataset
