@@ -28,9 +28,9 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import checkpoints  # noqa: E402
+import completion  # noqa: E402
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-import completion  # noqa: E402
 import trainer  # noqa: E402
 
 flags.DEFINE_string('dir', None, 'Folder to save in (default: a new temporary folder).')
@@ -46,7 +46,7 @@ def _case(name, scratch):
   data = datasets.PixelSource(name, rng.integers(0, 256, [256, height, width, channels], dtype=np.uint8),
                               rng.integers(0, max(classes, 1), [256]).astype(np.int32), classes)
   cfg = completion.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
-                                         checkpoint_dir=scratch, max_to_keep=2, conditioning='mnist'), data)
+                                              checkpoint_dir=scratch, max_to_keep=2, conditioning='mnist'), data)
   return trainer.Trainer(cfg, data)
 
 

@@ -27,9 +27,9 @@ import runtime  # noqa: E402,F401
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+import completion  # noqa: E402
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-import completion  # noqa: E402
 import trainer  # noqa: E402
 
 flags.DEFINE_enum('case', 'mnist28-cond', ['mnist28-cond', 'rgb64'], 'The model: the conditional MNIST one or the '
@@ -52,9 +52,9 @@ def run(devices, scratch, multi_worker=False):
   dataset = datasets.PixelSource(FLAGS.case, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
                                  rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
   cfg = completion.complete(config_lib.Config(dataset=FLAGS.case, output_height=height, output_width=width,
-                                         batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
-                                         devices=tuple(devices) if len(devices) > 1 else (),
-                                         multi_worker=multi_worker, conditioning='mnist'), dataset)
+                                              batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
+                                              devices=tuple(devices) if len(devices) > 1 else (),
+                                              multi_worker=multi_worker, conditioning='mnist'), dataset)
   run_ = trainer.Trainer(cfg, dataset)
   dcgan = run_.dcgan
   times = []

@@ -39,9 +39,9 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import completion  # noqa: E402
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-import completion  # noqa: E402
 import trainer  # noqa: E402
 
 tf1 = tf.compat.v1
@@ -103,9 +103,9 @@ def case_config(name, scratch, precision):
   height, width, _, _ = CASES[name]
   precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
   return completion.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
-                                          batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
-                                          precision=precision, conditioning=FLAGS.conditioning),
-                        case_data(name))
+                                               batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
+                                               precision=precision, conditioning=FLAGS.conditioning),
+                             case_data(name))
 
 
 def layer_flops(cfg):

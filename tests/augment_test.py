@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 
 import augment
+import completion
 import config as config_lib
 import datasets
 import losses
 import model
-import completion
 import ops
 import trainer
 from conftest import assert_same_values, dir_flags, main_in_process, write_images

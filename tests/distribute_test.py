@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 import checkpoints
-import config as config_lib
 import completion
+import config as config_lib
 import trainer
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, checkpoint_values,
                       dir_flags, main_in_process, signalled_inside_the_save_of, write_idx_dataset)

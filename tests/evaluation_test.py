@@ -15,13 +15,13 @@ from scipy import ndimage
 
 import checkpoints
 import classifier
+import completion
 import config as config_lib
 import datasets
 import digits
 import evaluation
 import feature_metrics
 import inception
-import completion
 import trainer
 from conftest import (TINY_MODEL, assert_error, assert_same_values, dir_flags, main_in_process, shared,
                       write_idx_dataset, write_images)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import completion
 import config as config_lib
 import losses
-import completion
 import trainer
 from conftest import write_idx_dataset
 

@@ -10,9 +10,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 import checkpoints
+import completion
 import config as config_lib
 import datasets
-import completion
 import modes
 import runtime
 import safety
@@ -288,7 +288,7 @@ def test_mixed_float16_scales_the_loss_and_skips_an_update_whose_gradients_overf
   # on a CPU through Grappler's auto_mixed_precision_cpu rewrite, which exists to test the GPU's float16 path
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
   cfg, dataset = completion.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28,
-                                             precision='mixed_float16'))
+                                                  precision='mixed_float16'))
   run = trainer.Trainer(cfg, dataset)
   assert run.proto.graph_options.rewrite_options.auto_mixed_precision_cpu == rewriter_config_pb2.RewriterConfig.ON
   dcgan = run.dcgan
