@@ -212,8 +212,7 @@ def config_from_flags(workers=None):
   # the model's device; with --devices, the first of them (the sampler's device in test mode)
   device = (FLAGS.devices[0] if FLAGS.devices else FLAGS.device) or ('/gpu:0' if gpus else '/cpu:0')
   multi_worker = workers is not None
-  policies = None if FLAGS.augment is None else config_lib.augment_policies(FLAGS.augment)  # (None: by the data)
-  augment = None if policies is None else ','.join(policies) or 'none'
+  augment = None if FLAGS.augment is None else ','.join(config_lib.augment_policies(FLAGS.augment)) or 'none'
   return config_lib.Config(
       dataset=_dataset(), data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
       input_fname_pattern=FLAGS.input_fname_pattern, input_height=FLAGS.input_height,
@@ -223,7 +222,7 @@ def config_from_flags(workers=None):
       z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim,
       loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
       mirror=FLAGS.mirror, spectral_norm=FLAGS.spectral_norm, d_batch_norm=FLAGS.d_batch_norm, r1=FLAGS.r1,
-      r1_every=FLAGS.r1_every, augment=augment,
+      r1_every=FLAGS.r1_every, augment=augment,  # (None: from the data)
       ema_start=FLAGS.ema_start, d_learning_rate=FLAGS.d_learning_rate, g_learning_rate=FLAGS.g_learning_rate,
       beta2=FLAGS.beta2,
       beta1=FLAGS.beta1, batch_size=FLAGS.batch_size, epoch=FLAGS.epoch, d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,

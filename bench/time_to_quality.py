@@ -56,8 +56,7 @@ def ours(data_dir, swd_real):
   seconds = runs.train_once(['--dataset', faces_lib.DATASET, '--data_dir', data_dir, '--output_height', '64',
                              '--seed', str(FLAGS.seed)], run_dir, f'{faces_lib.DATASET}_64_64', FLAGS.steps,
                             *FLAGS.extra, '--epoch', str(-(-FLAGS.steps // faces_lib.STEPS_PER_EPOCH)),
-                            '--max_to_keep', '100',
-                            ckpt_freq=FLAGS.every)
+                            '--max_to_keep', '100', ckpt_freq=FLAGS.every)
   if seconds is None:  # a run of an earlier call: its start is the time its config was written
     start = os.path.getmtime(os.path.join(ckpt, 'config.json'))
   results = []
