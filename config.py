@@ -43,9 +43,9 @@ TRAINING_EVAL_SAMPLES = 2000  # --eval_freq's
 # Fields that change what training does without changing a variable's shape: a resumed run may change them, and
 # is told which it changed (modes.train). The epoch to resume at is counted with the new values of the last three.
 TRAINING_FIELDS = ('data_dir', 'input_fname_pattern', 'crop', 'input_height', 'input_width', 'mirror', 'z_dist',
-                   'loss', 'gradient_penalty', 'r1', 'r1_every', 'augment', 'ema', 'ema_start', 'learning_rate',
-                   'd_learning_rate', 'g_learning_rate', 'beta1', 'beta2', 'g_steps', 'seed', 'precision',
-                   'batch_size', 'train_size', 'd_steps')
+                   'loss', 'gradient_penalty', 'r1', 'r1_every', 'augment', 'ema', 'ema_start', 'ema_rampup',
+                   'learning_rate', 'd_learning_rate', 'g_learning_rate', 'beta1', 'beta2', 'g_steps', 'seed',
+                   'precision', 'batch_size', 'train_size', 'd_steps')
 EPOCH_FIELDS = ('batch_size', 'train_size', 'd_steps')
 
 
@@ -88,6 +88,7 @@ class Config:
   augment: Optional[str] = None  # DiffAugment's policies, comma-separated, or none (None: from the data)
   ema: float = 0.999  # decay of the moving average of G's weights that samples use; 0: none
   ema_start: int = 0  # the step from which the average averages; before it, it follows G's weights
+  ema_rampup: Optional[float] = None  # the average spans at most this fraction of the steps; None: TensorFlow's
   learning_rate: float = 2e-4
   d_learning_rate: Optional[float] = None  # D's Adam learning rate; None: learning_rate
   g_learning_rate: Optional[float] = None  # G's; None: learning_rate

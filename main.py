@@ -137,6 +137,8 @@ def check_flags():
     raise UserError(f'--r1 must be 0 or more, not {FLAGS.r1}')
   if FLAGS.ema_start < 0:
     raise UserError(f'--ema_start must be 0 or more, not {FLAGS.ema_start}')
+  if FLAGS.ema_rampup is not None and not FLAGS.ema_rampup > 0:
+    raise UserError(f'--ema_rampup must be above 0, not {FLAGS.ema_rampup}')
   try:
     config_lib.augment_policies(FLAGS.augment)
   except ValueError as e:
@@ -223,8 +225,8 @@ def config_from_flags(workers=None):
       loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
       mirror=FLAGS.mirror, spectral_norm=FLAGS.spectral_norm, d_batch_norm=FLAGS.d_batch_norm, r1=FLAGS.r1,
       r1_every=FLAGS.r1_every, augment=augment,  # (None: from the data)
-      ema_start=FLAGS.ema_start, d_learning_rate=FLAGS.d_learning_rate, g_learning_rate=FLAGS.g_learning_rate,
-      beta2=FLAGS.beta2,
+      ema_start=FLAGS.ema_start, ema_rampup=FLAGS.ema_rampup, d_learning_rate=FLAGS.d_learning_rate,
+      g_learning_rate=FLAGS.g_learning_rate, beta2=FLAGS.beta2,
       beta1=FLAGS.beta1, batch_size=FLAGS.batch_size, epoch=FLAGS.epoch, d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
       run_name=FLAGS.run_name, checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir,
       log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,

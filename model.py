@@ -364,14 +364,19 @@ class DCGAN:
     return [(v, self.ema.average(v)) for v in self._averaged()] if self.ema else []
 
   def _build_ema(self):
-    """After each G update, G's weights move their averages: decay min(--ema, (1 + t) / (10 + t)) at step t,
-    so that early on the average follows G closely (TensorFlow's warm-up) and sample grids are never blank; before
+    """After each G update, G's weights move their averages: decay min(--ema, (1 + t) / (10 + t)) at step t
+    (TensorFlow's warm-up: the average spans about t/9 steps), or min(--ema, r t / (r t + 1)) with --ema_rampup r
+    (about r t steps), so that early on the average follows G closely and sample grids are never blank; before
     --ema_start, decay 0: the average is G's weights (BigGAN starts its average late)."""
+    cfg = self.config
     with tf.name_scope('train/'):
-      decay = self.config.ema
-      if self.config.ema_start:
-        decay = tf.where(self.global_step < self.config.ema_start, 0.0, self.config.ema)
-      self.ema = tf1.train.ExponentialMovingAverage(decay, num_updates=self.global_step, name=EMA_NAME)
+      decay, num_updates = cfg.ema, self.global_step
+      if cfg.ema_rampup:
+        span = cfg.ema_rampup * tf.cast(self.global_step, tf.float32)
+        decay, num_updates = tf.minimum(cfg.ema, span / (span + 1.0)), None
+      if cfg.ema_start:
+        decay = tf.where(self.global_step < cfg.ema_start, 0.0, decay)
+      self.ema = tf1.train.ExponentialMovingAverage(decay, num_updates=num_updates, name=EMA_NAME)
       with tf.control_dependencies([self.train_ops.g_train]):
         g_train = self.ema.apply(self._averaged())
     self.train_ops = self.train_ops._replace(g_train=g_train)

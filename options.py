@@ -114,6 +114,9 @@ flags.DEFINE_float('ema', 0.999, 'Decay of the exponential moving average of G\'
                    'trained model (no --train), --ema 0 uses G\'s own weights instead of their average.')
 flags.DEFINE_integer('ema_start', 0, 'The step from which the average of G\'s weights averages; before it, it is G\'s '
                      'weights (BigGAN starts at 1000).')
+flags.DEFINE_float('ema_rampup', None, 'The average of G\'s weights spans at most this fraction of the steps so far: '
+                   'its decay at step t is min(--ema, r t / (r t + 1)). Default: TensorFlow\'s (1 + t) / (10 + t), '
+                   'about 1/9 (StyleGAN2-ADA ramps up likewise).')
 flags.DEFINE_integer('seed', 0, 'Seeds the initial weights, the data order and z; with --generate, the z of every '
                      'image.')
 # Output
@@ -203,7 +206,7 @@ HELP_GROUPS = [
                'df_dim', 'gfc_dim', 'dfc_dim', 'spectral_norm', 'd_batch_norm']),
     ('Training', ['epoch', 'batch_size', 'augment', 'learning_rate', 'd_learning_rate', 'g_learning_rate', 'beta1',
                   'beta2', 'loss', 'gradient_penalty', 'r1', 'r1_every', 'd_steps', 'g_steps', 'ema', 'ema_start',
-                  'seed']),
+                  'ema_rampup', 'seed']),
     ('Output', ['run_name', 'checkpoint_dir', 'sample_dir', 'log_dir', 'sample_freq', 'sample_num', 'ckpt_freq',
                 'log_freq', 'max_to_keep', 'keep_every_hours']),
     ('Evaluation', ['eval_freq', 'num_samples', 'best_metric', 'images', 'inception_dir']),

@@ -68,6 +68,8 @@ VARIANTS = {
     'ttur': ['--d_learning_rate', '4e-4', '--g_learning_rate', '1e-4'],
     'hinge': ['--loss', 'hinge'],
     'ema995': ['--ema', '0.995'],
+    'rampup4': ['--ema_rampup', '0.25'],
+    'rampup2': ['--ema_rampup', '0.5'],
 }
 
 

@@ -255,6 +255,23 @@ def test_the_average_follows_g_until_ema_start(tmp_path):
       assert same == (step < 2), step  # the average starts averaging at step 3 (after its third G update)
 
 
+@pytest.mark.parametrize('rampup, decay_at', [(None, lambda t: (1 + t) / (10 + t)), (0.5, lambda t: t / (t + 2))])
+def test_the_average_decays_by_its_ramp_up(tmp_path, rampup, decay_at):
+  run = _tiny_run(tmp_path, ema=0.99, ema_rampup=rampup, g_steps=1)
+  pairs = run.dcgan.averages()
+  with run.session() as sess:
+    sess.run(run.dcgan.init)
+    before = [a for _, a in sess.run(pairs)]
+    for step in range(4):
+      _step(run, sess, step)
+      weights, averages = zip(*sess.run(pairs))
+      w, a, b = (np.concatenate([x.ravel() for x in xs]).astype(np.float64) for xs in (weights, averages, before))
+      moved = np.abs(b - w) > 1e-3
+      decay = (a[moved] - w[moved]) / (b[moved] - w[moved])  # a = decay * b + (1 - decay) * w
+      np.testing.assert_allclose(decay, decay_at(step + 1), atol=1e-3, err_msg=f'step {step}')
+      before = averages
+
+
 def test_a_resumed_run_with_every_tool_on_is_bit_identical(tmp_path):
   write_images(str(tmp_path / 'data' / 'rgb'), 16, size=(16, 16))
   run = ['--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16', '--batch_size',
