@@ -310,7 +310,8 @@ def test_the_new_flags_are_checked(tmp_path):
   for args, fragment in ((['--augment', 'zoom'], "--augment 'zoom' is not one of"),
                          (['--r1', '-1'], '--r1 must be 0 or more'), (['--r1_every', '0'], '--r1_every must be at'),
                          (['--d_learning_rate', '0'], '--d_learning_rate must be above 0'),
-                         (['--beta2', '1'], '--beta2 must be in [0, 1)'), (['--ema_start', '-5'], '--ema_start')):
+                         (['--beta2', '1'], '--beta2 must be in [0, 1)'), (['--ema_start', '-5'], '--ema_start'),
+                         (['--ema_rampup', '0'], '--ema_rampup must be above 0')):
     result = main_in_process('--train', *args, *dir_flags(tmp_path, tmp_path / 'data'))
     assert result.returncode == 2 and fragment in result.error, (args, result)
 
