@@ -18,8 +18,9 @@ import re
 import numpy as np
 import tensorflow as tf
 
-import datasets
 import augment
+import average as average_lib
+import datasets
 import losses
 import ops
 import utils
@@ -28,7 +29,7 @@ from networks import DISCRIMINATOR, GENERATOR, discriminator, generator
 tf1 = tf.compat.v1
 
 SAMPLE_Z_STREAM = 1 << 31  # seeds the fixed grid z apart from the per-step z, which uses the step number
-EMA_NAME = 'ExponentialMovingAverage'  # the suffix of the averaged weights' names in checkpoints
+EMA_NAME = average_lib.EMA_NAME  # the suffix of the averaged weights' names in checkpoints
 LOSS_SCALE_SCOPE = 'loss_scale'  # mixed float16's loss scales and overflow count: never in a checkpoint
 
 GANInputs = collections.namedtuple('GANInputs', 'images labels z z_labels z_label_ids mix augment_seed')
@@ -182,14 +183,17 @@ def sample_labels(count, classes):
   return shown[np.arange(count) // cols], cols
 
 
-GANSaving = collections.namedtuple('GANSaving', 'latest best core averages position start_averages sync_replicas '
-                                                'step_spread')
+GANSaving = collections.namedtuple('GANSaving', 'latest best core averages statistics position start_averages '
+                                                'start_statistics sync_replicas step_spread')
 """What writing and reading checkpoints needs (names as DCGAN.checkpoint_names gives them): latest, the Saver of
 the newest --max_to_keep checkpoints; best, that of best/ (checkpoints.save_best deletes the older); what restoring
-reads, in three parts, since a checkpoint of an earlier version may lack the last two: core, everything but G's
-moving averages and the data position; averages, G's moving averages (None without --ema; a checkpoint written
-before --ema has none) and start_averages, the op that starts them at G's weights instead; position, the data
-position (a checkpoint written before it existed has none: the run resumes where the step says); sync_replicas,
+reads, in four parts, since a checkpoint of an earlier version may lack the last three: core, everything but G's
+moving averages, their batch-norm statistics and the data position; averages, G's moving averages (None without
+--ema; a checkpoint written before --ema has none) and start_averages, the op that starts them and their
+statistics at G's own instead; statistics, the averaged G's batch-norm statistics (None without --ema or batch
+norms; a checkpoint written before they existed has none) and start_statistics, the op that starts them at G's own;
+position, the data position (a checkpoint written before it existed has none: the run resumes where the step
+says); sync_replicas,
 the op that copies a restored variable's first replica to every replica (a Saver given names reads that one only);
 step_spread, the variance of global_step across the workers' replicas,
 which must be 0 before the first step (workers that restored different steps would train apart)."""
@@ -203,7 +207,7 @@ class DCGAN:
     pipeline, inputs, model, loss, train_ops: the training step's stages (with a dataset).
     data_position: where the last D update's batch ended in its epoch's stream (datasets.make_pipeline), saved
       with the checkpoints, so that a run that skipped unreadable entries resumes exactly; -1 before any.
-    ema: the tf1.train.ExponentialMovingAverage of G's weights (--ema), or None; overflows: at mixed float16, the
+    average: the average.Average of G's weights (--ema), or None; overflows: at mixed float16, the
       count of updates skipped because their gradients overflowed, or None.
     sampler: a Sampler: G in inference mode on the averaged weights, for grids, --generate and export.
     weights_finite: a bool tensor, every weight is finite; init: initializes every variable.
@@ -216,7 +220,7 @@ class DCGAN:
     self.config, self.dataset = config, dataset
     self.training = dataset is not None
     self.graph = tf.Graph()
-    self.ema = self.overflows = self.saving = None
+    self.average = self.overflows = self.saving = None
     with self.graph.as_default():
       tf1.set_random_seed(config.seed)
       self.strategy = self._make_strategy()
@@ -263,7 +267,9 @@ class DCGAN:
                                                d_train_r1=record(self.train_ops.d_train_r1))
     self.overflows = next((v for v in tf1.global_variables() if v.op.name == f'{LOSS_SCALE_SCOPE}/overflows'), None)
     if self.config.ema:
-      self._build_ema()
+      self.average = average_lib.build(self.config, self.global_step, self.train_ops.g_train, self.inputs.z,
+                                       self.inputs.z_labels)
+      self.train_ops = self.train_ops._replace(g_train=self.average.g_train)
 
   def _build_saving(self):
     """The GANSaving of the training graph."""
@@ -271,13 +277,13 @@ class DCGAN:
     latest = tf1.train.Saver(names, max_to_keep=cfg.max_to_keep, name='latest',
                              keep_checkpoint_every_n_hours=cfg.keep_every_hours or 10000.0)
     best = tf1.train.Saver(names, max_to_keep=None, name='best')
-    averages = {a.op.name for _, a in self.averages()}
-    optional = averages | {self.data_position.op.name}
+    weights, statistics = (self.average.weights, self.average.statistics) if self.average else ([], [])
+    part = lambda pairs, name: tf1.train.Saver(
+        {n: v for n, v in names.items() if v.op.name in {a.op.name for _, a in pairs}}, name=name) if pairs else None
+    start = lambda pairs, name: tf.group([a.assign(v) for v, a in pairs], name=name)
+    optional = {a.op.name for _, a in weights + statistics} | {self.data_position.op.name}
     core = tf1.train.Saver({name: v for name, v in names.items() if v.op.name not in optional}, name='core')
-    averages_saver = tf1.train.Saver({n: v for n, v in names.items() if v.op.name in averages},
-                                     name='averages') if averages else None
     position = tf1.train.Saver({self.data_position.op.name: self.data_position}, name='position')
-    start_averages = tf.group([a.assign(v) for v, a in self.averages()], name='start_averages')
     sync_replicas, step_spread = tf.no_op(name='sync_replicas'), tf.constant(0.0, tf.float64)
     if self.strategy:
       with self.strategy.scope():  # (in the cross-replica context, assign writes every replica)
@@ -289,8 +295,11 @@ class DCGAN:
           steps, squares = self.strategy.extended.call_for_each_replica(step_and_square)
           mean = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
           step_spread = mean(squares) - tf.square(mean(steps))
-    return GANSaving(latest=latest, best=best, core=core, averages=averages_saver, position=position,
-                     start_averages=start_averages, sync_replicas=sync_replicas, step_spread=step_spread)
+    return GANSaving(latest=latest, best=best, core=core, averages=part(weights, 'averages'),
+                     statistics=part(statistics, 'statistics'), position=position,
+                     start_averages=start(weights + statistics, 'start_averages'),
+                     start_statistics=start(statistics, 'start_statistics'), sync_replicas=sync_replicas,
+                     step_spread=step_spread)
 
   def _build_step(self):
     """(GANModel, GANLoss, GANTrainOps) of one training step, on one device or split across the replicas.
@@ -354,32 +363,9 @@ class DCGAN:
     return model, loss, train_ops._replace(d_train=then_iterate(train_ops.d_train),
                                            d_train_r1=then_iterate(train_ops.d_train_r1))
 
-  def _averaged(self):
-    """The variables whose moving averages G samples with: G's trainable weights."""
-    with self.graph.as_default():
-      return scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, GENERATOR)
-
   def averages(self):
     """[(G's weight, its moving average)]; empty without --ema."""
-    return [(v, self.ema.average(v)) for v in self._averaged()] if self.ema else []
-
-  def _build_ema(self):
-    """After each G update, G's weights move their averages: decay min(--ema, (1 + t) / (10 + t)) at step t
-    (TensorFlow's warm-up: the average spans about t/9 steps), or min(--ema, r t / (r t + 1)) with --ema_rampup r
-    (about r t steps), so that early on the average follows G closely and sample grids are never blank; before
-    --ema_start, decay 0: the average is G's weights (BigGAN starts its average late)."""
-    cfg = self.config
-    with tf.name_scope('train/'):
-      decay, num_updates = cfg.ema, self.global_step
-      if cfg.ema_rampup:
-        span = cfg.ema_rampup * tf.cast(self.global_step, tf.float32)
-        decay, num_updates = tf.minimum(cfg.ema, span / (span + 1.0)), None
-      if cfg.ema_start:
-        decay = tf.where(self.global_step < cfg.ema_start, 0.0, decay)
-      self.ema = tf1.train.ExponentialMovingAverage(decay, num_updates=num_updates, name=EMA_NAME)
-      with tf.control_dependencies([self.train_ops.g_train]):
-        g_train = self.ema.apply(self._averaged())
-    self.train_ops = self.train_ops._replace(g_train=g_train)
+    return self.average.weights if self.average else []
 
   def _build_inputs(self):
     cfg = self.config
@@ -399,15 +385,10 @@ class DCGAN:
     cfg = self.config
     z = tf1.placeholder(tf.float32, [None, cfg.z_dim], name='sample_z')
     labels = tf1.placeholder(tf.int32, [None], name='sample_labels') if cfg.y_dim else None
-    averages = {v.op.name: a for v, a in self.averages()}
-
-    def averaged(getter, name, *args, **kwargs):
-      return averages[name] if name in averages else getter(name, *args, **kwargs)
-
+    averaged = average_lib.getter(self.average.weights + self.average.statistics) if self.average else None
     with tf.name_scope('sampler'):
       y = None if labels is None else tf.one_hot(labels, cfg.y_dim)
-      images = _to_uint8(generator(z, y, cfg, is_training=False, reuse=self.training,
-                                   custom_getter=averaged if averages else None))
+      images = _to_uint8(generator(z, y, cfg, is_training=False, reuse=self.training, custom_getter=averaged))
     return Sampler(z=z, labels=labels, images=tf.identity(images, name='sample_images'))
 
   def checkpoint_names(self):

@@ -74,10 +74,10 @@ def restore(dcgan, sess, step=None):
 def _restore_training(dcgan, sess, path, stored):
   """Everything, in the three parts of GANSaving; what a checkpoint of an earlier version lacks starts afresh."""
   names, saving = dcgan.checkpoint_names(), dcgan.saving
-  averages = {name for name in names if name.endswith('/' + model.EMA_NAME)}
-  before_ema = bool(averages) and not averages & set(stored)
+  weights, statistics = (dcgan.average.weights, dcgan.average.statistics) if dcgan.average else ([], [])
+  before_ema, before_statistics = _lacking(weights, stored), _lacking(statistics, stored)
   position = dcgan.data_position.op.name
-  missing = (averages if before_ema else set()) | ({position} if position not in stored else set())
+  missing = before_ema | before_statistics | ({position} if position not in stored else set())
   _check_fit(path, stored, {n: v for n, v in names.items() if n not in missing})
   saving.core.restore(sess, path)
   if before_ema:
@@ -86,9 +86,22 @@ def _restore_training(dcgan, sess, path, stored):
                  path)
   elif saving.averages is not None:
     saving.averages.restore(sess, path)
+    if before_statistics:
+      sess.run(saving.start_statistics)
+      logging.info('%s holds no batch-norm statistics of the average of G (it was written before they existed): '
+                   'they start at G\'s own', path)
+    elif saving.statistics is not None:
+      saving.statistics.restore(sess, path)
   if position not in missing:  # (else it stays -1: the trainer resumes where the step says)
     saving.position.restore(sess, path)
   sess.run(saving.sync_replicas)
+
+
+def _lacking(pairs, stored):
+  """The names of the averages of (variable, average) `pairs` when the checkpoint holds none of them (it was
+  written before they existed); else none."""
+  names = {a.op.name for _, a in pairs}
+  return set() if names & set(stored) else names
 
 
 def _check_fit(path, stored, names):

@@ -3,6 +3,7 @@ update ops are split, the graph's stages are a dozen top-level names, checkpoint
 
 import collections
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -169,7 +170,11 @@ def test_checkpoint_names_keep_the_names_of_older_checkpoints():
   averaged = {n.removesuffix('/ExponentialMovingAverage') for n in names if n.endswith('/ExponentialMovingAverage')}
   g_weights = {v.op.name for v in dcgan.graph.get_collection(tf1.GraphKeys.TRAINABLE_VARIABLES)
                if v.op.name.startswith('generator/')}
-  assert averaged == g_weights  # one moving average for each of G's weights, and for nothing else
+  g_statistics = {v.op.name for v in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
+                  if re.fullmatch(r'generator/[^/]+/moving_(mean|variance)', v.op.name)}
+  assert g_weights and g_statistics
+  # one moving average for each of G's weights, statistics of their own for each batch norm, and nothing else
+  assert averaged == g_weights | g_statistics
 
 
 @pytest.mark.parametrize('count,classes,cols,shown', [
