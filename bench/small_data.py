@@ -70,6 +70,7 @@ VARIANTS = {
     'ema995': ['--ema', '0.995'],
     'rampup4': ['--ema_rampup', '0.25'],
     'rampup2': ['--ema_rampup', '0.5'],
+    'own_statistics': [],  # the default after the averaged G got batch-norm statistics of its own (average.py)
 }
 
 

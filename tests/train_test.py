@@ -193,6 +193,46 @@ def test_the_moving_average_of_g_is_a_hand_rolled_average_after_three_steps(tmp_
     assert not np.array_equal(sess.run(run.dcgan.sampler.images, feed), images)
 
 
+def _statistics(run, layer):
+  """{(own or average, mean or variance): variable} of G's batch norm `layer`."""
+  found = {}
+  for own, average in run.dcgan.average.statistics:
+    if own.op.name.startswith(f'generator/{layer}/'):
+      kind = own.op.name.rsplit('_', 1)[-1]
+      found['own', kind], found['average', kind] = own, average
+  return found
+
+
+def test_the_averaged_g_has_batch_norm_statistics_of_its_own_weights(tmp_path):
+  write_images(str(tmp_path / 'data' / 'rgb'), 16, size=(16, 16))
+  cfg, dataset = completion.prepare(_small_config(tmp_path, 'rgb', input_fname_pattern='*.png', output_height=16,
+                                                  output_width=16, ema=0.9, g_steps=1, precision='float32'))
+  run = trainer.Trainer(cfg, dataset)
+  dcgan, bn0 = run.dcgan, _statistics(run, 'bn0')
+  lin = {name: v for v, a in dcgan.averages() for name in ('w', 'b') if v.op.name == f'generator/h0_lin/{name}'}
+  with run.session() as sess:
+    sess.run(dcgan.init)
+    run.start_epoch(sess, 0, 0)
+    run.train_step(sess, 0)
+    before = sess.run(bn0)
+    feed = dcgan.step_feed(1)
+    sess.run(dcgan.train_ops.g_train, feed)
+    after, (w, b) = sess.run(bn0), sess.run([dict(dcgan.averages())[lin['w']], dict(dcgan.averages())[lin['b']]])
+    # bn0 normalizes G's first layer, z times the averaged weights: its batch statistics, by numpy
+    h0 = (feed[dcgan.inputs.z] @ w + b).reshape(cfg.batch_size, -1, cfg.gf_dim * 8)
+    batch = {'mean': h0.mean(axis=(0, 1)), 'variance': h0.var(axis=(0, 1), ddof=1)}
+    for kind in ('mean', 'variance'):  # moved towards them as ops.batch_norm moves G's own (momentum 0.9)
+      expected = before['average', kind] + 0.1 * (batch[kind] - before['average', kind])
+      np.testing.assert_allclose(after['average', kind], expected, rtol=1e-4, atol=1e-6, err_msg=kind)
+    assert not np.allclose(after['average', 'mean'], after['own', 'mean'])  # G's own are of G's own weights
+  # the sampler's batch norms normalize by the average's statistics, never by G's own
+  norms = [op for op in dcgan.graph.get_operations() if op.name.startswith('sampler/') and op.type.startswith(
+      'FusedBatchNorm')]
+  read = lambda tensor: tensor.op.inputs[0].op.name  # the variable behind a ReadVariableOp
+  averages = {a.op.name for _, a in dcgan.average.statistics}
+  assert len(norms) == 4 and all({read(op.inputs[3]), read(op.inputs[4])} <= averages for op in norms)
+
+
 def test_a_checkpoint_without_averages_loads_and_test_mode_samples_the_averages(tmp_path):
   cfg, dataset = _digits_setup(tmp_path, ema=0.0, epoch=1)
   trainer.Trainer(cfg, dataset).train()  # a checkpoint as runs before --ema existed wrote them
@@ -202,7 +242,8 @@ def test_a_checkpoint_without_averages_loads_and_test_mode_samples_the_averages(
   with run.session() as sess:
     sess.run(run.dcgan.init)
     assert run.restore(sess).endswith('DCGAN.model-4')
-    for weight, average in sess.run(run.dcgan.averages()):  # the averages start at G's weights
+    # the averages start at G's weights, and their batch-norm statistics at G's own
+    for weight, average in sess.run(run.dcgan.averages() + run.dcgan.average.statistics):
       np.testing.assert_array_equal(average, weight)
   assert trainer.Trainer(cfg, dataset).train() == (8, None)
   saved = dict(tf.train.list_variables(cfg.checkpoint_path))
