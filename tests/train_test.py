@@ -2,7 +2,9 @@
 moving average of G's weights, old checkpoints, and what TensorBoard gets."""
 
 import dataclasses
+import logging as std_logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -231,6 +233,28 @@ def test_the_averaged_g_has_batch_norm_statistics_of_its_own_weights(tmp_path):
   read = lambda tensor: tensor.op.inputs[0].op.name  # the variable behind a ReadVariableOp
   averages = {a.op.name for _, a in dcgan.average.statistics}
   assert len(norms) == 4 and all({read(op.inputs[3]), read(op.inputs[4])} <= averages for op in norms)
+
+
+def test_a_checkpoint_without_the_averages_statistics_starts_them_at_g_s_own(tmp_path, caplog):
+  cfg, dataset = _digits_setup(tmp_path, epoch=1)
+  trainer.Trainer(cfg, dataset).train()
+  path = tf.train.latest_checkpoint(cfg.checkpoint_path)
+  reader = tf.train.load_checkpoint(path)
+  older = [n for n in reader.get_variable_to_shape_map() if not re.search(r'moving_\w+/ExponentialMovingAverage$', n)]
+  assert len(older) < len(reader.get_variable_to_shape_map())
+  with tf.Graph().as_default(), tf1.Session() as sess:  # the checkpoint as written before the statistics existed
+    saver = tf1.train.Saver({n: tf1.Variable(reader.get_tensor(n), name=n) for n in older})
+    sess.run(tf1.global_variables_initializer())
+    saver.save(sess, path, write_meta_graph=False, write_state=False)
+  run = trainer.Trainer(dataclasses.replace(cfg, epoch=2), dataset)
+  with run.session() as sess, caplog.at_level(std_logging.INFO):
+    sess.run(run.dcgan.init)
+    assert run.restore(sess) == path
+    for own, average in sess.run(run.dcgan.average.statistics):
+      np.testing.assert_array_equal(average, own)
+    for _, average in run.dcgan.averages():  # while the averages of the weights are read as saved
+      np.testing.assert_array_equal(sess.run(average), reader.get_tensor(average.op.name))
+  assert 'holds no batch-norm statistics of the average of G' in caplog.text
 
 
 def test_a_checkpoint_without_averages_loads_and_test_mode_samples_the_averages(tmp_path):
