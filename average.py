@@ -17,12 +17,12 @@ import collections
 
 import tensorflow as tf
 
+import ops
 from networks import GENERATOR, generator
 
 tf1 = tf.compat.v1
 
 EMA_NAME = 'ExponentialMovingAverage'  # the suffix of the averaged weights' (and statistics') names in checkpoints
-STATISTICS = ('moving_mean', 'moving_variance')  # the names of ops.batch_norm's moving statistics
 
 Average = collections.namedtuple('Average', 'weights statistics g_train')
 """weights: [(G's trainable weight, its moving average)]; statistics: [(a moving statistic of G's batch norms, the
@@ -48,17 +48,16 @@ def build(config, global_step, g_train, z, z_labels):
     with tf.control_dependencies([g_train]):
       g_train = ema.apply(own)
     weights = [(v, ema.average(v)) for v in own]
-    statistics = [] if config.precision == 'mixed_float16' else [  # (see the module's docstring)
-        (v, _statistic_of_the_average(v)) for v in tf1.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES,
-                                                                       scope=GENERATOR + '/')
-        if v.op.name.rsplit('/', 1)[-1] in STATISTICS]
+    own_statistics = tf1.get_collection(ops.BATCH_NORM_STATISTICS, scope=GENERATOR + '/')
+    if config.precision == 'mixed_float16':  # (see the module's docstring)
+      own_statistics = []
+    statistics = [(v, _statistic_of_the_average(v)) for v in own_statistics]
     if statistics:
       updates = tf1.get_collection_ref(tf1.GraphKeys.UPDATE_OPS)
       before = len(updates)
       with tf.control_dependencies([g_train]):
-        images = generator(z, z_labels, config, is_training=True, reuse=True,
-                           custom_getter=getter(weights + statistics))
-      g_train = tf.group(updates[before:] + [images])  # (each waits for g_train)
+        generator(z, z_labels, config, is_training=True, reuse=True, custom_getter=reading(weights + statistics))
+      g_train = tf.group(updates[before:])  # (each waits for g_train)
       del updates[before:]  # moved here, never by an optimizer
   return Average(weights=weights, statistics=statistics, g_train=g_train)
 
@@ -69,7 +68,7 @@ def _statistic_of_the_average(statistic):
                           trainable=False, aggregation=tf.VariableAggregation.MEAN)
 
 
-def getter(pairs):
+def reading(pairs):
   """A custom variable getter that gives, for each (variable, average) of `pairs`, the average instead."""
   averages = {v.op.name: a for v, a in pairs}
 

@@ -385,7 +385,7 @@ class DCGAN:
     cfg = self.config
     z = tf1.placeholder(tf.float32, [None, cfg.z_dim], name='sample_z')
     labels = tf1.placeholder(tf.int32, [None], name='sample_labels') if cfg.y_dim else None
-    averaged = average_lib.getter(self.average.weights + self.average.statistics) if self.average else None
+    averaged = average_lib.reading(self.average.weights + self.average.statistics) if self.average else None
     with tf.name_scope('sampler'):
       y = None if labels is None else tf.one_hot(labels, cfg.y_dim)
       images = _to_uint8(generator(z, y, cfg, is_training=False, reuse=self.training, custom_getter=averaged))

@@ -30,6 +30,7 @@ def _weights(shape, stddev, spectral_norm=False):
 
 
 SPECTRAL_NORM_VECTOR = 'u'  # the name of a spectrally normalized weight's vector, beside the weight 'w'
+BATCH_NORM_STATISTICS = 'batch_norm_statistics'  # the collection of batch_norm's moving means and variances
 
 
 def spectrally_normalized(w):
@@ -236,7 +237,8 @@ def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, labels=None, name='batch
   In training mode the batch statistics normalize `x` and ops that move `moving_mean` and `moving_variance`
   towards them are added to `tf.GraphKeys.UPDATE_OPS`; the caller runs them with its train op. In inference
   mode the moving averages normalize `x` and nothing is updated. The moving averages are MEAN-aggregated so
-  that replicas under a `tf.distribute` strategy keep one shared value.
+  that replicas under a `tf.distribute` strategy keep one shared value, and in the BATCH_NORM_STATISTICS
+  collection (the averaged G keeps its own: average.py).
 
   Args:
     x: float tensor [batch, channels] or [batch, height, width, channels].
@@ -263,7 +265,8 @@ def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, labels=None, name='batch
     scale, offset = gamma, beta
     if labels is not None:  # the fused kernel normalizes; each example's class then scales and offsets it
       gamma, beta = tf.ones([channels]), tf.zeros([channels])
-    moving = dict(trainable=False, aggregation=tf.VariableAggregation.MEAN)
+    moving = dict(trainable=False, aggregation=tf.VariableAggregation.MEAN,
+                  collections=[tf1.GraphKeys.GLOBAL_VARIABLES, BATCH_NORM_STATISTICS])
     moving_mean = tf1.get_variable('moving_mean', [channels], initializer=tf1.zeros_initializer(), **moving)
     moving_variance = tf1.get_variable('moving_variance', [channels], initializer=tf1.ones_initializer(),
                                        **moving)
