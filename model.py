@@ -193,10 +193,9 @@ moving averages, their batch-norm statistics and the data position; averages, G'
 statistics at G's own instead; statistics, the averaged G's batch-norm statistics (None without --ema or batch
 norms; a checkpoint written before they existed has none) and start_statistics, the op that starts them at G's own;
 position, the data position (a checkpoint written before it existed has none: the run resumes where the step
-says); sync_replicas,
-the op that copies a restored variable's first replica to every replica (a Saver given names reads that one only);
-step_spread, the variance of global_step across the workers' replicas,
-which must be 0 before the first step (workers that restored different steps would train apart)."""
+says); sync_replicas, the op that copies a restored variable's first replica to every replica (a Saver given
+names reads that one only); step_spread, the variance of global_step across the workers' replicas, which must be
+0 before the first step (workers that restored different steps would train apart)."""
 
 
 class DCGAN:
@@ -278,8 +277,7 @@ class DCGAN:
                              keep_checkpoint_every_n_hours=cfg.keep_every_hours or 10000.0)
     best = tf1.train.Saver(names, max_to_keep=None, name='best')
     weights, statistics = (self.average.weights, self.average.statistics) if self.average else ([], [])
-    part = lambda pairs, name: tf1.train.Saver(
-        {n: v for n, v in names.items() if v.op.name in {a.op.name for _, a in pairs}}, name=name) if pairs else None
+    part = lambda pairs, name: tf1.train.Saver({a.op.name: a for _, a in pairs}, name=name) if pairs else None
     start = lambda pairs, name: tf.group([a.assign(v) for v, a in pairs], name=name)
     optional = {a.op.name for _, a in weights + statistics} | {self.data_position.op.name}
     core = tf1.train.Saver({name: v for name, v in names.items() if v.op.name not in optional}, name='core')
