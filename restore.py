@@ -27,9 +27,10 @@ def restore(dcgan, sess, step=None):
 
   Broken newer checkpoints (a killed save) are set aside with a warning; see checkpoints.newest_complete. A
   training graph loads everything; a checkpoint written before --ema existed has no moving averages of G, which
-  then start at G's weights, and one written before the data position was saved resumes where its step says. A
-  test-mode graph (the sampler alone) loads G's moving averages into G's weights
-  when the checkpoint has them, and G's weights otherwise.
+  then start at G's weights, one written before the average had batch-norm statistics of its own starts them at
+  G's own, and one written before the data position was saved resumes where its step says. A test-mode graph
+  (the sampler alone) loads G's moving averages (and their statistics) into G's variables when the checkpoint has
+  them, and G's own otherwise.
 
   Args:
     dcgan: a model.DCGAN.
@@ -72,7 +73,7 @@ def restore(dcgan, sess, step=None):
 
 
 def _restore_training(dcgan, sess, path, stored):
-  """Everything, in the three parts of GANSaving; what a checkpoint of an earlier version lacks starts afresh."""
+  """Everything, in the four parts of GANSaving; what a checkpoint of an earlier version lacks starts afresh."""
   names, saving = dcgan.checkpoint_names(), dcgan.saving
   weights, statistics = (dcgan.average.weights, dcgan.average.statistics) if dcgan.average else ([], [])
   before_ema, before_statistics = _lacking(weights, stored), _lacking(statistics, stored)
