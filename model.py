@@ -276,7 +276,7 @@ class DCGAN:
     latest = tf1.train.Saver(names, max_to_keep=cfg.max_to_keep, name='latest',
                              keep_checkpoint_every_n_hours=cfg.keep_every_hours or 10000.0)
     best = tf1.train.Saver(names, max_to_keep=None, name='best')
-    weights, statistics = (self.average.weights, self.average.statistics) if self.average else ([], [])
+    weights, statistics = self.averages(), self.average_statistics()
     part = lambda pairs, name: tf1.train.Saver({a.op.name: a for _, a in pairs}, name=name) if pairs else None
     start = lambda pairs, name: tf.group([a.assign(v) for v, a in pairs], name=name)
     optional = {a.op.name for _, a in weights + statistics} | {self.data_position.op.name}
@@ -365,6 +365,10 @@ class DCGAN:
     """[(G's weight, its moving average)]; empty without --ema."""
     return self.average.weights if self.average else []
 
+  def average_statistics(self):
+    """[(a batch-norm statistic of G, that of the averaged G)]; empty without --ema, and at mixed_float16."""
+    return self.average.statistics if self.average else []
+
   def _build_inputs(self):
     cfg = self.config
     images = tf.cast(self.pipeline.images, tf.float32) / 127.5 - 1.0
@@ -383,7 +387,7 @@ class DCGAN:
     cfg = self.config
     z = tf1.placeholder(tf.float32, [None, cfg.z_dim], name='sample_z')
     labels = tf1.placeholder(tf.int32, [None], name='sample_labels') if cfg.y_dim else None
-    averaged = average_lib.reading(self.average.weights + self.average.statistics) if self.average else None
+    averaged = average_lib.reading(self.averages() + self.average_statistics()) if self.average else None
     with tf.name_scope('sampler'):
       y = None if labels is None else tf.one_hot(labels, cfg.y_dim)
       images = _to_uint8(generator(z, y, cfg, is_training=False, reuse=self.training, custom_getter=averaged))

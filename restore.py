@@ -75,8 +75,8 @@ def restore(dcgan, sess, step=None):
 def _restore_training(dcgan, sess, path, stored):
   """Everything, in the four parts of GANSaving; what a checkpoint of an earlier version lacks starts afresh."""
   names, saving = dcgan.checkpoint_names(), dcgan.saving
-  weights, statistics = (dcgan.average.weights, dcgan.average.statistics) if dcgan.average else ([], [])
-  before_ema, before_statistics = _lacking(weights, stored), _lacking(statistics, stored)
+  before_ema = _lacking(dcgan.averages(), stored)
+  before_statistics = _lacking(dcgan.average_statistics(), stored)
   position = dcgan.data_position.op.name
   missing = before_ema | before_statistics | ({position} if position not in stored else set())
   _check_fit(path, stored, {n: v for n, v in names.items() if n not in missing})

@@ -211,7 +211,7 @@ def test_the_averaged_g_has_batch_norm_statistics_of_its_own_weights(tmp_path):
                                                   output_width=16, ema=0.9, g_steps=1, precision='float32'))
   run = trainer.Trainer(cfg, dataset)
   dcgan, bn0 = run.dcgan, _statistics(run, 'bn0')
-  lin = {name: v for v, a in dcgan.averages() for name in ('w', 'b') if v.op.name == f'generator/h0_lin/{name}'}
+  averaged = {v.op.name: a for v, a in dcgan.averages()}
   with run.session() as sess:
     sess.run(dcgan.init)
     run.start_epoch(sess, 0, 0)
@@ -219,7 +219,7 @@ def test_the_averaged_g_has_batch_norm_statistics_of_its_own_weights(tmp_path):
     before = sess.run(bn0)
     feed = dcgan.step_feed(1)
     sess.run(dcgan.train_ops.g_train, feed)
-    after, (w, b) = sess.run(bn0), sess.run([dict(dcgan.averages())[lin['w']], dict(dcgan.averages())[lin['b']]])
+    after, (w, b) = sess.run(bn0), sess.run([averaged['generator/h0_lin/w'], averaged['generator/h0_lin/b']])
     # bn0 normalizes G's first layer, z times the averaged weights: its batch statistics, by numpy
     h0 = (feed[dcgan.inputs.z] @ w + b).reshape(cfg.batch_size, -1, cfg.gf_dim * 8)
     batch = {'mean': h0.mean(axis=(0, 1)), 'variance': h0.var(axis=(0, 1), ddof=1)}
