@@ -183,6 +183,15 @@ def sample_labels(count, classes):
   return shown[np.arange(count) // cols], cols
 
 
+def _keeping_all(saver_def):
+  """A copy of a Saver's SaverDef that keeps every checkpoint it writes: a Saver made from it writes through the
+  same ops, and deletes nothing (checkpoints.save_best deletes the older best itself)."""
+  copy = tf1.train.SaverDef()
+  copy.CopyFrom(saver_def)
+  copy.max_to_keep, copy.keep_checkpoint_every_n_hours = 0, 10000.0
+  return copy
+
+
 GANSaving = collections.namedtuple('GANSaving', 'latest best core averages statistics position start_averages '
                                                 'start_statistics sync_replicas step_spread')
 """What writing and reading checkpoints needs (names as DCGAN.checkpoint_names gives them): latest, the Saver of
@@ -209,7 +218,7 @@ class DCGAN:
     average: the average.Average of G's weights (--ema), or None; overflows: at mixed float16, the
       count of updates skipped because their gradients overflowed, or None.
     sampler: a Sampler: G in inference mode on the averaged weights, for grids, --generate and export.
-    weights_finite: a bool tensor, every weight is finite; init: initializes every variable.
+    init: initializes every variable.
     saving: a GANSaving (with a dataset; test mode's graph makes its Saver when it knows what the checkpoint holds).
   """
 
@@ -233,9 +242,6 @@ class DCGAN:
         if self.training:
           self._build_training()
         self.sampler = self._build_sampler()
-        with tf.name_scope('checks'):
-          floats = [v for v in tf1.global_variables() if v.dtype.base_dtype.is_floating]
-          self.weights_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in floats])
         with tf.name_scope('train/'):
           self.init = tf1.global_variables_initializer()
       if self.training:  # (test mode's graph makes its Saver when it knows what the checkpoint holds, and export
@@ -275,7 +281,7 @@ class DCGAN:
     cfg, names = self.config, self.checkpoint_names()
     latest = tf1.train.Saver(names, max_to_keep=cfg.max_to_keep, name='latest',
                              keep_checkpoint_every_n_hours=cfg.keep_every_hours or 10000.0)
-    best = tf1.train.Saver(names, max_to_keep=None, name='best')
+    best = tf1.train.Saver(saver_def=_keeping_all(latest.saver_def))  # latest's ops, another list of files
     weights, statistics = self.averages(), self.average_statistics()
     part = lambda pairs, name: tf1.train.Saver({a.op.name: a for _, a in pairs}, name=name) if pairs else None
     start = lambda pairs, name: tf.group([a.assign(v) for v, a in pairs], name=name)
@@ -360,6 +366,12 @@ class DCGAN:
 
     return model, loss, train_ops._replace(d_train=then_iterate(train_ops.d_train),
                                            d_train_r1=then_iterate(train_ops.d_train_r1))
+
+  def weights_finite(self, sess):
+    """Whether every floating-point variable (weights, their averages, optimizer slots) is finite. Fetched
+    through the variables' own read ops: checks in the graph would be a few ops per variable, an eighth of it."""
+    floats = [v for v in self.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES) if v.dtype.base_dtype.is_floating]
+    return all(np.isfinite(value).all() for value in sess.run(floats))
 
   def averages(self):
     """[(G's weight, its moving average)]; empty without --ema."""

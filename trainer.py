@@ -78,7 +78,7 @@ def session(dcgan, server=None, proto=None):
 
 def check_weights(dcgan, sess, step, last_good):
   """Raises Diverged when a weight is NaN or Inf: such weights are never saved."""
-  if not sess.run(dcgan.weights_finite):
+  if not dcgan.weights_finite(sess):
     raise Diverged(f'training diverged by step {step}: a weight is NaN or Inf, so it was not saved. '
                    f'{safety.resume_hint(last_good)}')
 

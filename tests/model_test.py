@@ -147,12 +147,12 @@ def _training_graph(y_dim=10, **kwargs):
 
 
 @pytest.mark.parametrize('y_dim, kwargs, expected', [
-    (10, {}, ['checks', 'discriminator', 'generator', 'global_step', 'inputs', 'losses', 'sample_images',
+    (10, {}, ['discriminator', 'generator', 'global_step', 'inputs', 'losses', 'sample_images',
               'sample_labels', 'sample_z', 'sampler', 'save', 'train']),
-    (0, {'ema': 0}, ['checks', 'discriminator', 'generator', 'global_step', 'inputs', 'losses', 'sample_images',
+    (0, {'ema': 0}, ['discriminator', 'generator', 'global_step', 'inputs', 'losses', 'sample_images',
                      'sample_z', 'sampler', 'save', 'train']),
     # TensorFlow names the second derivatives of batch norm for the penalty gradient_tape/ itself
-    (0, {'loss': 'wasserstein', 'gradient_penalty': 10}, ['checks', 'discriminator', 'generator', 'global_step',
+    (0, {'loss': 'wasserstein', 'gradient_penalty': 10}, ['discriminator', 'generator', 'global_step',
                                                            'gradient_tape', 'inputs', 'losses', 'sample_images',
                                                            'sample_z', 'sampler', 'save', 'train']),
 ])
