@@ -192,17 +192,13 @@ def _keeping_all(saver_def):
   return copy
 
 
-GANSaving = collections.namedtuple('GANSaving', 'latest best core averages statistics position start_averages '
-                                                'start_statistics sync_replicas step_spread')
+GANSaving = collections.namedtuple('GANSaving', 'latest best start_averages start_statistics sync_replicas '
+                                                'step_spread')
 """What writing and reading checkpoints needs (names as DCGAN.checkpoint_names gives them): latest, the Saver of
-the newest --max_to_keep checkpoints; best, that of best/ (checkpoints.save_best deletes the older); what restoring
-reads, in four parts, since a checkpoint of an earlier version may lack the last three: core, everything but G's
-moving averages, their batch-norm statistics and the data position; averages, G's moving averages (None without
---ema; a checkpoint written before --ema has none) and start_averages, the op that starts them and their
-statistics at G's own instead; statistics, the averaged G's batch-norm statistics (None without --ema or batch
-norms; a checkpoint written before they existed has none) and start_statistics, the op that starts them at G's own;
-position, the data position (a checkpoint written before it existed has none: the run resumes where the step
-says); sync_replicas, the op that copies a restored variable's first replica to every replica (a Saver given
+the newest --max_to_keep checkpoints, which restores them too; best, that of best/ (checkpoints.save_best deletes
+the older); start_averages, the op that starts G's moving averages and their batch-norm statistics at G's own (for
+a checkpoint written before --ema), and start_statistics, that of the statistics alone (one written before they
+existed); sync_replicas, the op that copies a restored variable's first replica to every replica (a Saver given
 names reads that one only); step_spread, the variance of global_step across the workers' replicas, which must be
 0 before the first step (workers that restored different steps would train apart)."""
 
@@ -283,11 +279,7 @@ class DCGAN:
                              keep_checkpoint_every_n_hours=cfg.keep_every_hours or 10000.0)
     best = tf1.train.Saver(saver_def=_keeping_all(latest.saver_def))  # latest's ops, another list of files
     weights, statistics = self.averages(), self.average_statistics()
-    part = lambda pairs, name: tf1.train.Saver({a.op.name: a for _, a in pairs}, name=name) if pairs else None
     start = lambda pairs, name: tf.group([a.assign(v) for v, a in pairs], name=name)
-    optional = {a.op.name for _, a in weights + statistics} | {self.data_position.op.name}
-    core = tf1.train.Saver({name: v for name, v in names.items() if v.op.name not in optional}, name='core')
-    position = tf1.train.Saver({self.data_position.op.name: self.data_position}, name='position')
     sync_replicas, step_spread = tf.no_op(name='sync_replicas'), tf.constant(0.0, tf.float64)
     if self.strategy:
       with self.strategy.scope():  # (in the cross-replica context, assign writes every replica)
@@ -299,9 +291,7 @@ class DCGAN:
           steps, squares = self.strategy.extended.call_for_each_replica(step_and_square)
           mean = lambda value: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
           step_spread = mean(squares) - tf.square(mean(steps))
-    return GANSaving(latest=latest, best=best, core=core, averages=part(weights, 'averages'),
-                     statistics=part(statistics, 'statistics'), position=position,
-                     start_averages=start(weights + statistics, 'start_averages'),
+    return GANSaving(latest=latest, best=best, start_averages=start(weights + statistics, 'start_averages'),
                      start_statistics=start(statistics, 'start_statistics'), sync_replicas=sync_replicas,
                      step_spread=step_spread)
 

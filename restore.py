@@ -73,29 +73,37 @@ def restore(dcgan, sess, step=None):
 
 
 def _restore_training(dcgan, sess, path, stored):
-  """Everything, in the four parts of GANSaving; what a checkpoint of an earlier version lacks starts afresh."""
+  """Everything, through the newest checkpoints' Saver; what a checkpoint of an earlier version lacks starts
+  afresh, and the rest is loaded by _load."""
   names, saving = dcgan.checkpoint_names(), dcgan.saving
   before_ema = _lacking(dcgan.averages(), stored)
   before_statistics = _lacking(dcgan.average_statistics(), stored)
   position = dcgan.data_position.op.name
   missing = before_ema | before_statistics | ({position} if position not in stored else set())
-  _check_fit(path, stored, {n: v for n, v in names.items() if n not in missing})
-  saving.core.restore(sess, path)
+  present = {n: v for n, v in names.items() if n not in missing}
+  _check_fit(path, stored, present)
+  if not missing:
+    saving.latest.restore(sess, path)
+  else:  # (the data position, when missing, stays -1: the trainer resumes where the step says)
+    _load(sess, path, present)
   if before_ema:
     sess.run(saving.start_averages)
     logging.info('%s holds no moving averages of G (it was written before --ema): they start at G\'s weights',
                  path)
-  elif saving.averages is not None:
-    saving.averages.restore(sess, path)
-    if before_statistics:
-      sess.run(saving.start_statistics)
-      logging.info('%s holds no batch-norm statistics of the average of G (it was written before they existed): '
-                   'they start at G\'s own', path)
-    elif saving.statistics is not None:
-      saving.statistics.restore(sess, path)
-  if position not in missing:  # (else it stays -1: the trainer resumes where the step says)
-    saving.position.restore(sess, path)
+  elif before_statistics:
+    sess.run(saving.start_statistics)
+    logging.info('%s holds no batch-norm statistics of the average of G (it was written before they existed): '
+                 'they start at G\'s own', path)
   sess.run(saving.sync_replicas)
+
+
+def _load(sess, path, names):
+  """Loads the variables of `names` (name in the checkpoint -> variable) from the checkpoint `path`, each through
+  its initializer fed the saved value: the finalized training graph has no Saver of a part of its variables (one
+  for each part a checkpoint of an earlier version may lack would be a few ops per variable)."""
+  reader = tf.train.load_checkpoint(path)
+  sess.run([v.initializer for v in names.values()],
+           {v.initializer.inputs[1]: reader.get_tensor(name) for name, v in names.items()})
 
 
 def _lacking(pairs, stored):
