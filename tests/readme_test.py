@@ -4,7 +4,9 @@ Each block after a line `<!-- tests/readme_test.py runs this block ... -->` runs
 that holds only data/mnist (a small MNIST of the user's: 80 digits, the fewest that --eval_freq's digit classifier
 takes), as a user would run them one after the other: main.py's commands in this process (main_in_process, exit
 code 0 each), Python blocks in a process of their own that imports nothing of this project. A `print(...)  # X`
-line of a Python block must print X.
+line of a Python block must print X. A training command runs with the tests' tiny model (TINY_MODEL) after its
+own flags (at the default size the test took 22 s alone, 13 s so), and the commands after it read the size from
+config.json, as they do after any run.
 """
 
 import os
@@ -13,7 +15,7 @@ import shlex
 import subprocess
 import sys
 
-from conftest import ROOT, main_in_process, write_idx_dataset
+from conftest import ROOT, TINY_MODEL, main_in_process, write_idx_dataset
 
 MARK = '<!-- tests/readme_test.py runs this block'
 
@@ -46,7 +48,7 @@ def test_the_marked_blocks_run_as_written(tmp_path, monkeypatch):
     for line in lines:
       command = shlex.split(line, comments=True)
       assert command[:2] == ['python', 'main.py'], line
-      assert main_in_process(*command[2:]) == (0, None), line
+      assert main_in_process(*command[2:], *(TINY_MODEL if '--train' in command else [])) == (0, None), line
   key = tmp_path / 'checkpoint' / 'mnist_28_28'
   assert os.path.exists(key / 'best' / 'best.json') and len(os.listdir(tmp_path / 'samples' / 'mnist_28_28' /
                                                                         'generated')) == 1000 + 2
