@@ -349,6 +349,16 @@ def test_bfloat16_runs_the_matmuls_in_bfloat16_and_a_checkpoint_resumes_at_eithe
   assert set(reader.get_variable_to_dtype_map().values()) <= {tf.float32, tf.int64}  # its variables: float32
 
 
+@pytest.mark.parametrize('device, devices, gpu_rewrites', [
+    ('/cpu:0', (), False), ('/cpu:0', ('/cpu:0', '/cpu:1'), False), ('/gpu:0', (), True),
+    ('/cpu:0', ('/gpu:0', '/gpu:1'), True)])
+def test_grappler_s_layout_and_memory_rewrites_are_left_on_only_where_a_gpu_is_named(device, devices, gpu_rewrites):
+  rewrites = trainer.session_config(device, devices=devices).graph_options.rewrite_options
+  config = rewriter_config_pb2.RewriterConfig
+  assert (rewrites.layout_optimizer, rewrites.memory_optimization) == (
+      (config.DEFAULT, config.DEFAULT_MEM_OPT) if gpu_rewrites else (config.OFF, config.NO_MEM_OPT))
+
+
 def test_mixed_float16_scales_the_loss_and_skips_an_update_whose_gradients_overflow(tmp_path):
   # on a CPU through Grappler's auto_mixed_precision_cpu rewrite, which exists to test the GPU's float16 path
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
