@@ -102,8 +102,11 @@ def _load(sess, path, names):
   its initializer fed the saved value: the finalized training graph has no Saver of a part of its variables (one
   for each part a checkpoint of an earlier version may lack would be a few ops per variable)."""
   reader = tf.train.load_checkpoint(path)
-  sess.run([v.initializer for v in names.values()],
-           {v.initializer.inputs[1]: reader.get_tensor(name) for name, v in names.items()})
+  feeds = {}
+  for name, variable in names.items():
+    for copy in getattr(variable, 'values', [variable]):  # (a mirrored variable's initializer is its copies')
+      feeds[copy.initializer] = reader.get_tensor(name)
+  sess.run(list(feeds), {initializer.inputs[1]: value for initializer, value in feeds.items()})
 
 
 def _lacking(pairs, stored):

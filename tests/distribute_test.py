@@ -68,8 +68,9 @@ def test_two_replicas_keep_identical_weights_and_checkpoints_move_to_one_device_
   assert averages and all(not np.array_equal(after[n][0], before[n][0]) for n in averages)  # G's averages too
   assert np.mean(d_losses[-3:]) < d_losses[0] - 0.05, d_losses  # D learns to tell digits from G's images
 
-  # The checkpoint of two replicas loads on one device; one saved there loads on both replicas.
-  single = trainer.Trainer(dataclasses.replace(cfg, devices=()), dataset)
+  # The checkpoint of two replicas loads on one device; one saved there without averages (as before --ema) loads
+  # on both replicas, each variable through each replica's initializer
+  single = trainer.Trainer(dataclasses.replace(cfg, devices=(), ema=0.0), dataset)
   with single.session() as sess:
     assert single.restore(sess) == two
     saved = checkpoint_values(two)
@@ -81,10 +82,15 @@ def test_two_replicas_keep_identical_weights_and_checkpoints_move_to_one_device_
   with run.session() as sess:
     assert run.restore(sess) == checkpoints.path_of(cfg.checkpoint_path, 13)
     saved = checkpoint_values(checkpoints.path_of(cfg.checkpoint_path, 13))
+    assert not [name for name in saved if name.endswith('/ExponentialMovingAverage')]
     names = dcgan.checkpoint_names()
-    for name, values in sess.run({name: list(getattr(v, 'values', [v])) for name, v in names.items()}).items():
-      for value in values:  # every replica got the single-device weights (the data position has one copy)
-        np.testing.assert_array_equal(value, saved[name])
+    values = sess.run({name: list(getattr(v, 'values', [v])) for name, v in names.items()})
+    for name, value in saved.items():
+      for copy in values[name]:  # every replica got the single-device weights (the data position has one copy)
+        np.testing.assert_array_equal(copy, value)
+    for weight, average in dcgan.averages():  # and the averages start at them
+      for copy in values[average.op.name]:
+        np.testing.assert_array_equal(copy, saved[weight.op.name])
 
 
 def test_devices_flag_trains_and_test_mode_uses_the_checkpoint(tmp_path, tiny_idx_root):
