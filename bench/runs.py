@@ -45,13 +45,15 @@ def train_once(common, run_dir, key, step, *args, ckpt_freq=None):
   return time.monotonic() - start
 
 
-def eval_metrics(cwd, key, step, samples):
-  """The metrics main.py --evaluate --checkpoint `step` --num_samples `samples` wrote in `cwd`."""
-  with open(os.path.join(cwd, 'checkpoint', key, f'eval_{step:06d}_{samples}.json')) as f:
+def eval_metrics(cwd, key, step, samples, suffix=''):
+  """The metrics main.py --evaluate --checkpoint `step` --num_samples `samples` wrote in `cwd` (`suffix` '_noema'
+  for those of G's own weights, --ema 0, of a model with their average)."""
+  with open(os.path.join(cwd, 'checkpoint', key, f'eval_{step:06d}_{samples}{suffix}.json')) as f:
     return json.load(f)['metrics']
 
 
 def evaluate(common, step, samples, key, cwd, *extra):
   """Scores the checkpoint of `step` with main.py --evaluate (`extra` flags added): its metrics."""
   main_py('--evaluate', *common, '--checkpoint', str(step), '--num_samples', str(samples), *extra, cwd=cwd)
-  return eval_metrics(cwd, key, step, samples)
+  own_weights = any(flag == '--ema' and float(value) == 0 for flag, value in zip(extra, extra[1:]))
+  return eval_metrics(cwd, key, step, samples, '_noema' if own_weights else '')
