@@ -49,7 +49,8 @@ def session_config(device, xla=False, devices=(), precision='float32'):
   devices, which a v1 session makes only when asked through device_count.
   """
   specs = [tf.DeviceSpec.from_string(name) for name in devices] or [tf.DeviceSpec.from_string(device)]
-  on_one_cpu = len(specs) == 1 and specs[0].device_type == 'CPU'
+  on_cpus = all(spec.device_type == 'CPU' for spec in specs)
+  on_one_cpu = on_cpus and len(specs) == 1
   cpus = 1 + max((spec.device_index or 0 for spec in specs if spec.device_type == 'CPU'), default=0)
   proto = tf1.ConfigProto(allow_soft_placement=True, inter_op_parallelism_threads=1 if on_one_cpu else 0,
                           device_count={'CPU': cpus})
@@ -57,7 +58,7 @@ def session_config(device, xla=False, devices=(), precision='float32'):
   if xla:
     proto.graph_options.optimizer_options.global_jit_level = tf1.OptimizerOptions.ON_1
   rewrites = proto.graph_options.rewrite_options
-  if all(spec.device_type == 'CPU' for spec in specs):
+  if on_cpus:
     # Grappler's layout (NHWC <-> NCHW) and memory (swapping, recomputing) rewrites are for GPUs: on the CPU they
     # changed no node of the 64x64 training graph, and took a tenth of a short run's start (bench/README.md)
     rewrites.layout_optimizer = rewriter_config_pb2.RewriterConfig.OFF
