@@ -16,6 +16,7 @@ $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase screen 
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase timing      # seconds per step of each
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase final --variants default,a,b
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase table       # the README's tables
+$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase curve --variants default  # swd of every checkpoint
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase done_when   # the issue's own check
 """
 
@@ -41,7 +42,7 @@ import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('run_dir', '/tmp/small_data', 'Folder of the runs and of results.jsonl (reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds anime-faces/.')
-flags.DEFINE_enum('phase', 'screen', ['screen', 'final', 'timing', 'table', 'done_when'],
+flags.DEFINE_enum('phase', 'screen', ['screen', 'final', 'timing', 'table', 'done_when', 'curve'],
                   'What to run (see the docstring).')
 flags.DEFINE_list('variants', None, 'The variants of --phase final (names of VARIANTS); default all for screen.')
 flags.DEFINE_list('seeds', None, 'Seeds; default 1 for screen, 1,2 for final.')
@@ -176,6 +177,29 @@ def table(results_path):
       print(f'| {label} | {step} | {sampler} | {len(group)} | ' + ' | '.join(cells) + ' |')
 
 
+def curve(variants, seeds, swd_real):
+  """The swd of every checkpoint the runs of --phase final kept (1,000 samples of the averaged G, as done_when):
+  how steady a run is between the steps that phase scores in full. Kept in <run_dir>/curve.jsonl (a later call
+  scores only what is missing); prints a table, a row per run."""
+  path = os.path.join(FLAGS.run_dir, 'curve.jsonl')
+  done = {(r['run'], r['step']): r['swd'] for r in _results(path)}
+  rows = {}
+  for variant in variants:
+    for seed in seeds:
+      name = _name(variant, seed)
+      run_dir = os.path.join(FLAGS.run_dir, name)
+      for step in sorted(checkpoints.steps(os.path.join(run_dir, 'checkpoint', f'{DATASET}_64_64'))):
+        if (name, step) not in done:
+          done[name, step] = metrics.swd(swd_real, faces_lib.samples(run_dir, step, SWD_SAMPLES), 0)['mean']
+          _record(path, {'run': name, 'step': step, 'swd': done[name, step]})
+        rows.setdefault(name, {})[step] = done[name, step]
+  steps = sorted({step for row in rows.values() for step in row})
+  print('| run | ' + ' | '.join(f'{step:,}' for step in steps) + ' |')
+  print('| --- |' + ' --- |' * len(steps))
+  for name, row in rows.items():
+    print(f'| {name} | ' + ' | '.join(f'{row[step]:.1f}' if step in row else '' for step in steps) + ' |')
+
+
 def done_when(data_dir, swd_real):
   """The issue's check, as a user types it: main.py --train with default flags but --epoch 12 (936 steps), then
   the same with --epoch 40 (3,120 steps, resuming), and the swd of every checkpoint kept (1,000 samples of the
@@ -210,12 +234,14 @@ def main(argv):
   faces, swd_real = faces_lib.real_faces(data_dir)
   if FLAGS.phase == 'done_when':
     return done_when(data_dir, swd_real)
+  seeds = [int(s) for s in FLAGS.seeds or (['1'] if FLAGS.phase == 'screen' else ['1', '2'])]
+  if FLAGS.phase == 'curve':
+    return curve(FLAGS.variants or ['default'], seeds, swd_real)
   judge = judge_lib.Judge(faces, os.path.join(FLAGS.run_dir, 'judge'))
   logging.info('judge: held-out rotation accuracy %.3f', judge.accuracy)
   real_features = judge.features(faces)
   screen = FLAGS.phase == 'screen'
   variants = FLAGS.variants or (list(VARIANTS) if screen else ['default'])
-  seeds = [int(s) for s in FLAGS.seeds or (['1'] if screen else ['1', '2'])]
   steps = [int(s) for s in FLAGS.steps or (['936'] if screen else ['936', '3120'])]
   for seed in seeds:
     for variant in variants:
