@@ -160,7 +160,8 @@ def test_a_checkpoint_without_the_data_position_resumes_where_its_step_says(brok
   """A checkpoint of an earlier version has no inputs/data_position: it loads, and the epoch goes on by the step."""
   root, _ = broken_lmdb
   assert _train(tmp_path, root / 'data', '--epoch', '1', '--train_size', str(2 * BATCH)).returncode == 0
-  prefix = str(tmp_path / 'ckpt' / 'lsun_broken_8_8' / 'DCGAN.model-2')
+  key = tmp_path / 'ckpt' / 'lsun_broken_8_8'
+  prefix = str(key / 'DCGAN.model-2')
   values = checkpoint_values(prefix)
   assert values.pop('inputs/data_position') == 2 * BATCH
   with tf.Graph().as_default(), tf.compat.v1.Session() as sess:  # written again without it
@@ -171,4 +172,4 @@ def test_a_checkpoint_without_the_data_position_resumes_where_its_step_says(brok
   with caplog.at_level(std_logging.INFO):
     assert _train(tmp_path, root / 'data', '--epoch', '1', '--train_size', str(3 * BATCH)).returncode == 0
   assert 'at step 2 (epoch 0, batch 2)' in caplog.text
-  assert checkpoint_values(prefix.replace('-2', '-3'))['inputs/data_position'] == 3 * BATCH
+  assert checkpoint_values(str(key / 'DCGAN.model-3'))['inputs/data_position'] == 3 * BATCH
