@@ -16,7 +16,7 @@ $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase screen 
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase timing      # seconds per step of each
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase final --variants default,a,b
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase table       # the README's tables
-$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase curve --variants default  # swd of every checkpoint
+$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase curve --variants default  # every checkpoint
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase done_when   # the issue's own check
 """
 
