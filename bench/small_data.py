@@ -44,8 +44,9 @@ flags.DEFINE_string('run_dir', '/tmp/small_data', 'Folder of the runs and of res
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds anime-faces/.')
 flags.DEFINE_enum('phase', 'screen', ['screen', 'final', 'timing', 'table', 'done_when', 'curve'],
                   'What to run (see the docstring).')
-flags.DEFINE_list('variants', None, 'The variants of --phase final (names of VARIANTS); default all for screen.')
-flags.DEFINE_list('seeds', None, 'Seeds; default 1 for screen, 1,2 for final.')
+flags.DEFINE_list('variants', None, 'Variants to run (names of VARIANTS, or several joined by +); default all for '
+                  'screen and timing, default for final and curve.')
+flags.DEFINE_list('seeds', None, 'Seeds; default 1 for screen, 1,2 for final and curve.')
 flags.DEFINE_list('steps', None, 'Checkpoints to score; default 936 for screen, 936,3120 for final.')
 flags.DEFINE_list('extra', [], 'Flags added to every run (e.g. --precision=float32), and to its name.')
 FLAGS = flags.FLAGS
