@@ -18,6 +18,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(ROOT, '..', 'shared', 'data')
 sys.path.insert(0, ROOT)
+# pytest-xdist's workers share the cores: each worker's ops (and its main.py subprocesses') get their share of
+# them, instead of every worker spreading each op over all the cores and taking turns with the others.
+if os.environ.get('PYTEST_XDIST_WORKER_COUNT'):
+  os.environ.setdefault('TF_NUM_INTRAOP_THREADS',
+                        str(max(1, os.cpu_count() // int(os.environ['PYTEST_XDIST_WORKER_COUNT']))))
 
 import runtime  # noqa: E402,F401  (before tensorflow: the tests run the kernels main.py runs)
 
