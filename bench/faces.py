@@ -1,5 +1,5 @@
-"""What the bench scripts on the anime faces share: the real faces as the issue's SWD yardstick reads them, and
-samples of a checkpoint of a run on them.
+"""What the bench scripts on the anime faces share: the real faces as the issue's SWD yardstick reads them,
+samples of a checkpoint of a run on them, and that checkpoint's score on the yardstick.
 
 $ .venv/bin/python bench/small_data.py --phase table     # one of the scripts that use it
 """
@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 import config as config_lib
+import metrics
 import modes
 import utils
 
@@ -38,3 +39,9 @@ def samples(run_dir, step, count, ema=True):
   z = utils.noise(config.z_dist, [count, config.z_dim], rng)
   with modes.trained_generator(config, step) as (generator, _, _):
     return generator(z, None)
+
+
+def yardstick_swd(run_dir, step, swd_real):
+  """The issue's yardstick for the checkpoint of `step`: metrics.swd (seed 0) of SWD_SAMPLES samples of the averaged
+  G against `swd_real` (real_faces' second value)."""
+  return metrics.swd(swd_real, samples(run_dir, step, SWD_SAMPLES), 0)['mean']

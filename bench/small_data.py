@@ -191,7 +191,7 @@ def curve(variants, seeds, swd_real):
       run_dir = os.path.join(FLAGS.run_dir, name)
       for step in sorted(checkpoints.steps(os.path.join(run_dir, 'checkpoint', f'{DATASET}_64_64'))):
         if (name, step) not in done:
-          done[name, step] = metrics.swd(swd_real, faces_lib.samples(run_dir, step, SWD_SAMPLES), 0)['mean']
+          done[name, step] = faces_lib.yardstick_swd(run_dir, step, swd_real)
           _record(path, {'run': name, 'step': step, 'swd': done[name, step]})
         rows.setdefault(name, {})[step] = done[name, step]
   steps = sorted({step for row in rows.values() for step in row})
@@ -214,7 +214,7 @@ def done_when(data_dir, swd_real):
                  str(epochs), *FLAGS.extra, cwd=run_dir)
     for step in sorted(checkpoints.steps(ckpt)):
       if step not in swds:
-        swds[step] = metrics.swd(swd_real, faces_lib.samples(run_dir, step, SWD_SAMPLES), 0)['mean']
+        swds[step] = faces_lib.yardstick_swd(run_dir, step, swd_real)
         print(f'step {step}: swd {swds[step]:.1f}', flush=True)
   best = lambda last: min(swd for step, swd in swds.items() if step <= last)
   result = {'swd': swds, 'best_by_936': best(936), 'best_by_3120': best(3120)}

@@ -61,9 +61,8 @@ def ours(data_dir, swd_real):
     start = os.path.getmtime(os.path.join(ckpt, 'config.json'))
   results = []
   for step in range(FLAGS.every, FLAGS.steps + 1, FLAGS.every):
-    fake = faces_lib.samples(run_dir, step, faces_lib.SWD_SAMPLES)
     elapsed = os.path.getmtime(checkpoints.path_of(ckpt, step) + '.index') - start
-    results.append((step, elapsed, metrics.swd(swd_real, fake, 0)['mean']))
+    results.append((step, elapsed, faces_lib.yardstick_swd(run_dir, step, swd_real)))
   return results
 
 
