@@ -103,7 +103,8 @@ class Evaluator:
   def __init__(self, dataset, config, num_samples, session_config):
     self.config = config
     rng = np.random.default_rng(EVAL_SEED)
-    self.real, _ = datasets.sample_images(dataset, config, num_samples, rng)  # (an unreadable entry: another)
+    # (an unreadable entry is replaced by another); real_indices: the entries of the dataset they are
+    self.real, self.real_indices = datasets.sample_images(dataset, config, num_samples, rng)
     self.num_samples = count = len(self.real)
     self.z = utils.noise(config.z_dist, [count, config.z_dim], rng)
     self.labels = dataset.labels[rng.integers(len(dataset), size=count)] if config.y_dim else None

@@ -40,8 +40,7 @@ import runs  # noqa: E402  (bench/)
 import trainer  # noqa: E402
 
 flags.DEFINE_string('run_dir', None, 'The --run_dir of bench/conditioning.py.', required=True)
-flags.DEFINE_string('mnist', os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..',
-                                          'shared', 'data'), 'Folder that holds mnist/ (IDX files).')
+flags.DEFINE_string('mnist', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Folder that holds mnist/ (IDX files).')
 flags.DEFINE_integer('step', 1500, 'The checkpoint to analyse.')
 flags.DEFINE_integer('samples', 10000, 'Generated and real digits, as --evaluate --num_samples.')
 FLAGS = flags.FLAGS
@@ -72,13 +71,12 @@ def analyse(run_dir):
                              precision='float32')
   config = modes.trained_config(config)
   dataset = datasets.open_dataset(config, strict=False, cache_dir=config.data_cache_path)
-  _, indices = datasets.sample_images(dataset, config, FLAGS.samples, np.random.default_rng(evaluation.EVAL_SEED))
-  real_labels = dataset.labels[indices]  # (the Evaluator draws its real digits with this seed first)
   with evaluation.Evaluator(dataset, config, FLAGS.samples, trainer.session_config(config.device)) as evaluator, \
       modes.trained_generator(config, FLAGS.step) as (generate, _, _):
     fake = generate(evaluator.z, evaluator.labels)
     _, fake_features = evaluator.classifier.predict(fake)
     real, real_features, fake_labels = evaluator.real, evaluator.real_features, evaluator.labels
+    real_labels = dataset.labels[evaluator.real_indices]
   fd = feature_metrics.frechet_distance_of(real_features, fake_features)
   mean_term = float(np.sum(np.square(real_features.mean(0) - fake_features.mean(0))))
   scored = runs.eval_metrics(run_dir, config.key, FLAGS.step, FLAGS.samples)  # bench/conditioning.py's --evaluate
