@@ -180,31 +180,42 @@ def _filter_grad_by_matmul(big, small, kernel_shape, strides):
   return tf.reshape(grad, kernel_shape)
 
 
+# Gradients that replace TensorFlow's for some ops, registered once by name and given to an op through the graph's
+# gradient_override_map: a gradient made per call (tf.custom_gradient) stays in TensorFlow's gradient registry with
+# its graph for the life of the process (tensorflow/tensorflow#27492), which kept every graph a test built alive.
+_CONV_MATMUL_FILTER_GRAD = 'DcganConv2DMatmulFilterGrad'
+_DECONV_MATMUL_FILTER_GRAD = 'DcganConv2DTransposeMatmulFilterGrad'
+
+
+@tf.RegisterGradient(_CONV_MATMUL_FILTER_GRAD)
+def _conv2d_grad(op, dy):
+  """Conv2D's gradient with its weight gradient by _filter_grad_by_matmul."""
+  x, w = op.inputs
+  strides = op.get_attr('strides')
+  dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=w, out_backprop=dy, strides=strides,
+                                      padding='SAME')
+  return dx, _filter_grad_by_matmul(x, dy, w.shape.as_list(), strides)
+
+
+@tf.RegisterGradient(_DECONV_MATMUL_FILTER_GRAD)
+def _deconv2d_grad(op, dy):
+  """The gradient of conv2d_transpose (a Conv2DBackpropInput op: output size, filter, input) by matmul."""
+  _, w, x = op.inputs
+  strides = op.get_attr('strides')
+  return None, _filter_grad_by_matmul(dy, x, w.shape.as_list(), strides), tf.nn.conv2d(dy, w, strides=strides,
+                                                                                        padding='SAME')
+
+
 def _conv2d_matmul_filter_grad(x, w, strides):
   """tf.nn.conv2d(x, w, strides, 'SAME') with its weight gradient by _filter_grad_by_matmul."""
-
-  @tf.custom_gradient
-  def conv(x, w):
-    def grad(dy):
-      dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=w, out_backprop=dy, strides=strides,
-                                          padding='SAME')
-      return dx, _filter_grad_by_matmul(x, dy, w.shape.as_list(), strides)
-    return tf.nn.conv2d(x, w, strides=strides, padding='SAME'), grad
-
-  return conv(x, w)
+  with tf1.get_default_graph().gradient_override_map({'Conv2D': _CONV_MATMUL_FILTER_GRAD}):
+    return tf.nn.conv2d(x, w, strides=strides, padding='SAME')
 
 
 def _deconv2d_matmul_filter_grad(x, w, output_shape, strides):
   """tf.nn.conv2d_transpose(x, w, output_shape, strides, 'SAME') with its weight gradient by matmul."""
-
-  @tf.custom_gradient
-  def deconv(x, w):
-    def grad(dy):
-      dx = tf.nn.conv2d(dy, w, strides=strides, padding='SAME')
-      return dx, _filter_grad_by_matmul(dy, x, w.shape.as_list(), strides)
-    return tf.nn.conv2d_transpose(x, w, output_shape, strides=strides, padding='SAME'), grad
-
-  return deconv(x, w)
+  with tf1.get_default_graph().gradient_override_map({'Conv2DBackpropInput': _DECONV_MATMUL_FILTER_GRAD}):
+    return tf.nn.conv2d_transpose(x, w, output_shape, strides=strides, padding='SAME')
 
 
 def linear(x, units, stddev=WEIGHT_STDDEV, spectral_norm=False, name='linear'):
@@ -300,13 +311,22 @@ def lrelu(x, leak=0.2):
   its bias and LeakyRelu into one op even when LeakyReluGrad still needs the bias output, fails, and logs an error
   (TensorFlow 2.21); nothing here reads the bias output but the max.
   """
+  with tf1.get_default_graph().gradient_override_map({'Maximum': _leaky_gradient(leak)}):
+    return tf.maximum(x, leak * x)
 
-  @tf.custom_gradient
-  def leaky(x):
-    y = tf.maximum(x, leak * x)
-    return y, lambda dy: tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=leak)
 
-  return leaky(x)
+_LEAKY_GRADIENTS = {}  # leak: the name of its registered gradient
+
+
+def _leaky_gradient(leak):
+  """The name of the gradient of max(x, leak * x) as one LeakyReluGrad op, registered on first use."""
+  if leak not in _LEAKY_GRADIENTS:
+    name = f'DcganLeakyMaximum{len(_LEAKY_GRADIENTS)}'
+    # all of x's gradient goes through the max's first input, none through leak * x
+    tf.RegisterGradient(name)(lambda op, dy: (
+        tf.raw_ops.LeakyReluGrad(gradients=dy, features=op.outputs[0], alpha=leak), None))
+    _LEAKY_GRADIENTS[leak] = name
+  return _LEAKY_GRADIENTS[leak]
 
 
 def conv_cond_concat(x, y):

@@ -1,5 +1,8 @@
 """ops.py: shapes, variable names, sharing, batch-norm modes."""
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -208,3 +211,20 @@ def test_cpu_matmul_weight_gradient_equals_the_native_one(layer, input_shape):
   assert (matmul_patches, native_patches) == (1, 0)
   for got, want in zip(matmul, native):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_graph_with_the_replaced_gradients_is_freed_when_dropped():
+  """The layers' own gradients are registered once by name: a graph that uses them is not kept alive by them."""
+  def build():
+    graph = tf.Graph()
+    with graph.as_default(), tf.device('/cpu:0'):
+      x = tf.zeros([2, 4, 4, 3])
+      net = ops.lrelu(ops.deconv2d(ops.lrelu(ops.conv2d(x, 4, name='c')), (4, 4), 3, name='d'))
+      tf.gradients(net, [x] + tf1.trainable_variables())
+      types = {op.type for op in graph.get_operations()}
+    assert {'ExtractImagePatches', 'LeakyReluGrad'} <= types  # the matmul weight gradients and the one-op lrelu's
+    return weakref.ref(graph)
+
+  graphs = [build() for _ in range(3)]
+  gc.collect()
+  assert [graph() for graph in graphs] == [None, None, None]
