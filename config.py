@@ -44,8 +44,8 @@ TRAINING_EVAL_SAMPLES = 2000  # --eval_freq's
 # is told which it changed (modes.train). The epoch to resume at is counted with the new values of the last three.
 TRAINING_FIELDS = ('data_dir', 'input_fname_pattern', 'crop', 'input_height', 'input_width', 'mirror', 'z_dist',
                    'loss', 'gradient_penalty', 'r1', 'r1_every', 'augment', 'ema', 'ema_start', 'ema_rampup',
-                   'learning_rate', 'd_learning_rate', 'g_learning_rate', 'beta1', 'beta2', 'g_steps', 'seed',
-                   'precision', 'batch_size', 'train_size', 'd_steps')
+                   'learning_rate', 'd_learning_rate', 'g_learning_rate', 'lr_decay_epochs', 'beta1', 'beta2',
+                   'g_steps', 'seed', 'precision', 'batch_size', 'train_size', 'd_steps')
 EPOCH_FIELDS = ('batch_size', 'train_size', 'd_steps')
 
 
@@ -94,6 +94,7 @@ class Config:
   g_learning_rate: Optional[float] = None  # G's; None: learning_rate
   beta1: float = 0.5
   beta2: float = 0.999
+  lr_decay_epochs: int = 0  # both learning rates fall linearly to 0 over the last this many epochs; 0: constant
   batch_size: int = 64
   epoch: int = 25
   d_steps: int = 1
@@ -159,6 +160,13 @@ class Config:
     images of each size): one folder per dataset, shared by runs of every size and name, and never a run's
     folder, so that --check_data or a run that fails leaves no run folder behind."""
     return os.path.join(self.checkpoint_dir, DATA_CACHE_DIR, key_prefix(self.dataset))
+
+
+def steps_per_epoch(config, num_images):
+  """Training steps in an epoch of `num_images` (or --train_size of them): each epoch visits a fresh shuffle in
+  whole steps, and each step's D updates take a batch each."""
+  batches = min(num_images, config.train_size or num_images) // config.batch_size
+  return batches // config.d_steps
 
 
 def augment_policies(text):

@@ -130,6 +130,8 @@ def check_flags():
   for name in ('learning_rate', 'd_learning_rate', 'g_learning_rate'):
     if FLAGS[name].value is not None and not FLAGS[name].value > 0:
       raise UserError(f'--{name} must be above 0, not {FLAGS[name].value}')
+  if not 0 <= FLAGS.lr_decay_epochs <= FLAGS.epoch:
+    raise UserError(f'--lr_decay_epochs must be 0 to --epoch ({FLAGS.epoch}), not {FLAGS.lr_decay_epochs}')
   for name in ('beta1', 'beta2'):
     if not 0 <= FLAGS[name].value < 1:
       raise UserError(f'--{name} must be in [0, 1), not {FLAGS[name].value}')
@@ -227,7 +229,8 @@ def config_from_flags(workers=None):
       r1_every=FLAGS.r1_every, augment=augment,  # (None: from the data)
       ema_start=FLAGS.ema_start, ema_rampup=FLAGS.ema_rampup, d_learning_rate=FLAGS.d_learning_rate,
       g_learning_rate=FLAGS.g_learning_rate, beta2=FLAGS.beta2,
-      beta1=FLAGS.beta1, batch_size=FLAGS.batch_size, epoch=FLAGS.epoch, d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
+      lr_decay_epochs=FLAGS.lr_decay_epochs, beta1=FLAGS.beta1, batch_size=FLAGS.batch_size, epoch=FLAGS.epoch,
+      d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
       run_name=FLAGS.run_name, checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir,
       log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,
       log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, keep_every_hours=FLAGS.keep_every_hours,

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 import augment
 import average as average_lib
+import config as config_lib
 import datasets
 import losses
 import ops
@@ -102,9 +103,19 @@ def scope_collection(key, scope):
   return tf1.get_collection(key, scope=re.escape(scope) + r'(_\d+)?/')
 
 
-def gan_train_ops(loss, config, global_step):
-  """One Adam optimizer for D and one for G (--d_learning_rate, --g_learning_rate), each on its own variables and
-  batch-norm (and spectral-norm) updates, and the op that counts steps.
+def learning_rate_scale(config, global_step, epoch_steps):
+  """The factor on both learning rates at `global_step`: 1, or with --lr_decay_epochs N, falling linearly over the
+  last N epochs of --epoch to 1/(N epochs' steps) at the last step (pix2pix's --n_epochs_decay)."""
+  if not config.lr_decay_epochs:
+    return 1.0
+  left = tf.cast(config.epoch * epoch_steps - global_step, tf.float32)
+  return tf.clip_by_value(left / float(config.lr_decay_epochs * epoch_steps), 0.0, 1.0)
+
+
+def gan_train_ops(loss, config, global_step, epoch_steps):
+  """One Adam optimizer for D and one for G (--d_learning_rate, --g_learning_rate, scaled by
+  learning_rate_scale), each on its own variables and batch-norm (and spectral-norm) updates, and the op that
+  counts steps.
 
   Raises:
     ValueError: a trainable variable or an update op belongs to neither network.
@@ -123,8 +134,9 @@ def gan_train_ops(loss, config, global_step):
     with tf1.variable_scope(LOSS_SCALE_SCOPE):  # (not in checkpoints: a run resumes at any precision)
       overflows = tf1.get_variable('overflows', [], tf.int64, tf1.zeros_initializer(), trainable=False,
                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-  d_optimizer = _adam(config.d_learning_rate or config.learning_rate, config, 'd_adam', overflows)
-  g_optimizer = _adam(config.g_learning_rate or config.learning_rate, config, 'g_adam', overflows)
+  scale = learning_rate_scale(config, global_step, epoch_steps)
+  d_optimizer = _adam((config.d_learning_rate or config.learning_rate) * scale, config, 'd_adam', overflows)
+  g_optimizer = _adam((config.g_learning_rate or config.learning_rate) * scale, config, 'g_adam', overflows)
   d_train = _minimize(d_optimizer, loss.d_loss, variables[DISCRIMINATOR], updates[DISCRIMINATOR], overflows)
   d_train_r1 = None
   if loss.r1 is not None:
@@ -207,7 +219,7 @@ class DCGAN:
   """The graph of a run: built with a dataset, the training step; without one, only the sampler (test mode).
 
   Attributes:
-    config, dataset, graph, strategy (None on one device), global_step.
+    config, dataset, graph, strategy (None on one device), global_step; steps_per_epoch (with a dataset).
     pipeline, inputs, model, loss, train_ops: the training step's stages (with a dataset).
     data_position: where the last D update's batch ended in its epoch's stream (datasets.make_pipeline), saved
       with the checkpoints, so that a run that skipped unreadable entries resumes exactly; -1 before any.
@@ -233,6 +245,7 @@ class DCGAN:
           local = dataclasses.replace(config, batch_size=config.batch_size // config.num_workers)
           self.pipeline = datasets.make_pipeline(dataset, local)
           self.data_position = tf1.Variable(-1, dtype=tf.int64, trainable=False, name='data_position')
+        self.steps_per_epoch = config_lib.steps_per_epoch(config, dataset.num_images)
       with self.strategy.scope() if self.strategy else tf.device(config.device):
         self.global_step = tf1.train.get_or_create_global_step()
         if self.training:
@@ -309,7 +322,7 @@ class DCGAN:
       with tf.name_scope('losses'):
         loss = gan_loss(model, cfg)
       with tf.name_scope('train'):
-        return model, loss, gan_train_ops(loss, cfg, self.global_step)
+        return model, loss, gan_train_ops(loss, cfg, self.global_step, self.steps_per_epoch)
 
     if self.strategy is None:
       return self._with_power_iterations(*stages(self.inputs))

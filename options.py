@@ -94,6 +94,8 @@ flags.DEFINE_float('learning_rate', 2e-4, 'Adam learning rate of both networks (
                    '--g_learning_rate).')
 flags.DEFINE_float('d_learning_rate', None, 'D\'s Adam learning rate (two time-scales, TTUR); default --learning_rate.')
 flags.DEFINE_float('g_learning_rate', None, 'G\'s Adam learning rate; default --learning_rate.')
+flags.DEFINE_integer('lr_decay_epochs', 0, 'Both learning rates fall linearly to 0 over the last this many epochs of '
+                     '--epoch (pix2pix\'s linear decay); 0 keeps them constant.')
 flags.DEFINE_float('beta1', 0.5, 'Adam beta1 (momentum), in [0, 1).')
 flags.DEFINE_float('beta2', 0.999, 'Adam beta2, in [0, 1).')
 flags.DEFINE_string('augment', None, 'Differentiable augmentation (DiffAugment) of every image D sees, real and '
@@ -204,9 +206,9 @@ HELP_GROUPS = [
               'mirror', 'cache', 'strict', 'lsun_category', 'tfds_data_dir']),
     ('Model', ['output_height', 'output_width', 'conditional', 'conditioning', 'z_dim', 'z_dist', 'gf_dim',
                'df_dim', 'gfc_dim', 'dfc_dim', 'spectral_norm', 'd_batch_norm']),
-    ('Training', ['epoch', 'batch_size', 'augment', 'learning_rate', 'd_learning_rate', 'g_learning_rate', 'beta1',
-                  'beta2', 'loss', 'gradient_penalty', 'r1', 'r1_every', 'd_steps', 'g_steps', 'ema', 'ema_start',
-                  'ema_rampup', 'seed']),
+    ('Training', ['epoch', 'batch_size', 'augment', 'learning_rate', 'd_learning_rate', 'g_learning_rate',
+                  'lr_decay_epochs', 'beta1', 'beta2', 'loss', 'gradient_penalty', 'r1', 'r1_every', 'd_steps',
+                  'g_steps', 'ema', 'ema_start', 'ema_rampup', 'seed']),
     ('Output', ['run_name', 'checkpoint_dir', 'sample_dir', 'log_dir', 'sample_freq', 'sample_num', 'ckpt_freq',
                 'log_freq', 'max_to_keep', 'keep_every_hours']),
     ('Evaluation', ['eval_freq', 'num_samples', 'best_metric', 'images', 'inception_dir']),

@@ -111,9 +111,7 @@ class Trainer:
   def __init__(self, config, dataset):
     self.config, self.dataset = config, dataset
     self.dcgan = model.DCGAN(config, dataset)
-    images = dataset.num_images
-    batches = min(images, config.train_size or images) // config.batch_size
-    self.steps_per_epoch = batches // config.d_steps  # each epoch visits a fresh shuffle, in whole steps
+    self.steps_per_epoch = self.dcgan.steps_per_epoch
     self.worker, self.num_workers = config.worker_index, config.num_workers
     self.is_chief = self.worker == 0  # writes checkpoints, samples and summaries; other workers only train
     # Each worker saves to a scratch folder of its own, so that a worker's checkpoint can be checked by hand

@@ -18,10 +18,12 @@ $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase final -
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase table       # the README's tables
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase curve --variants default  # every checkpoint
 $ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase done_when   # the issue's own check
+$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase lr_decay --seeds 0,1  # a late fall
 """
 
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -42,7 +44,7 @@ import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('run_dir', '/tmp/small_data', 'Folder of the runs and of results.jsonl (reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds anime-faces/.')
-flags.DEFINE_enum('phase', 'screen', ['screen', 'final', 'timing', 'table', 'done_when', 'curve'],
+flags.DEFINE_enum('phase', 'screen', ['screen', 'final', 'timing', 'table', 'done_when', 'curve', 'lr_decay'],
                   'What to run (see the docstring).')
 flags.DEFINE_list('variants', None, 'Variants to run (names of VARIANTS, or several joined by +); default all for '
                   'screen and timing, default for final and curve.')
@@ -54,6 +56,8 @@ FLAGS = flags.FLAGS
 DATASET = faces_lib.DATASET
 STEPS_PER_EPOCH = faces_lib.STEPS_PER_EPOCH
 CKPT_FREQ = 312
+KEY = f'{DATASET}_64_64'
+DECAY_EPOCHS = 20  # --phase lr_decay: 20 epochs at the default, then 20 with the rates falling (1,560 steps each)
 SWD_SAMPLES = faces_lib.SWD_SAMPLES
 JUDGE_SAMPLES = 5000
 # name: main.py flags. 'default' is what main.py does without flags (its defaults at the time of the run: the runs
@@ -126,13 +130,38 @@ def train_and_score(variant, seed, steps, data_dir, results_path, judge, real_fe
   if set(steps) <= done:
     return
   start = time.monotonic()
-  seconds = runs.train_once(_common(data_dir, seed), run_dir, f'{DATASET}_64_64', last, *_flags_of(variant),
+  seconds = runs.train_once(_common(data_dir, seed), run_dir, KEY, last, *_flags_of(variant),
                             *FLAGS.extra, '--epoch', str(-(-last // STEPS_PER_EPOCH)), '--max_to_keep', '50',
                             '--sample_freq', str(CKPT_FREQ), ckpt_freq=CKPT_FREQ)
   for step in sorted(set(steps) - done):
     scores = score(run_dir, step, judge, real_features, swd_real)
     _record(results_path, {'run': name, 'variant': variant, 'seed': seed, 'extra': FLAGS.extra, 'step': step,
                            'training_s': seconds, 'scored_s': time.monotonic() - start, **scores})
+
+
+def lr_decay(seeds, data_dir, results_path, judge, real_features, swd_real):
+  """Does a learning rate that falls late hold the middle of a run's quality? Each seed's default run to 20
+  epochs (1,560 steps), then two branches from its last checkpoint to 40 epochs (3,120 steps): the default
+  (lr_default_s<seed>), and --lr_decay_epochs 20 (lr_decay_s<seed>: both rates falling linearly to 0 from step
+  1,560). Until step 1,560 the two are one run (a resume is exact), so they share it. Each branch is scored at
+  3,120 as --phase final scores; --phase curve --variants lr_default,lr_decay gives every checkpoint's swd."""
+  half, total = DECAY_EPOCHS * STEPS_PER_EPOCH, 2 * DECAY_EPOCHS * STEPS_PER_EPOCH
+  for seed in seeds:
+    common = [*_common(data_dir, seed), '--max_to_keep', '50', '--sample_freq', str(CKPT_FREQ)]
+    base = os.path.join(FLAGS.run_dir, f'lr_base_s{seed}')
+    runs.train_once(common, base, KEY, half, '--epoch', str(DECAY_EPOCHS), ckpt_freq=CKPT_FREQ)
+    done = {r['run'] for r in _results(results_path)}
+    for variant, extra in (('lr_default', []), ('lr_decay', ['--lr_decay_epochs', str(DECAY_EPOCHS)])):
+      name = _name(variant, seed)
+      run_dir = os.path.join(FLAGS.run_dir, name)
+      if not os.path.exists(run_dir):
+        shutil.copytree(base, run_dir + '.partial')  # (a copy cut short is never taken for a branch)
+        os.rename(run_dir + '.partial', run_dir)
+      seconds = runs.train_once(common, run_dir, KEY, total, '--epoch', str(2 * DECAY_EPOCHS), *extra,
+                                ckpt_freq=CKPT_FREQ)
+      if name not in done:
+        _record(results_path, {'run': name, 'variant': variant, 'seed': seed, 'extra': [], 'step': total,
+                               'training_s': seconds, **score(run_dir, total, judge, real_features, swd_real)})
 
 
 def timing(data_dir):
@@ -189,7 +218,7 @@ def curve(variants, seeds, swd_real):
     for seed in seeds:
       name = _name(variant, seed)
       run_dir = os.path.join(FLAGS.run_dir, name)
-      for step in sorted(checkpoints.steps(os.path.join(run_dir, 'checkpoint', f'{DATASET}_64_64'))):
+      for step in sorted(checkpoints.steps(os.path.join(run_dir, 'checkpoint', KEY))):
         if (name, step) not in done:
           done[name, step] = faces_lib.yardstick_swd(run_dir, step, swd_real)
           _record(path, {'run': name, 'step': step, 'swd': done[name, step]})
@@ -207,7 +236,7 @@ def done_when(data_dir, swd_real):
   averaged G). Writes <run_dir>/done_when.json and prints it."""
   run_dir = os.path.join(FLAGS.run_dir, 'done_when')
   os.makedirs(run_dir, exist_ok=True)
-  ckpt = os.path.join(run_dir, 'checkpoint', f'{DATASET}_64_64')
+  ckpt = os.path.join(run_dir, 'checkpoint', KEY)
   swds = {}
   for epochs in (12, 40):
     runs.main_py('--train', '--dataset', DATASET, '--data_dir', data_dir, '--output_height', '64', '--epoch',
@@ -241,6 +270,8 @@ def main(argv):
   judge = judge_lib.Judge(faces, os.path.join(FLAGS.run_dir, 'judge'))
   logging.info('judge: held-out rotation accuracy %.3f', judge.accuracy)
   real_features = judge.features(faces)
+  if FLAGS.phase == 'lr_decay':
+    return lr_decay(seeds, data_dir, results_path, judge, real_features, swd_real)
   screen = FLAGS.phase == 'screen'
   variants = FLAGS.variants or (list(VARIANTS) if screen else ['default'])
   steps = [int(s) for s in FLAGS.steps or (['936'] if screen else ['936', '3120'])]

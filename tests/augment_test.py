@@ -97,8 +97,8 @@ def _tiny_run(tmp_path, **fields):
   cfg = config_lib.Config(dataset='rgb', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
                           checkpoint_dir=str(tmp_path / 'ckpt'), sample_dir=str(tmp_path / 'samples'),
                           log_dir=str(tmp_path / 'logs'), output_height=16, output_width=16, gf_dim=4, df_dim=4,
-                          z_dim=8, batch_size=8, epoch=2, sample_num=4, ckpt_freq=100, precision='float32',
-                          **fields)
+                          z_dim=8, batch_size=8, sample_num=4, ckpt_freq=100, precision='float32',
+                          **{'epoch': 2, **fields})
   cfg, dataset = completion.prepare(cfg)
   return trainer.Trainer(cfg, dataset)
 
@@ -217,12 +217,9 @@ def test_r1_of_a_linear_d_is_the_squared_norm_of_its_weights():
   assert value == pytest.approx(np.sum(weights ** 2), rel=1e-5)
 
 
-def _adam_settings(graph, scope):
-  """{(learning rate, beta2)} of the Adam updates under the name scope `scope`, as the graph holds them."""
-  applies = [op for op in graph.get_operations() if op.type in ('ResourceApplyAdam', 'ApplyAdam')
-             and scope in op.name]
-  return {tuple(np.round([tf.get_static_value(op.inputs[5]), tf.get_static_value(op.inputs[7])], 8))
-          for op in applies}
+def _adam_applies(graph, scope):
+  """The Adam updates under the name scope `scope`."""
+  return [op for op in graph.get_operations() if op.type in ('ResourceApplyAdam', 'ApplyAdam') and scope in op.name]
 
 
 def _step(run, sess, step):
@@ -232,15 +229,27 @@ def _step(run, sess, step):
   return run.train_step(sess, step)
 
 
-def test_each_optimizer_has_its_learning_rate_and_lazy_r1_runs_every_so_many_steps(tmp_path):
-  run = _tiny_run(tmp_path, d_learning_rate=4e-4, g_learning_rate=1e-4, beta2=0.99, r1=10.0, r1_every=3)
-  graph = run.dcgan.graph
-  assert _adam_settings(graph, 'd_adam') == {(np.float32(4e-4).round(8), np.float32(0.99).round(8))}
-  assert _adam_settings(graph, 'g_adam') == {(np.float32(1e-4).round(8), np.float32(0.99).round(8))}
+def test_each_optimizer_has_its_learning_rate_falling_over_the_last_epochs_and_lazy_r1_runs_every_so_many_steps(
+    tmp_path):
+  run = _tiny_run(tmp_path, d_learning_rate=4e-4, g_learning_rate=1e-4, beta2=0.99, r1=10.0, r1_every=3, epoch=4,
+                  lr_decay_epochs=2)
+  assert run.steps_per_epoch == 2  # 16 images, 8 a batch: 8 steps, the rates falling over the last 4
+  applies = {scope: _adam_applies(run.dcgan.graph, scope) for scope in ('d_adam', 'g_adam')}
+  rates_of = {scope: [op.inputs[5] for op in ops_] for scope, ops_ in applies.items()}
+  assert {float(tf.get_static_value(op.inputs[7])) for ops_ in applies.values() for op in ops_} == {np.float32(0.99)}
+  rates, lazy = [], []
   with run.session() as sess:
     sess.run(run.dcgan.init)
-    lazy = [step for step in range(4) if 'r1' in _step(run, sess, step)]
-  assert lazy == [0, 3]
+    for step in range(8):
+      assert sess.run(run.dcgan.global_step) == step
+      rates.append({scope: sorted(set(map(float, values))) for scope, values in sess.run(rates_of).items()})
+      if 'r1' in _step(run, sess, step):
+        lazy.append(step)
+  scale = [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]  # (8 - step) / 4, at most 1
+  for step, (rate, expected) in enumerate(zip(rates, scale)):
+    assert rate == {'d_adam': [pytest.approx(4e-4 * expected, rel=1e-6)],
+                    'g_adam': [pytest.approx(1e-4 * expected, rel=1e-6)]}, step
+  assert lazy == [0, 3, 6]
 
 
 def test_the_average_follows_g_until_ema_start(tmp_path):
@@ -311,7 +320,8 @@ def test_the_new_flags_are_checked(tmp_path):
                          (['--r1', '-1'], '--r1 must be 0 or more'), (['--r1_every', '0'], '--r1_every must be at'),
                          (['--d_learning_rate', '0'], '--d_learning_rate must be above 0'),
                          (['--beta2', '1'], '--beta2 must be in [0, 1)'), (['--ema_start', '-5'], '--ema_start'),
-                         (['--ema_rampup', '0'], '--ema_rampup must be above 0')):
+                         (['--ema_rampup', '0'], '--ema_rampup must be above 0'),
+                         (['--epoch', '3', '--lr_decay_epochs', '4'], '--lr_decay_epochs must be 0 to --epoch (3)')):
     result = main_in_process('--train', *args, *dir_flags(tmp_path, tmp_path / 'data'))
     assert result.returncode == 2 and fragment in result.error, (args, result)
 

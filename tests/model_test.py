@@ -41,7 +41,7 @@ def test_graph_builds_for_any_size_and_loss(height, width, c_dim, y_dim, loss, p
   with tf.Graph().as_default():
     gan = model.gan_model(_inputs(cfg, mix=bool(penalty)), cfg)
     loss = model.gan_loss(gan, cfg)
-    model.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step())
+    model.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step(), epoch_steps=1)
     assert gan.generated.shape.as_list() == [None, height, width, c_dim]
     assert gan.real_logits.shape.as_list() == [None, 1]
     assert gan.fake_logits.shape.as_list() == [None, 1]
@@ -114,7 +114,7 @@ def test_a_variable_outside_both_scopes_is_an_error():
     loss = model.gan_loss(model.gan_model(_inputs(cfg), cfg), cfg)
     tf1.get_variable('stray', [1])
     with pytest.raises(ValueError, match='stray'):
-      model.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step())
+      model.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step(), epoch_steps=1)
 
 
 def test_an_incomplete_config_builds_no_graph():
