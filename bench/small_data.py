@@ -76,6 +76,7 @@ VARIANTS = {
     'ema995': ['--ema', '0.995'],
     'rampup4': ['--ema_rampup', '0.25'],
     'rampup2': ['--ema_rampup', '0.5'],
+    'lr_decay6': ['--lr_decay_epochs', '6'],  # at --steps 936 (12 epochs): the rates fall over the last 6
     'own_statistics': [],  # the default after the averaged G got batch-norm statistics of its own (average.py)
 }
 
