@@ -10,9 +10,10 @@ is prepared as the 2015 graph prepares it: the uint8 image resized to 299x299 bi
 centres (TensorFlow 1's ResizeBilinear, written here as NVIDIA's conversion writes it, with an affine grid),
 then scaled to (x - 128) / 128.
 
-Each checkpoint's averaged G gives 5,000 samples (z from seed 0, as bench/small_data.py), scored against the
-5,000 faces (their features are kept beside --out); a line per checkpoint goes to --out as it is scored, and a
-later call skips what is there. About 10 images/s on 2 cores (fp32), so 8 minutes per checkpoint.
+Each checkpoint's averaged G (or G's own weights, --noaverage) gives 5,000 samples (z from seed 0, as
+bench/small_data.py), scored against the 5,000 faces (their features are kept beside --out); a line per checkpoint
+goes to --out as it is scored, and a later call skips what is there. About 10 images/s on 2 cores (fp32), so 8
+minutes per checkpoint.
 
 $ .venv/bin/python bench/inception_port.py --out /tmp/small_data/inception.jsonl \
     /tmp/small_data/classic_s1:936 /tmp/small_data/default_s1:936
@@ -40,6 +41,7 @@ import runs  # noqa: E402  (bench/)
 flags.DEFINE_string('out', '/tmp/small_data/inception.jsonl', 'Results, a JSON line per checkpoint (reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds anime-faces/.')
 flags.DEFINE_integer('samples', 5000, 'Samples per checkpoint.')
+flags.DEFINE_bool('average', True, 'Sample the average of G\'s weights; --noaverage: G\'s own (as --ema 0).')
 FLAGS = flags.FLAGS
 
 SIZE = 299
@@ -111,11 +113,11 @@ def main(argv):
   done = set()
   if os.path.exists(FLAGS.out):
     with open(FLAGS.out) as f:
-      done = {(r['run'], r['step']) for r in map(json.loads, f) if 'step' in r}
+      done = {(r['run'], r['step'], r.get('sampler', 'average')) for r in map(json.loads, f)}
   port = Port()
   faces, _ = faces_lib.real_faces(os.path.abspath(FLAGS.data_dir))
   real = real_features(port, faces, FLAGS.out)
-  if ('real halves', 0) not in done:
+  if ('real halves', 0, 'average') not in done:
     record = {'run': 'real halves', 'step': 0, **scores(real[::2], real[1::2])}
     with open(FLAGS.out, 'a') as f:
       f.write(json.dumps(record) + '\n')
@@ -123,11 +125,12 @@ def main(argv):
   for checkpoint in checkpoints:
     run_dir, step = checkpoint.rsplit(':', 1)
     run = os.path.basename(os.path.normpath(run_dir))
-    if (run, int(step)) in done:
+    sampler = 'average' if FLAGS.average else 'own'
+    if (run, int(step), sampler) in done:
       continue
-    fake = faces_lib.samples(run_dir, int(step), FLAGS.samples)
+    fake = faces_lib.samples(run_dir, int(step), FLAGS.samples, FLAGS.average)
     features = port.features(fake, f'{run} step {step}')
-    record = {'run': run, 'step': int(step), 'samples': FLAGS.samples, **scores(real, features)}
+    record = {'run': run, 'step': int(step), 'sampler': sampler, 'samples': FLAGS.samples, **scores(real, features)}
     with open(FLAGS.out, 'a') as f:
       f.write(json.dumps(record) + '\n')
     print(json.dumps(record), flush=True)
