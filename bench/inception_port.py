@@ -6,10 +6,9 @@ by bench/requirements.txt; only the file is used): Inception-v3's layers up to t
 weights, which that package uses as the FID network, with the input range and the resize of NVIDIA's StyleGAN2-ADA
 conversion of the 2015 graph. That they are the 2015 graph's weights could not be checked here against the
 GraphDef, so its numbers are named "FID (port)": a stand-in closer to the literature's judge than bench/judge.py's
-rotation network, not FID itself. The input
-is prepared as the 2015 graph prepares it: the uint8 image resized to 299x299 bilinearly without half-pixel
-centres (TensorFlow 1's ResizeBilinear, written here as NVIDIA's conversion writes it, with an affine grid),
-then scaled to (x - 128) / 128.
+rotation network, not FID itself. The input is prepared as the 2015 graph prepares it: the uint8 image resized
+to 299x299 bilinearly without half-pixel centres (TensorFlow 1's ResizeBilinear, written here as NVIDIA's
+conversion writes it, with an affine grid), then scaled to (x - 128) / 128.
 
 Each checkpoint's averaged G (or G's own weights, --noaverage) gives 5,000 samples (z from seed 0, as
 bench/small_data.py), scored against the 5,000 faces (their features are kept beside --out); a line per checkpoint
@@ -22,7 +21,6 @@ $ .venv/bin/python bench/inception_port.py --out /tmp/small_data/inception.jsonl
 
 import hashlib
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -109,33 +107,24 @@ def scores(real, fake):
           'precision': precision, 'recall': recall}
 
 
-def _record(path, record):
-  with open(path, 'a') as f:
-    f.write(json.dumps(record) + '\n')
-  print(json.dumps(record), flush=True)
-
-
 def main(argv):
   checkpoints = argv[1:]
-  done = set()
-  if os.path.exists(FLAGS.out):
-    with open(FLAGS.out) as f:
-      done = {(r['run'], r['step'], r.get('sampler', 'average')) for r in map(json.loads, f)}
+  sampler = 'average' if FLAGS.average else 'own'
+  done = {(r['run'], r['step'], r.get('sampler', 'average')) for r in runs.read_records(FLAGS.out)}
   port = Port()
   faces, _ = faces_lib.real_faces(os.path.abspath(FLAGS.data_dir))
   real = real_features(port, faces, FLAGS.out)
   if ('real halves', 0, 'average') not in done:
-    _record(FLAGS.out, {'run': 'real halves', 'step': 0, **scores(real[::2], real[1::2])})
+    runs.append_record(FLAGS.out, {'run': 'real halves', 'step': 0, **scores(real[::2], real[1::2])})
   for checkpoint in checkpoints:
     run_dir, step = checkpoint.rsplit(':', 1)
     run = os.path.basename(os.path.normpath(run_dir))
-    sampler = 'average' if FLAGS.average else 'own'
     if (run, int(step), sampler) in done:
       continue
     fake = faces_lib.samples(run_dir, int(step), FLAGS.samples, FLAGS.average)
     features = port.features(fake, f'{run} step {step}')
-    _record(FLAGS.out, {'run': run, 'step': int(step), 'sampler': sampler, 'samples': FLAGS.samples,
-                        **scores(real, features)})
+    runs.append_record(FLAGS.out, {'run': run, 'step': int(step), 'sampler': sampler, 'samples': FLAGS.samples,
+                             **scores(real, features)})
 
 
 if __name__ == '__main__':

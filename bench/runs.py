@@ -1,5 +1,6 @@
 """What the bench scripts that train and score through main.py share: main.py run as a user would run it, a
-training run made once and reused, and the metrics its --evaluate wrote.
+training run made once and reused, the metrics its --evaluate wrote, and the JSON-lines files of results that
+a later invocation continues from.
 
 $ .venv/bin/python bench/conditioning.py --run_dir /tmp/conditioning    # one of the scripts that use it
 """
@@ -57,3 +58,18 @@ def evaluate(common, step, samples, key, cwd, *extra):
   main_py('--evaluate', *common, '--checkpoint', str(step), '--num_samples', str(samples), *extra, cwd=cwd)
   own_weights = any(flag == '--ema' and float(value) == 0 for flag, value in zip(extra, extra[1:]))
   return eval_metrics(cwd, key, step, samples, '_noema' if own_weights else '')
+
+
+def read_records(path):
+  """The records of a JSON-lines results file (a bench script's results so far): [] when it does not exist yet."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def append_record(path, record):
+  """Appends `record` to the JSON-lines file at `path` as soon as it is made, and prints it."""
+  with open(path, 'a') as f:
+    f.write(json.dumps(record) + '\n')
+  print(json.dumps(record), flush=True)

@@ -95,19 +95,6 @@ def _common(data_dir, seed):
   return ['--dataset', DATASET, '--data_dir', data_dir, '--output_height', '64', '--seed', str(seed), '--cache']
 
 
-def _results(path):
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def _record(path, record):
-  with open(path, 'a') as f:
-    f.write(json.dumps(record) + '\n')
-  print(json.dumps(record), flush=True)
-
-
 def score(run_dir, step, judge, real_features, swd_real):
   """{sampler: {swd, fd, kd, precision, recall}} of the checkpoint of `step`."""
   scores = {}
@@ -126,7 +113,7 @@ def score(run_dir, step, judge, real_features, swd_real):
 def train_and_score(variant, seed, steps, data_dir, results_path, judge, real_features, swd_real):
   name = _name(variant, seed)
   run_dir = os.path.join(FLAGS.run_dir, name)
-  done = {r['step'] for r in _results(results_path) if r['run'] == name}
+  done = {r['step'] for r in runs.read_records(results_path) if r['run'] == name}
   last = max(steps)
   if set(steps) <= done:
     return
@@ -136,8 +123,9 @@ def train_and_score(variant, seed, steps, data_dir, results_path, judge, real_fe
                             '--sample_freq', str(CKPT_FREQ), ckpt_freq=CKPT_FREQ)
   for step in sorted(set(steps) - done):
     scores = score(run_dir, step, judge, real_features, swd_real)
-    _record(results_path, {'run': name, 'variant': variant, 'seed': seed, 'extra': FLAGS.extra, 'step': step,
-                           'training_s': seconds, 'scored_s': time.monotonic() - start, **scores})
+    runs.append_record(results_path, {'run': name, 'variant': variant, 'seed': seed, 'extra': FLAGS.extra,
+                                      'step': step, 'training_s': seconds, 'scored_s': time.monotonic() - start,
+                                      **scores})
 
 
 def lr_decay(seeds, data_dir, results_path, judge, real_features, swd_real):
@@ -151,7 +139,7 @@ def lr_decay(seeds, data_dir, results_path, judge, real_features, swd_real):
     common = [*_common(data_dir, seed), '--max_to_keep', '50', '--sample_freq', str(CKPT_FREQ)]
     base = os.path.join(FLAGS.run_dir, f'lr_base_s{seed}')
     runs.train_once(common, base, KEY, half, '--epoch', str(DECAY_EPOCHS), ckpt_freq=CKPT_FREQ)
-    done = {r['run'] for r in _results(results_path)}
+    done = {r['run'] for r in runs.read_records(results_path)}
     for variant, extra in (('lr_default', []), ('lr_decay', ['--lr_decay_epochs', str(DECAY_EPOCHS)])):
       name = _name(variant, seed)
       run_dir = os.path.join(FLAGS.run_dir, name)
@@ -161,8 +149,9 @@ def lr_decay(seeds, data_dir, results_path, judge, real_features, swd_real):
       seconds = runs.train_once(common, run_dir, KEY, total, '--epoch', str(2 * DECAY_EPOCHS), *extra,
                                 ckpt_freq=CKPT_FREQ)
       if name not in done:
-        _record(results_path, {'run': name, 'variant': variant, 'seed': seed, 'extra': [], 'step': total,
-                               'training_s': seconds, **score(run_dir, total, judge, real_features, swd_real)})
+        runs.append_record(results_path, {'run': name, 'variant': variant, 'seed': seed, 'extra': [],
+                                          'step': total, 'training_s': seconds,
+                                          **score(run_dir, total, judge, real_features, swd_real)})
 
 
 def timing(data_dir):
@@ -184,7 +173,7 @@ def timing(data_dir):
 
 def table(results_path):
   """The runs' scores as Markdown tables: per run and step, and the means and deviations over seeds."""
-  records = _results(results_path)
+  records = runs.read_records(results_path)
   print('| run | step | sampler | swd | fd | kd | precision | recall |')
   print('| --- | --- | --- | --- | --- | --- | --- | --- |')
   for r in records:
@@ -213,7 +202,7 @@ def curve(variants, seeds, swd_real):
   how steady a run is between the steps that phase scores in full. Kept in <run_dir>/curve.jsonl (a later call
   scores only what is missing); prints a table, a row per run."""
   path = os.path.join(FLAGS.run_dir, 'curve.jsonl')
-  done = {(r['run'], r['step']): r['swd'] for r in _results(path)}
+  done = {(r['run'], r['step']): r['swd'] for r in runs.read_records(path)}
   rows = {}
   for variant in variants:
     for seed in seeds:
@@ -222,7 +211,7 @@ def curve(variants, seeds, swd_real):
       for step in sorted(checkpoints.steps(os.path.join(run_dir, 'checkpoint', KEY))):
         if (name, step) not in done:
           done[name, step] = faces_lib.yardstick_swd(run_dir, step, swd_real)
-          _record(path, {'run': name, 'step': step, 'swd': done[name, step]})
+          runs.append_record(path, {'run': name, 'step': step, 'swd': done[name, step]})
         rows.setdefault(name, {})[step] = done[name, step]
   steps = sorted({step for row in rows.values() for step in row})
   print('| run | ' + ' | '.join(f'{step:,}' for step in steps) + ' |')
