@@ -124,7 +124,7 @@ def main(argv):
     fake = faces_lib.samples(run_dir, int(step), FLAGS.samples, FLAGS.average)
     features = port.features(fake, f'{run} step {step}')
     runs.append_record(FLAGS.out, {'run': run, 'step': int(step), 'sampler': sampler, 'samples': FLAGS.samples,
-                             **scores(real, features)})
+                                   **scores(real, features)})
 
 
 if __name__ == '__main__':
