@@ -7,6 +7,8 @@ $ python main.py --train --dataset anime-faces   # prepare(): 64x64, 3 channels,
 import collections
 import dataclasses
 
+import checkpoints
+import config as config_lib
 import datasets
 import evaluation
 import inception
@@ -16,15 +18,16 @@ from errors import UserError
 # What training uses where the flags leave it to the data (complete()): colour images get the tools for small
 # datasets that bench/small_data.py measured best on the 5,000 anime faces; grayscale data (digits, letters) keeps
 # the 2015 recipe, under which the MNIST defaults were chosen. README: "Training on a few thousand images".
-DataDefaults = collections.namedtuple('DataDefaults', 'augment mirror')
-COLOUR_DEFAULTS = DataDefaults(augment='translation,cutout', mirror=False)
-GRAYSCALE_DEFAULTS = DataDefaults(augment='none', mirror=False)
+DataDefaults = collections.namedtuple('DataDefaults', 'augment mirror upsample')
+COLOUR_DEFAULTS = DataDefaults(augment='translation,cutout', mirror=False, upsample='resize')
+GRAYSCALE_DEFAULTS = DataDefaults(augment='none', mirror=False, upsample='deconv')
 
 
 def complete(config, dataset):
   """The config with what only the data knows: its channels, its label classes (none with --noconditional),
-  what its kind trains with where no flag says (data_defaults()), and the default --best_metric: fd where the
-  digit classifier applies (labelled grayscale data), else fid where the Inception network is there, else swd.
+  what its kind trains with where no flag says (data_defaults(); --upsample, where the run has checkpoints, what
+  they were trained with), and the default --best_metric: fd where the digit classifier applies (labelled grayscale
+  data), else fid where the Inception network is there, else swd.
 
   Raises:
     UserError: --best_metric fd for data the digit classifier cannot score, or fid or kid without the network.
@@ -43,7 +46,15 @@ def complete(config, dataset):
   return dataclasses.replace(
       config, c_dim=dataset.channels, y_dim=dataset.num_classes if config.conditional else 0,
       class_names=dataset.class_names if config.conditional else None, best_metric=config.best_metric or default,
-      mirror=pick(config.mirror, defaults.mirror), augment=pick(config.augment, defaults.augment))
+      mirror=pick(config.mirror, defaults.mirror), augment=pick(config.augment, defaults.augment),
+      upsample=pick(config.upsample, _trained_upsample(config) or defaults.upsample))
+
+
+def _trained_upsample(config):
+  """The --upsample of the run's checkpoints, or None where it has none: a resumed run keeps its G's layers, which
+  a default chosen since would not fit."""
+  saved = config_lib.read_saved(config.checkpoint_path)
+  return saved.upsample if saved is not None and checkpoints.steps(config.checkpoint_path) else None
 
 
 def data_defaults(dataset):

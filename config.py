@@ -23,12 +23,15 @@ RUN_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}')  # a --run_name: one p
 
 # Fields that set the shapes of the variables: a checkpoint loads only into a graph with the same values.
 SHAPE_FIELDS = ('output_height', 'output_width', 'c_dim', 'y_dim', 'conditioning', 'z_dim', 'gf_dim', 'df_dim',
-                'gfc_dim', 'dfc_dim', 'spectral_norm', 'd_batch_norm')
+                'gfc_dim', 'dfc_dim', 'spectral_norm', 'd_batch_norm', 'upsample')
 # How a conditional model takes its labels (networks.py); the first is the default, chosen on real MNIST
 # (README.md, "Labels and conditioning"). 'mnist' is what checkpoints written before the choice hold.
 CONDITIONINGS = ('projection', 'concat', 'mnist')
 
 Z_DISTRIBUTIONS = ('uniform_signed', 'normal')
+# How G doubles its maps (networks.py): the 2015 DCGAN's transposed 5x5 convolution, or nearest-neighbour
+# upsampling then a 3x3 convolution (ops.resize_conv2d)
+UPSAMPLINGS = ('deconv', 'resize')
 # The names main.py's flags accept, kept here (where nothing loads TensorFlow) so that a mistake in a flag is
 # reported before TensorFlow loads; each module that implements them checks at import that they match.
 BUILTIN_DATASETS = ('digits',)  # datasets.py renders them
@@ -80,6 +83,7 @@ class Config:
   dfc_dim: int = 1024
   spectral_norm: bool = False  # D's weights divided by their largest singular value
   d_batch_norm: bool = True  # D's batch norms (SN-DCGAN drops them)
+  upsample: Optional[str] = None  # how G doubles its maps, a name in UPSAMPLINGS (None: completion.complete)
   # Losses and optimizer
   loss: str = 'non_saturating'  # a name in losses.LOSSES
   gradient_penalty: float = 0.0  # weight of WGAN-GP's penalty in D's loss
@@ -222,6 +226,7 @@ def read_saved(directory):
     fields['workers'] = tuple(fields.get('workers', ()))
     fields.setdefault('conditioning', 'mnist')  # written before there was a choice
     fields['augment'] = fields.get('augment') or 'none'  # written before --augment: none
+    fields.setdefault('upsample', 'deconv')  # written before --upsample
     if fields.get('class_names') is not None:
       fields['class_names'] = tuple(fields['class_names'])
     return Config(**fields)

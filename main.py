@@ -226,6 +226,7 @@ def config_from_flags(workers=None):
       z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim,
       loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
       mirror=FLAGS.mirror, spectral_norm=FLAGS.spectral_norm, d_batch_norm=FLAGS.d_batch_norm, r1=FLAGS.r1,
+      upsample=FLAGS.upsample,
       r1_every=FLAGS.r1_every, augment=augment,  # (None: from the data)
       ema_start=FLAGS.ema_start, ema_rampup=FLAGS.ema_rampup, d_learning_rate=FLAGS.d_learning_rate,
       g_learning_rate=FLAGS.g_learning_rate, beta2=FLAGS.beta2,

@@ -13,7 +13,8 @@ import math
 
 import tensorflow as tf
 
-from ops import WEIGHT_STDDEV, batch_norm, conv2d, conv_cond_concat, deconv2d, linear, lrelu, spectrally_normalized
+from ops import (WEIGHT_STDDEV, batch_norm, conv2d, conv_cond_concat, deconv2d, linear, lrelu, resize_conv2d,
+                 spectrally_normalized)
 
 tf1 = tf.compat.v1
 
@@ -44,12 +45,14 @@ def generator(z, y, config, is_training, reuse=False, custom_getter=None):
 
   The DCGAN generator at any size; a conditional one (y given) by config.conditioning: 'projection' scales and
   offsets every batch norm by the label's own gamma and beta (class-conditional batch norm), 'concat' joins y to z,
-  and 'mnist' is the original DCGAN code's conditional MNIST model (_mnist_generator).
+  and 'mnist' is the original DCGAN code's conditional MNIST model (_mnist_generator). config.upsample picks how
+  each layer doubles the maps: 'deconv', DCGAN's transposed 5x5 convolution, or 'resize', nearest-neighbour
+  upsampling then a 3x3 convolution (ops.resize_conv2d).
 
   Args:
     z: float [batch, z_dim].
     y: one-hot float [batch, y_dim], or None for an unconditional model.
-    config: a config.Config; reads output sizes, c_dim, y_dim, conditioning, gf_dim, gfc_dim.
+    config: a config.Config; reads output sizes, c_dim, y_dim, conditioning, gf_dim, gfc_dim, upsample.
     is_training: batch norm by batch statistics (True) or by moving averages (False, the sampler).
     reuse: share the variables made by an earlier call.
     custom_getter: a variable getter, e.g. one that reads the exponential moving averages of the weights.
@@ -65,21 +68,22 @@ def generator(z, y, config, is_training, reuse=False, custom_getter=None):
     (h, h2, h4, h8, h16), (w, w2, w4, w8, w16) = _halvings(h, 4), _halvings(w, 4)
     labels = y if conditioning == 'projection' else None
     norm = lambda net, name: tf.nn.relu(batch_norm(net, is_training, labels=labels, name=name))
+    up = resize_conv2d if config.upsample == 'resize' else deconv2d
 
     net = linear(tf.concat([z, y], axis=1) if conditioning == 'concat' else z, gf * 8 * h16 * w16, name='h0_lin')
     net = norm(tf.reshape(net, [-1, h16, w16, gf * 8]), 'bn0')
     # [batch, h/16, w/16, gf_dim * 8]
 
-    net = norm(deconv2d(net, (h8, w8), gf * 4, name='h1'), 'bn1')
+    net = norm(up(net, (h8, w8), gf * 4, name='h1'), 'bn1')
     # [batch, h/8, w/8, gf_dim * 4]
 
-    net = norm(deconv2d(net, (h4, w4), gf * 2, name='h2'), 'bn2')
+    net = norm(up(net, (h4, w4), gf * 2, name='h2'), 'bn2')
     # [batch, h/4, w/4, gf_dim * 2]
 
-    net = norm(deconv2d(net, (h2, w2), gf, name='h3'), 'bn3')
+    net = norm(up(net, (h2, w2), gf, name='h3'), 'bn3')
     # [batch, h/2, w/2, gf_dim]
 
-    return tf.nn.tanh(deconv2d(net, (h, w), config.c_dim, name='h4'))
+    return tf.nn.tanh(up(net, (h, w), config.c_dim, name='h4'))
     # [batch, h, w, c_dim]
 
 

@@ -117,6 +117,14 @@ def conv2d(x, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, spectral_norm=F
     return tf.nn.bias_add(net, _bias(filters))
 
 
+def _check_upsampling(x, output_size, stride, scope_name):
+  out_height, out_width = output_size
+  expected = (-(-out_height // stride), -(-out_width // stride))
+  if tuple(x.shape[1:3]) != expected:
+    raise ValueError(f'{scope_name}: input {x.shape[1]}x{x.shape[2]} cannot be upsampled by {stride} '
+                     f'to {out_height}x{out_width} (needs {expected[0]}x{expected[1]})')
+
+
 def deconv2d(x, output_size, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, name='deconv2d'):
   """A transposed convolution to an explicit output size, for any batch size.
 
@@ -138,11 +146,8 @@ def deconv2d(x, output_size, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, 
   """
   with tf1.variable_scope(name) as scope:
     in_channels = _check_rank(x, 4, scope.name)
+    _check_upsampling(x, output_size, stride, scope.name)
     out_height, out_width = output_size
-    expected = (-(-out_height // stride), -(-out_width // stride))
-    if tuple(x.shape[1:3]) != expected:
-      raise ValueError(f'{scope.name}: input {x.shape[1]}x{x.shape[2]} cannot be upsampled by {stride} '
-                       f'to {out_height}x{out_width} (needs {expected[0]}x{expected[1]})')
     w = _weights([kernel, kernel, filters, in_channels], stddev)
     output_shape = tf.stack([tf.shape(x)[0], out_height, out_width, filters])
     strides = [1, stride, stride, 1]
@@ -150,6 +155,50 @@ def deconv2d(x, output_size, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, 
       net = _deconv2d_matmul_filter_grad(x, w, output_shape, strides)
     else:
       net = tf.nn.conv2d_transpose(x, w, output_shape, strides=strides, padding='SAME')
+    return tf.nn.bias_add(net, _bias(filters))
+
+
+def resize_conv2d(x, output_size, filters, stddev=WEIGHT_STDDEV, name='resize_conv2d'):
+  """Nearest-neighbour upsampling by 2, then a 3x3 convolution with SAME padding and a bias (Odena et al. 2016,
+  "Deconvolution and Checkerboard Artifacts"): deconv2d's job, where every output pixel is made by the same
+  weights, so the layer draws no checkerboard.
+
+  Computed without the upsampled map: an output pixel (2i + a, 2j + b) sees input rows i - 1, i (a = 0) or i, i + 1
+  (a = 1), with the 3x3 kernel's rows summed where two of them fall on one input row ([w0, w1 + w2, 0] and
+  [0, w0 + w1, w2]), and the same for columns. So one 3x3 convolution at the input's size with the four kernels
+  of (a, b) side by side, 4 x filters channels, followed by depth_to_space, equals the upsampling then the
+  convolution (tests/ops_test.py checks it), and skips writing and reading a map four times the input's size.
+
+  Args:
+    x: float tensor [batch, height, width, in_channels]; batch may be unknown.
+    output_size: (out_height, out_width) with ceil(out / 2) equal to the input size (an odd size drops the last
+      row or column of the convolution's output).
+    filters: number of output channels.
+    stddev: standard deviation of the N(0, stddev) weight initializer.
+    name: variable scope holding `w` [3, 3, in_channels, filters] and `b` [filters].
+
+  Returns:
+    Tensor [batch, out_height, out_width, filters].
+
+  Raises:
+    ValueError: `x` is not rank 4, or `output_size` cannot come from the input size.
+  """
+  with tf1.variable_scope(name) as scope:
+    in_channels = _check_rank(x, 4, scope.name)
+    _check_upsampling(x, output_size, 2, scope.name)
+    w = _weights([3, 3, in_channels, filters], stddev)
+    by_parity = lambda k, axis: [  # the 3 taps seen by the even and by the odd outputs along `axis`
+        tf.concat([tf.gather(k, [0], axis=axis), tf.gather(k, [1], axis=axis) + tf.gather(k, [2], axis=axis),
+                   tf.zeros_like(tf.gather(k, [0], axis=axis))], axis),
+        tf.concat([tf.zeros_like(tf.gather(k, [0], axis=axis)),
+                   tf.gather(k, [0], axis=axis) + tf.gather(k, [1], axis=axis), tf.gather(k, [2], axis=axis)], axis)]
+    kernels = tf.concat([by_col for by_row in by_parity(w, 0) for by_col in by_parity(by_row, 1)], axis=3)
+    # [3, 3, in_channels, 4 * filters]: (a, b) = (0, 0), (0, 1), (1, 0), (1, 1), depth_to_space's order
+    if _matmul_filter_grad_pays(w, x.shape[1:3]):
+      net = _conv2d_matmul_filter_grad(x, kernels, [1, 1, 1, 1])
+    else:
+      net = tf.nn.conv2d(x, kernels, strides=[1, 1, 1, 1], padding='SAME')
+    net = tf.nn.depth_to_space(net, 2)[:, :output_size[0], :output_size[1], :]
     return tf.nn.bias_add(net, _bias(filters))
 
 

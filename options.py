@@ -86,6 +86,10 @@ flags.DEFINE_boolean('spectral_norm', False, 'Divide each of D\'s weights by its
                      'normalization, Miyato et al. 2018; one power iteration per D update).')
 flags.DEFINE_boolean('d_batch_norm', True, 'Batch norm in D; --nod_batch_norm drops it, as SN-DCGAN does with '
                      '--spectral_norm.')
+flags.DEFINE_enum('upsample', None, config_lib.UPSAMPLINGS, 'How G doubles its maps: deconv (a transposed 5x5 '
+                  'convolution, as DCGAN) or resize (nearest-neighbour upsampling, then a 3x3 convolution: no '
+                  'checkerboard). Default: resize for colour images, deconv for grayscale; a resumed run keeps '
+                  'what it was trained with.')
 # Training
 flags.DEFINE_integer('epoch', 25, 'Epochs to train in all, counting those of a resumed checkpoint.')
 flags.DEFINE_integer('batch_size', 64, 'Images per training step (2 or more: batch norm needs a batch; 16 or more '
@@ -205,7 +209,7 @@ HELP_GROUPS = [
     ('Data', ['dataset', 'data_dir', 'crop', 'input_fname_pattern', 'input_height', 'input_width', 'train_size',
               'mirror', 'cache', 'strict', 'lsun_category', 'tfds_data_dir']),
     ('Model', ['output_height', 'output_width', 'conditional', 'conditioning', 'z_dim', 'z_dist', 'gf_dim',
-               'df_dim', 'gfc_dim', 'dfc_dim', 'spectral_norm', 'd_batch_norm']),
+               'df_dim', 'gfc_dim', 'dfc_dim', 'spectral_norm', 'd_batch_norm', 'upsample']),
     ('Training', ['epoch', 'batch_size', 'augment', 'learning_rate', 'd_learning_rate', 'g_learning_rate',
                   'lr_decay_epochs', 'beta1', 'beta2', 'loss', 'gradient_penalty', 'r1', 'r1_every', 'd_steps',
                   'g_steps', 'ema', 'ema_start', 'ema_rampup', 'seed']),

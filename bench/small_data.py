@@ -64,7 +64,7 @@ JUDGE_SAMPLES = 5000
 # of the README's tables named default were made before the small-data defaults, so they are the classic recipe).
 VARIANTS = {
     'default': [],
-    'classic': ['--augment', 'none', '--nomirror'],
+    'classic': ['--augment', 'none', '--nomirror', '--upsample', 'deconv'],
     'augment': ['--augment', 'color,translation,cutout'],
     'augment_tc': ['--augment', 'translation,cutout'],
     'mirror': ['--mirror'],
@@ -78,6 +78,8 @@ VARIANTS = {
     'rampup2': ['--ema_rampup', '0.5'],
     'lr_decay6': ['--lr_decay_epochs', '6'],  # at --steps 936 (12 epochs): the rates fall over the last 6
     'own_statistics': [],  # the default after the averaged G got batch-norm statistics of its own (average.py)
+    'resize': ['--upsample', 'resize'],  # (the default for colour images since it was measured: same as default)
+    'deconv': ['--upsample', 'deconv'],  # the default's G layers before resize
 }
 
 

@@ -58,6 +58,8 @@ flags.DEFINE_multi_enum('precision', ['auto', 'float32'], ['auto', 'float32', 'b
                         "times every precision, then PyTorch's twin).")
 flags.DEFINE_enum('conditioning', 'mnist', config_lib.CONDITIONINGS, "main.py --conditioning of mnist28-cond; "
                   "the PyTorch twin has the classic MNIST model only, so --compare_torch needs 'mnist'.")
+flags.DEFINE_enum('upsample', 'deconv', config_lib.UPSAMPLINGS, "main.py --upsample: deconv by default, the "
+                  "PyTorch twin's layers (main.py's default for colour data is resize: --upsample resize times it).")
 flags.DEFINE_boolean('compare_torch', False, 'Also time bench/torch_twin.py, alternating with our rounds.')
 flags.DEFINE_string('pipeline_data', os.path.join(ROOT, '..', 'shared', 'data', 'anime-faces'),
                     'Folder of images for the input pipeline measurement; skipped when absent. Empty: skip.')
@@ -104,7 +106,8 @@ def case_config(name, scratch, precision):
   precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
   return completion.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
                                                batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
-                                               precision=precision, conditioning=FLAGS.conditioning),
+                                               precision=precision, conditioning=FLAGS.conditioning,
+                                               upsample=FLAGS.upsample),
                              case_data(name))
 
 
@@ -116,6 +119,8 @@ def layer_flops(cfg):
     activations and Adam are under 1% of the step.
   """
   conv = lambda out_h, out_w, c_in, c_out: 2 * out_h * out_w * 25 * c_in * c_out  # 5x5 kernels
+  # G's layers: a transposed 5x5 conv costs the conv from its output back; a resize-conv, a 3x3 conv at its output
+  up = (lambda out_h, out_w, c_in, c_out: 2 * out_h * out_w * 9 * c_in * c_out) if cfg.upsample == 'resize' else conv
   h, w, c, y, gf, df = cfg.output_height, cfg.output_width, cfg.c_dim, cfg.y_dim, cfg.gf_dim, cfg.df_dim
   if y and cfg.conditioning == 'mnist':  # the conditional MNIST model (networks._mnist_generator, _mnist_discriminator)
     h2, w2, h4, w4 = -(-h // 2), -(-w // 2), -(-h // 4), -(-w // 4)
@@ -128,7 +133,7 @@ def layer_flops(cfg):
   sizes = [(-(-h // 2 ** i), -(-w // 2 ** i)) for i in range(5)]
   joined = y if cfg.conditioning == 'concat' else 0  # the label joined to z and to D's input
   g = [('h0_lin', 2 * (cfg.z_dim + joined) * gf * 8 * sizes[4][0] * sizes[4][1])]
-  g += [(f'h{i}', conv(*sizes[5 - i], ch_in, ch_out))
+  g += [(f'h{i}', up(*sizes[5 - i], ch_in, ch_out))
         for i, (ch_in, ch_out) in enumerate([(gf * 8, gf * 4), (gf * 4, gf * 2), (gf * 2, gf), (gf, c)], 1)]
   d = [(f'h{i}_conv', conv(*sizes[i + 1], ch_in, ch_out))
        for i, (ch_in, ch_out) in enumerate([(c + joined, df), (df, df * 2), (df * 2, df * 4), (df * 4, df * 8)])]

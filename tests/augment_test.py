@@ -2,6 +2,7 @@
 the average's start; each in the graph, and a resumed run with them bit-identical to one that never stopped."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -152,16 +153,32 @@ def test_mirror_flips_half_the_images_each_epoch_by_the_seed(tmp_path):
     np.testing.assert_array_equal(images[i], expected)
 
 
-def test_the_defaults_follow_the_data_and_a_flag_given_wins():
+def test_the_defaults_follow_the_data_and_a_flag_given_wins(tmp_path):
   grey = datasets.PixelSource('digits', np.zeros((4, 8, 8, 1), np.uint8), np.arange(4, dtype=np.int32))
   colour = datasets.PixelSource('faces', np.zeros((4, 8, 8, 3), np.uint8))
-  digits = completion.complete(config_lib.Config(dataset='digits'), grey)
-  assert (digits.augment, digits.mirror) == ('none', False)
-  faces = completion.complete(config_lib.Config(dataset='faces'), colour)
-  assert (config_lib.augment_policies(faces.augment), faces.mirror) == (('translation', 'cutout'), False)
-  given = completion.complete(config_lib.Config(dataset='faces', augment='none', mirror=True), colour)
-  assert (given.augment, given.mirror) == ('none', True)
-  assert completion.complete(config_lib.Config(dataset='digits', augment='cutout'), grey).augment == 'cutout'
+  config = lambda dataset, **fields: config_lib.Config(dataset=dataset, checkpoint_dir=str(tmp_path), **fields)
+  digits = completion.complete(config('digits'), grey)
+  assert (digits.augment, digits.mirror, digits.upsample) == ('none', False, 'deconv')
+  faces = completion.complete(config('faces'), colour)
+  assert (config_lib.augment_policies(faces.augment), faces.mirror, faces.upsample) == (('translation', 'cutout'),
+                                                                                        False, 'resize')
+  given = completion.complete(config('faces', augment='none', mirror=True, upsample='deconv'), colour)
+  assert (given.augment, given.mirror, given.upsample) == ('none', True, 'deconv')
+  assert completion.complete(config('digits', augment='cutout'), grey).augment == 'cutout'
+
+
+def test_a_resumed_run_keeps_the_upsampling_it_was_trained_with(tmp_path):
+  """A colour run written with deconv G layers (before resize was the default) resumes with them; a flag given wins
+  (and then restore.restore names the mismatch)."""
+  colour = datasets.PixelSource('faces', np.zeros((4, 8, 8, 3), np.uint8))
+  cfg = config_lib.Config(dataset='faces', checkpoint_dir=str(tmp_path), output_height=8, output_width=8)
+  trained = completion.complete(dataclasses.replace(cfg, upsample='deconv'), colour)
+  os.makedirs(trained.checkpoint_path)
+  config_lib.save(trained, trained.checkpoint_path)
+  assert completion.complete(cfg, colour).upsample == 'resize'  # a config but no checkpoint yet: a new run
+  open(os.path.join(trained.checkpoint_path, 'DCGAN.model-4.index'), 'w').close()
+  assert completion.complete(cfg, colour).upsample == 'deconv'
+  assert completion.complete(dataclasses.replace(cfg, upsample='resize'), colour).upsample == 'resize'
 
 
 def test_spectral_norm_brings_the_largest_singular_value_to_one_and_keeps_u_in_the_checkpoint():
@@ -285,7 +302,8 @@ def test_a_resumed_run_with_every_tool_on_is_bit_identical(tmp_path):
   write_images(str(tmp_path / 'data' / 'rgb'), 16, size=(16, 16))
   run = ['--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16', '--batch_size',
          '8', '--gf_dim', '4', '--df_dim', '4', '--deterministic', '--ckpt_freq', '100', '--augment',
-         'color,translation,cutout', '--mirror', '--spectral_norm', '--r1', '1', '--r1_every', '2', '--ema_start', '2']
+         'color,translation,cutout', '--mirror', '--spectral_norm', '--r1', '1', '--r1_every', '2', '--ema_start', '2',
+         '--upsample', 'resize']
   whole, halves = tmp_path / 'whole', tmp_path / 'halves'
   assert main_in_process(*run, '--epoch', '4', *dir_flags(whole, tmp_path / 'data')) == (0, None)
   assert main_in_process(*run, '--epoch', '2', *dir_flags(halves, tmp_path / 'data')) == (0, None)
@@ -321,7 +339,8 @@ def test_the_new_flags_are_checked(tmp_path):
                          (['--d_learning_rate', '0'], '--d_learning_rate must be above 0'),
                          (['--beta2', '1'], '--beta2 must be in [0, 1)'), (['--ema_start', '-5'], '--ema_start'),
                          (['--ema_rampup', '0'], '--ema_rampup must be above 0'),
-                         (['--epoch', '3', '--lr_decay_epochs', '4'], '--lr_decay_epochs must be 0 to --epoch (3)')):
+                         (['--epoch', '3', '--lr_decay_epochs', '4'], '--lr_decay_epochs must be 0 to --epoch (3)'),
+                         (['--upsample', 'bilinear'], 'value should be one of <deconv|resize>')):
     result = main_in_process('--train', *args, *dir_flags(tmp_path, tmp_path / 'data'))
     assert result.returncode == 2 and fragment in result.error, (args, result)
 

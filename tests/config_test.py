@@ -36,3 +36,13 @@ def test_shape_differences_compare_only_what_either_model_has():
   unconditional = dataclasses.replace(CONDITIONAL, y_dim=0)
   assert config_lib.shape_differences(unconditional, dataclasses.replace(unconditional, conditioning='mnist')) == []
   assert config_lib.shape_differences(unconditional, mnist) == [('y_dim', 0, 10)]  # not the conditioning
+
+
+def test_a_config_written_before_upsample_loads_as_deconv_and_upsample_sets_shapes(tmp_path):
+  resized = dataclasses.replace(CONDITIONAL, upsample='resize')
+  fields = dataclasses.asdict(resized)
+  del fields['upsample']
+  (tmp_path / config_lib.CONFIG_FILE).write_text(json.dumps(fields))
+  saved = config_lib.read_saved(str(tmp_path))
+  assert saved.upsample == 'deconv'
+  assert config_lib.shape_differences(saved, resized) == [('upsample', 'deconv', 'resize')]

@@ -47,6 +47,54 @@ def test_deconv2d_rejects_a_size_the_input_cannot_reach():
         ops.deconv2d(tf.zeros([1, 7, 7, 3]), (16, 16), 2, name='d')
 
 
+@pytest.mark.parametrize('input_shape, output_size, device', [
+    ([2, 4, 3, 5], (7, 6), '/cpu:0'),  # odd: the last row dropped; 4x3 takes its weight gradient by matmul on a CPU
+    ([2, 6, 5, 5], (12, 10), ''),
+])
+def test_resize_conv2d_is_nearest_upsampling_then_a_3x3_convolution(input_shape, output_size, device):
+  rng = np.random.default_rng(0)
+  x_value = rng.normal(size=input_shape).astype(np.float32)
+  weights = rng.normal(size=[2, *output_size, 4]).astype(np.float32)  # a gradient that differs at every pixel
+  with tf.Graph().as_default(), tf.device(device):
+    x = tf.constant(x_value)
+    net = ops.resize_conv2d(x, output_size, 4, name='r')
+    w, b = tf1.global_variables('r/w')[0], tf1.global_variables('r/b')[0]
+    upsampled = tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)  # each pixel a 2x2 block
+    reference = tf.nn.bias_add(tf.nn.conv2d(upsampled, w, 1, 'SAME'), b)[:, :output_size[0], :output_size[1]]
+    grads = lambda out: [tf.convert_to_tensor(g) for g in tf.gradients(tf.reduce_sum(out * weights), [x, w])]
+    (fused, *fused_grads), (plain, *plain_grads) = _run([[net, *grads(net)], [reference, *grads(reference)]])
+  np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=1e-5)
+  for got, want in zip(fused_grads, plain_grads):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_resize_conv2d_shapes_variables_and_a_size_it_cannot_reach():
+  with tf.Graph().as_default():
+    x = tf1.placeholder(tf.float32, [None, 4, 4, 3])
+    net = ops.resize_conv2d(x, (7, 8), 2, name='r')
+    assert net.shape.as_list() == [None, 7, 8, 2]
+    assert _names() == ['r/b:0', 'r/w:0']
+    assert tf1.global_variables('r/w')[0].shape.as_list() == [3, 3, 3, 2]
+    assert _run(net, {x: np.ones([5, 4, 4, 3], np.float32)}).shape == (5, 7, 8, 2)
+    with pytest.raises(ValueError, match=r'outer/r: input 4x4 cannot be upsampled by 2 to 16x16'):
+      with tf1.variable_scope('outer'):
+        ops.resize_conv2d(x, (16, 16), 2, name='r')
+
+
+def test_a_flat_input_comes_out_flat_from_resize_conv2d_and_checkered_from_deconv2d():
+  """The checkerboard of Odena et al. 2016: a stride-2 transposed convolution adds a different sum of weights to
+  even and odd pixels, so a flat map comes out with a 2x2 pattern; a resize then convolution stays flat."""
+  with tf.Graph().as_default():
+    tf1.set_random_seed(0)
+    flat = tf.ones([1, 8, 8, 4])
+    resized, deconvolved = _run([ops.resize_conv2d(flat, (16, 16), 1, name='r'),
+                                 ops.deconv2d(flat, (16, 16), 1, name='d')])
+  inside = lambda image: image[0, 2:-2, 2:-2, 0]  # away from the zero padding at the edges
+  assert np.ptp(inside(resized)) < 1e-6
+  assert np.ptp(inside(deconvolved)) > 1e-3
+  np.testing.assert_allclose(inside(deconvolved)[::2, ::2], inside(deconvolved)[0, 0], rtol=1e-5)
+
+
 def test_linear_shape_and_rank_error_names_scope():
   with tf.Graph().as_default():
     assert ops.linear(tf.zeros([2, 6]), 3, name='fc').shape.as_list() == [2, 3]
