@@ -187,12 +187,8 @@ def resize_conv2d(x, output_size, filters, stddev=WEIGHT_STDDEV, name='resize_co
     in_channels = _check_rank(x, 4, scope.name)
     _check_upsampling(x, output_size, 2, scope.name)
     w = _weights([3, 3, in_channels, filters], stddev)
-    by_parity = lambda k, axis: [  # the 3 taps seen by the even and by the odd outputs along `axis`
-        tf.concat([tf.gather(k, [0], axis=axis), tf.gather(k, [1], axis=axis) + tf.gather(k, [2], axis=axis),
-                   tf.zeros_like(tf.gather(k, [0], axis=axis))], axis),
-        tf.concat([tf.zeros_like(tf.gather(k, [0], axis=axis)),
-                   tf.gather(k, [0], axis=axis) + tf.gather(k, [1], axis=axis), tf.gather(k, [2], axis=axis)], axis)]
-    kernels = tf.concat([by_col for by_row in by_parity(w, 0) for by_col in by_parity(by_row, 1)], axis=3)
+    kernels = tf.concat([by_col for by_row in _taps_by_parity(w, 0) for by_col in _taps_by_parity(by_row, 1)],
+                        axis=3)
     # [3, 3, in_channels, 4 * filters]: (a, b) = (0, 0), (0, 1), (1, 0), (1, 1), depth_to_space's order
     if _matmul_filter_grad_pays(w, x.shape[1:3]):
       net = _conv2d_matmul_filter_grad(x, kernels, [1, 1, 1, 1])
@@ -200,6 +196,14 @@ def resize_conv2d(x, output_size, filters, stddev=WEIGHT_STDDEV, name='resize_co
       net = tf.nn.conv2d(x, kernels, strides=[1, 1, 1, 1], padding='SAME')
     net = tf.nn.depth_to_space(net, 2)[:, :output_size[0], :output_size[1], :]
     return tf.nn.bias_add(net, _bias(filters))
+
+
+def _taps_by_parity(kernel, axis):
+  """[the even outputs' taps, the odd outputs' taps] of a 3-tap `kernel` along `axis` applied after nearest
+  upsampling by 2, as taps on the input positions i - 1, i, i + 1: [k0, k1 + k2, 0] and [0, k0 + k1, k2]."""
+  k0, k1, k2 = tf.split(kernel, 3, axis=axis)
+  zero = tf.zeros_like(k0)
+  return [tf.concat([k0, k1 + k2, zero], axis), tf.concat([zero, k0 + k1, k2], axis)]
 
 
 def _matmul_filter_grad_pays(w, small_size):
