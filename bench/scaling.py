@@ -54,7 +54,8 @@ def run(devices, scratch, multi_worker=False):
   cfg = completion.complete(config_lib.Config(dataset=FLAGS.case, output_height=height, output_width=width,
                                               batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
                                               devices=tuple(devices) if len(devices) > 1 else (),
-                                              multi_worker=multi_worker, conditioning='mnist'), dataset)
+                                              multi_worker=multi_worker, conditioning='mnist',
+                                              upsample='deconv'), dataset)  # (as the README's numbers)
   run_ = trainer.Trainer(cfg, dataset)
   dcgan = run_.dcgan
   times = []
