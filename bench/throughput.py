@@ -118,9 +118,11 @@ def layer_flops(cfg):
     (G's list, D's list) of (layer name, FLOPs per image). Only convolutions and matmuls count; batch norm,
     activations and Adam are under 1% of the step.
   """
-  conv = lambda out_h, out_w, c_in, c_out: 2 * out_h * out_w * 25 * c_in * c_out  # 5x5 kernels
-  # G's layers: a transposed 5x5 conv costs the conv from its output back; a resize-conv, a 3x3 conv at its output
-  up = (lambda out_h, out_w, c_in, c_out: 2 * out_h * out_w * 9 * c_in * c_out) if cfg.upsample == 'resize' else conv
+  conv = lambda out_h, out_w, c_in, c_out, taps=25: 2 * out_h * out_w * taps * c_in * c_out  # 5x5 kernels
+  # G's layers, at their input's size: a transposed 5x5 conv costs the conv from its output back; ops.resize_conv2d
+  # is a 3x3 conv there with four kernels (one per output parity) side by side
+  up = (lambda h_in, w_in, c_in, c_out: conv(h_in, w_in, c_in, 4 * c_out, taps=9)) if cfg.upsample == 'resize' \
+      else conv
   h, w, c, y, gf, df = cfg.output_height, cfg.output_width, cfg.c_dim, cfg.y_dim, cfg.gf_dim, cfg.df_dim
   if y and cfg.conditioning == 'mnist':  # the conditional MNIST model (networks._mnist_generator, _mnist_discriminator)
     h2, w2, h4, w4 = -(-h // 2), -(-w // 2), -(-h // 4), -(-w // 4)
