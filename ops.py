@@ -109,12 +109,15 @@ def conv2d(x, filters, kernel=5, stride=2, stddev=WEIGHT_STDDEV, spectral_norm=F
   with tf1.variable_scope(name) as scope:
     in_channels = _check_rank(x, 4, scope.name)
     w = _weights([kernel, kernel, in_channels, filters], stddev, spectral_norm)
-    strides = [1, stride, stride, 1]
-    if _matmul_filter_grad_pays(w, [None if d is None else -(-d // stride) for d in x.shape[1:3]]):
-      net = _conv2d_matmul_filter_grad(x, w, strides)
-    else:
-      net = tf.nn.conv2d(x, w, strides=strides, padding='SAME')
-    return tf.nn.bias_add(net, _bias(filters))
+    return tf.nn.bias_add(_same_conv(x, w, stride), _bias(filters))
+
+
+def _same_conv(x, w, stride):
+  """tf.nn.conv2d(x, w, stride, 'SAME'), its weight gradient by matmul where _matmul_filter_grad_pays."""
+  strides = [1, stride, stride, 1]
+  if _matmul_filter_grad_pays(w, [None if d is None else -(-d // stride) for d in x.shape[1:3]]):
+    return _conv2d_matmul_filter_grad(x, w, strides)
+  return tf.nn.conv2d(x, w, strides=strides, padding='SAME')
 
 
 def _check_upsampling(x, output_size, stride, scope_name):
@@ -190,11 +193,7 @@ def resize_conv2d(x, output_size, filters, stddev=WEIGHT_STDDEV, name='resize_co
     kernels = tf.concat([by_col for by_row in _taps_by_parity(w, 0) for by_col in _taps_by_parity(by_row, 1)],
                         axis=3)
     # [3, 3, in_channels, 4 * filters]: (a, b) = (0, 0), (0, 1), (1, 0), (1, 1), depth_to_space's order
-    if _matmul_filter_grad_pays(w, x.shape[1:3]):
-      net = _conv2d_matmul_filter_grad(x, kernels, [1, 1, 1, 1])
-    else:
-      net = tf.nn.conv2d(x, kernels, strides=[1, 1, 1, 1], padding='SAME')
-    net = tf.nn.depth_to_space(net, 2)[:, :output_size[0], :output_size[1], :]
+    net = tf.nn.depth_to_space(_same_conv(x, kernels, 1), 2)[:, :output_size[0], :output_size[1], :]
     return tf.nn.bias_add(net, _bias(filters))
 
 
