@@ -35,6 +35,11 @@ UPSAMPLINGS = ('deconv', 'resize')
 # The names main.py's flags accept, kept here (where nothing loads TensorFlow) so that a mistake in a flag is
 # reported before TensorFlow loads; each module that implements them checks at import that they match.
 BUILTIN_DATASETS = ('digits',)  # datasets.py renders them
+MNIST_DATASET, CELEBA_DATASET = 'mnist', 'celebA'  # the folders download.py fetches them into (fetch.py)
+# LSUN's scene categories and splits, as download.py fetches them (fetch.LSUN_ZIPS, which checks at import)
+LSUN_CATEGORIES = ('bedroom', 'bridge', 'church_outdoor', 'classroom', 'conference_room', 'dining_room', 'kitchen',
+                   'living_room', 'restaurant', 'tower')
+LSUN_SPLITS = ('train', 'val')
 TFDS_PREFIX = 'tfds:'  # --dataset tfds:NAME is a TensorFlow Datasets dataset
 BEST_CHECKPOINT = 'best'  # --checkpoint best: the one kept by --eval_freq
 LOSS_NAMES = ('non_saturating', 'minimax', 'wasserstein', 'hinge', 'least_squares')  # losses.LOSSES
@@ -187,6 +192,32 @@ def augment_policies(text):
   if unknown:
     raise ValueError(f'--augment {unknown[0]!r} is not one of {", ".join(AUGMENT_POLICIES)} or none')
   return tuple(dict.fromkeys(names))  # (in the given order, once each)
+
+
+def check_lsun_categories(categories):
+  """Raises UserError naming the first of `categories` that is not an LSUN scene category, with the ones there are."""
+  for category in categories:
+    if category not in LSUN_CATEGORIES:
+      raise UserError(f'--lsun_category {category!r} is not an LSUN scene category: {", ".join(LSUN_CATEGORIES)}')
+
+
+def lsun_folder(category, split='train'):
+  """The dataset folder download.py unpacks an LSUN category into: lsun_<category>, lsun_<category>_val."""
+  return f'lsun_{category}' + ('' if split == 'train' else f'_{split}')
+
+
+def download_command(dataset):
+  """The download.py command that makes the dataset folder `dataset`, or None when it does not make it: what the
+  messages of a missing dataset say, without the download code (fetch.py's table, checked against this)."""
+  if dataset == MNIST_DATASET:
+    return 'python download.py mnist'
+  if dataset == CELEBA_DATASET:
+    return 'python download.py celebA'
+  for category in LSUN_CATEGORIES:
+    for split in LSUN_SPLITS:
+      if dataset == lsun_folder(category, split):
+        return f'python download.py lsun --lsun_category {category}' + ('' if split == 'train' else ' --lsun_split val')
+  return None
 
 
 def category_dataset(prefix, categories):

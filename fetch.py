@@ -17,6 +17,7 @@ from typing import Optional
 from absl import logging
 
 import archives
+import config
 import transfer as transfer_lib
 import utils
 from errors import UserError
@@ -73,15 +74,17 @@ def _mnist(name, size, md5):
 
 
 # Sizes from TensorFlow Datasets' url_checksums, MD5 as torchvision lists them.
-MNIST = Download('mnist', (
+MNIST = Download(config.MNIST_DATASET, (
     _mnist('train-images-idx3-ubyte.gz', 9912422, 'f68b3c2dcbeaaa9fbdd348bbdeb94873'),
     _mnist('train-labels-idx1-ubyte.gz', 28881, 'd53e105ee54ea40749a09fcbcd1e9432'),
     _mnist('t10k-images-idx3-ubyte.gz', 1648877, '9fb629c4189551a2d022fa330f9573f3'),
     _mnist('t10k-labels-idx1-ubyte.gz', 4542, 'ec29112dd5afa0611ce80d1b7f02629c')))
 
 # The aligned and cropped CelebA faces, 202,599 JPEGs of 178x218.
-CELEBA = Download('celebA', (Remote('img_align_celeba.zip', 1443490838, 'md5:00d2c5bc6d35e252742224ab0c1e8fcb',
-                                    drive_id='0B7EVK8r0v71pZjFTYXZWM3FlRnM'),), archive=True, train='--crop')
+CELEBA = Download(config.CELEBA_DATASET, (Remote('img_align_celeba.zip', 1443490838,
+                                                 'md5:00d2c5bc6d35e252742224ab0c1e8fcb',
+                                                 drive_id='0B7EVK8r0v71pZjFTYXZWM3FlRnM'),),
+                  archive=True, train='--crop')
 
 # LSUN's ten scene categories: (bytes, SHA-256) of <category>_<split>_lmdb.zip, from TensorFlow Datasets.
 LSUN_ZIPS = {
@@ -106,7 +109,9 @@ LSUN_ZIPS = {
     'tower_train': (12010237081, '440caec74c9641cb51fd235a5970c8e4931c3af875aeb044a8bcca956e106309'),
     'tower_val': (5223709, '7f5257847bc01f4e40d4a1b3e24dd8fcd37063f12ca8cf31e726c2ee0b1ae104'),
 }
-LSUN_CATEGORIES = tuple(sorted({name.rsplit('_', 1)[0] for name in LSUN_ZIPS}))
+LSUN_CATEGORIES, LSUN_SPLITS = config.LSUN_CATEGORIES, config.LSUN_SPLITS
+if {f'{category}_{split}' for category in LSUN_CATEGORIES for split in LSUN_SPLITS} != set(LSUN_ZIPS):
+  raise ImportError('fetch.LSUN_ZIPS and config.LSUN_CATEGORIES, LSUN_SPLITS must name the same zips')
 
 # The FID paper's Inception network, as TTUR's fid.py and TF-GAN fetch it. No checksum of the archive is published
 # (its size, 88,931,400 bytes, shows in many public logs); the GraphDef inside has a published size and MD5 (OpenAI's
@@ -115,22 +120,13 @@ INCEPTION_URL = 'http://download.tensorflow.org/models/image/imagenet/'
 INCEPTION_GRAPH = Remote('classify_image_graph_def.pb', 95673916, 'md5:e6bb154e85f5d4331c22abcddb5dcf31')
 INCEPTION = Download('inception', (Remote('inception-2015-12-05.tgz', 88931400, None, (INCEPTION_URL,)),),
                      member=INCEPTION_GRAPH)
-LSUN_SPLITS = ('train', 'val')
-
-
-def check_lsun_categories(categories):
-  """Raises UserError naming the first of `categories` that is not an LSUN scene category, with the ones there are."""
-  for category in categories:
-    if category not in LSUN_CATEGORIES:
-      raise UserError(f'--lsun_category {category!r} is not an LSUN scene category: {", ".join(LSUN_CATEGORIES)}')
 
 
 def lsun(category, split='train'):
   """The Download of one LSUN scene category: its LMDB, unpacked into data/lsun_<category>[_val]."""
   size, sha256 = LSUN_ZIPS[f'{category}_{split}']
-  folder = f'lsun_{category}' + ('' if split == 'train' else f'_{split}')
-  return Download(folder, (Remote(f'{category}_{split}_lmdb.zip', size, 'sha256:' + sha256, (LSUN_URL,)),),
-                  archive=True, train='--crop')
+  remote = Remote(f'{category}_{split}_lmdb.zip', size, 'sha256:' + sha256, (LSUN_URL,))
+  return Download(config.lsun_folder(category, split), (remote,), archive=True, train='--crop')
 
 
 NAMES = ('mnist', 'celebA', 'lsun', 'inception')  # what download.py fetches, by name
@@ -149,24 +145,11 @@ def downloads(names, lsun_categories=('bedroom',), lsun_split='train'):
       raise UserError(f'download.py knows {", ".join(NAMES)}, not {name!r} (for other data: main.py --dataset '
                       'tfds:NAME, or a folder of images)')
     if match == 'lsun':
-      check_lsun_categories(lsun_categories)
+      config.check_lsun_categories(lsun_categories)
       chosen += [lsun(category, lsun_split) for category in lsun_categories]
     else:
       chosen.append({'mnist': MNIST, 'celebA': CELEBA, 'inception': INCEPTION}[match])
   return chosen
-
-
-def command_for(folder):
-  """The download.py command that makes the dataset folder `folder`, or None when it does not make it."""
-  if folder == MNIST.folder:
-    return 'python download.py mnist'
-  if folder == CELEBA.folder:
-    return 'python download.py celebA'
-  for category in LSUN_CATEGORIES:
-    for split in LSUN_SPLITS:
-      if folder == lsun(category, split).folder:
-        return f'python download.py lsun --lsun_category {category}' + ('' if split == 'train' else ' --lsun_split val')
-  return None
 
 
 @contextlib.contextmanager

@@ -65,35 +65,6 @@ def parse_labels(text, y_dim, class_names=None):
   return labels
 
 
-class Generator:
-  """G of a restored checkpoint: z (and labels) in, uint8 images out, in batches of any size."""
-
-  def __init__(self, dcgan, sess):
-    self.dcgan, self.sess, self.config = dcgan, sess, dcgan.config
-
-  def __call__(self, z, labels=None):
-    """z float [n, z_dim], labels int [n] (conditional) -> uint8 [n, height, width, c_dim]."""
-    sampler, batch = self.dcgan.sampler, self.config.batch_size
-    chunks = []
-    for start in range(0, len(z), batch):
-      feed = {sampler.z: z[start:start + batch]}
-      if sampler.labels is not None:
-        feed[sampler.labels] = np.asarray(labels)[start:start + batch]
-      chunks.append(self.sess.run(sampler.images, feed))
-    return np.concatenate(chunks)
-
-  def z_for(self, seed, index):
-    """The z of image `index` under `seed`: the same whatever N or the batch size."""
-    return utils.noise(self.config.z_dist, [self.config.z_dim], [seed, index])
-
-  def labels_for(self, labels, count):
-    """`labels` repeated to `count`, or None for an unconditional model; None labels mean every class."""
-    if not self.config.y_dim:
-      return None
-    labels = labels or list(range(self.config.y_dim))
-    return np.resize(np.asarray(labels, np.int32), count)
-
-
 def generate(gen, count, labels, seed, out_dir):
   """Writes `count` PNG files, grid.png of the first ones and manifest.json into `out_dir`.
 

@@ -28,7 +28,6 @@ from absl import logging
 import cli
 import cluster
 import config as config_lib
-import fetch
 from errors import UserError
 from options import FLAGS, HELP_GROUPS, INTRO
 
@@ -56,7 +55,7 @@ def _dataset():
     return FLAGS.dataset
   if FLAGS.dataset != 'lsun':
     raise UserError(f'--lsun_category goes with --dataset lsun, not --dataset {FLAGS.dataset}')
-  fetch.check_lsun_categories(FLAGS.lsun_category)
+  config_lib.check_lsun_categories(FLAGS.lsun_category)
   if len(set(FLAGS.lsun_category)) < 2:
     raise UserError(f'--lsun_category {",".join(FLAGS.lsun_category)}: give two or more categories for a '
                     f'conditional model; for one, use --dataset lsun_{FLAGS.lsun_category[0]}')

@@ -1,11 +1,8 @@
-"""The DCGAN graph, built in stages that hand each other named tuples, as TF-GAN's `gan_model` and friends do.
-
-inputs (GANInputs) -> model (GANModel: G once, D on real and on generated images) -> losses (GANLoss: one of
-losses.LOSSES, and the gradient penalty) -> train ops (GANTrainOps: Adam for D, Adam for G, then the moving
-average of G's weights). `gan_model`, `gan_loss` and `gan_train_ops` take tensors and return tensors, so one
-replica's step runs under a `tf.distribute` strategy unchanged. The `DCGAN` class builds them into one graph,
-each stage under its own name scope (TensorBoard's Graph tab shows a dozen boxes), with the sampler (G again, on
-the averaged weights, in inference mode) and what saving and checking need. Running it is trainer.py's work.
+"""The DCGAN graph: the stages of a training step (stages.py: inputs -> model -> losses -> train ops, each a named
+tuple, as TF-GAN's `gan_model` and friends), then the moving average of G's weights, on one device or under a
+`tf.distribute` strategy, each stage under its own name scope (TensorBoard's Graph tab shows a dozen boxes); the
+sampler (G again, on the averaged weights, in inference mode) and what saving and checking need; and Generator, the
+sampler of a restored graph in a session. Running the training step is trainer.py's work.
 
 $ python main.py --train --dataset digits
 """
@@ -22,152 +19,19 @@ import augment
 import average as average_lib
 import config as config_lib
 import datasets
-import losses
 import ops
+import stages
 import utils
-from networks import DISCRIMINATOR, GENERATOR, discriminator, generator
+from networks import DISCRIMINATOR, generator
 
 tf1 = tf.compat.v1
 
 SAMPLE_Z_STREAM = 1 << 31  # seeds the fixed grid z apart from the per-step z, which uses the step number
 EMA_NAME = average_lib.EMA_NAME  # the suffix of the averaged weights' names in checkpoints
-LOSS_SCALE_SCOPE = 'loss_scale'  # mixed float16's loss scales and overflow count: never in a checkpoint
-
-GANInputs = collections.namedtuple('GANInputs', 'images labels z z_labels z_label_ids mix augment_seed')
-"""images: float [batch, height, width, c_dim] in [-1, 1]; labels: their one-hot float [batch, y_dim] or None;
-z: float [batch, z_dim]; z_labels: one-hot [batch, y_dim] asked of G, or None, of z_label_ids, the int32 [batch]
-labels fed; mix: float [batch] in [0, 1], where the gradient penalty's images lie between real and generated, or
-None without a penalty; augment_seed: int64 [2], the seed of this update's augmentations (--augment), or None.
-G's inputs are fed, never read from the data iterator, so a G update does not consume a batch."""
-
-GANModel = collections.namedtuple('GANModel', 'inputs generated real_seen real_logits fake_logits mixed '
-                                              'mixed_logits')
-"""generated: G(z) in [-1, 1]; real_seen: the real images as D sees them (augmented with --augment); real_logits:
-D(x) [batch, 1]; fake_logits: D(G(z)) [batch, 1]: D's raw outputs (of the augmented images with --augment). For
-the gradient penalty (else None): mixed, images between real and generated ones (inputs.mix of the way from G(z)
-to x); mixed_logits, D on them."""
-
-GANLoss = collections.namedtuple('GANLoss', 'd_loss g_loss penalty d_real d_fake r1')
-"""Scalars: D's loss (with the weighted gradient penalty), G's loss, the penalty before its weight (0 without
-one), and D(x) and D(G(z)) as the loss reads D: mean probabilities, or mean raw scores (see losses.py); r1, the R1
-penalty before its weight (--r1), or None without it: D's loss adds it only in the lazy updates."""
-
-GANTrainOps = collections.namedtuple('GANTrainOps', 'd_train d_train_r1 g_train step_inc')
-"""d_train: one Adam step on D; d_train_r1: the same with --r1's penalty, r1_every times its weight, added (lazy
-R1, as StyleGAN2: the trainer runs it every --r1_every steps instead of d_train), or None; g_train: one Adam step
-on G, then its moving average; step_inc: adds 1 to global_step, once a step however many updates of D and G it
-makes (TF-GAN's global_step_inc_op)."""
+LOSS_SCALE_SCOPE = stages.LOSS_SCALE_SCOPE
 
 Sampler = collections.namedtuple('Sampler', 'z labels images')
 """z: placeholder [None, z_dim]; labels: int32 placeholder [None] or None; images: uint8 [None, h, w, c]."""
-
-
-def gan_model(inputs, config):
-  """Calls G once and D twice (on real images, then with shared variables on G's output), and with a gradient
-  penalty a third time, on images between the real and the generated ones. With --augment, D sees every image
-  augmented (augment.apply), real and generated each by draws of their own, and G's gradient flows through."""
-  generated = generator(inputs.z, inputs.z_labels, config, is_training=True)
-  real_seen, fake_seen = inputs.images, generated
-  policies = augment.parse(config.augment)
-  if policies:
-    with tf.name_scope('augment'):
-      real_seen = augment.apply(inputs.images, policies, inputs.augment_seed)
-      fake_seen = augment.apply(generated, policies, inputs.augment_seed + tf.constant([1, 0], tf.int64))
-  real_logits = discriminator(real_seen, inputs.labels, config)
-  fake_logits = discriminator(fake_seen, inputs.z_labels, config, reuse=True)
-  mixed = mixed_logits = None
-  if inputs.mix is not None:
-    with tf.name_scope('inputs/'):  # the third of D's inputs
-      mix = tf.reshape(inputs.mix, [-1, 1, 1, 1])
-      mixed = mix * real_seen + (1.0 - mix) * fake_seen
-    mixed_logits = discriminator(mixed, inputs.labels, config, reuse=True)
-  return GANModel(inputs, generated, real_seen, real_logits, fake_logits, mixed, mixed_logits)
-
-
-def gan_loss(model, config):
-  """The losses of --loss on D's logits, and with --gradient_penalty W, W times WGAN-GP's penalty added to D's."""
-  loss = losses.LOSSES[config.loss]
-  d_loss, g_loss = loss(model.real_logits, model.fake_logits)
-  penalty = tf.constant(0.0)
-  if config.gradient_penalty:
-    penalty = losses.gradient_penalty(model.mixed, model.mixed_logits)
-    d_loss += config.gradient_penalty * penalty
-  shown = tf.sigmoid if loss.probability else tf.identity
-  r1 = losses.r1_penalty(model.real_seen, model.real_logits) if config.r1 else None
-  return GANLoss(d_loss=d_loss, g_loss=g_loss, penalty=penalty, d_real=tf.reduce_mean(shown(model.real_logits)),
-                 d_fake=tf.reduce_mean(shown(model.fake_logits)), r1=r1)
-
-
-def scope_collection(key, scope):
-  """The members of a graph collection made under `scope`, including by later calls (`scope_1/`, ...)."""
-  return tf1.get_collection(key, scope=re.escape(scope) + r'(_\d+)?/')
-
-
-def learning_rate_scale(config, global_step, epoch_steps):
-  """The factor on both learning rates at `global_step`: 1, or with --lr_decay_epochs N, falling linearly over the
-  last N epochs of --epoch to 1/(N epochs' steps) at the last step (pix2pix's --n_epochs_decay)."""
-  if not config.lr_decay_epochs:
-    return 1.0
-  left = tf.cast(config.epoch * epoch_steps - global_step, tf.float32)
-  return tf.clip_by_value(left / float(config.lr_decay_epochs * epoch_steps), 0.0, 1.0)
-
-
-def gan_train_ops(loss, config, global_step, epoch_steps):
-  """One Adam optimizer for D and one for G (--d_learning_rate, --g_learning_rate, scaled by
-  learning_rate_scale), each on its own variables and batch-norm (and spectral-norm) updates, and the op that
-  counts steps.
-
-  Raises:
-    ValueError: a trainable variable or an update op belongs to neither network.
-  """
-  split = {}
-  for key in (tf1.GraphKeys.TRAINABLE_VARIABLES, tf1.GraphKeys.UPDATE_OPS):
-    split[key] = {net: scope_collection(key, net) for net in (GENERATOR, DISCRIMINATOR)}
-    stray = set(tf1.get_collection(key)) - set(split[key][GENERATOR]) - set(split[key][DISCRIMINATOR])
-    if stray:
-      raise ValueError(f'{key} outside the {GENERATOR} and {DISCRIMINATOR} scopes: '
-                       f'{sorted(x.name for x in stray)}')
-  variables, updates = split[tf1.GraphKeys.TRAINABLE_VARIABLES], split[tf1.GraphKeys.UPDATE_OPS]
-
-  overflows = None
-  if config.precision == 'mixed_float16':
-    with tf1.variable_scope(LOSS_SCALE_SCOPE):  # (not in checkpoints: a run resumes at any precision)
-      overflows = tf1.get_variable('overflows', [], tf.int64, tf1.zeros_initializer(), trainable=False,
-                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-  scale = learning_rate_scale(config, global_step, epoch_steps)
-  d_optimizer = _adam((config.d_learning_rate or config.learning_rate) * scale, config, 'd_adam', overflows)
-  g_optimizer = _adam((config.g_learning_rate or config.learning_rate) * scale, config, 'g_adam', overflows)
-  d_train = _minimize(d_optimizer, loss.d_loss, variables[DISCRIMINATOR], updates[DISCRIMINATOR], overflows)
-  d_train_r1 = None
-  if loss.r1 is not None:
-    # Lazy R1 (StyleGAN2): every --r1_every steps this update runs instead of d_train, the penalty weighted that
-    # many times; the same optimizer, so the same Adam moments
-    lazy = loss.d_loss + config.r1_every * config.r1 / 2.0 * loss.r1
-    d_train_r1 = _minimize(d_optimizer, lazy, variables[DISCRIMINATOR], updates[DISCRIMINATOR], overflows)
-  g_train = _minimize(g_optimizer, loss.g_loss, variables[GENERATOR], updates[GENERATOR], overflows)
-  return GANTrainOps(d_train=d_train, d_train_r1=d_train_r1, g_train=g_train, step_inc=global_step.assign_add(1))
-
-
-def _adam(learning_rate, config, name, overflows):
-  """Adam with --beta1 and --beta2; at mixed float16 (`overflows` given) inside dynamic loss scaling: float16
-  gradients of the loss times a scale that grows until they overflow, then halves."""
-  optimizer = tf1.train.AdamOptimizer(learning_rate, beta1=config.beta1, beta2=config.beta2, name=name)
-  if overflows is None:
-    return optimizer
-  with tf1.variable_scope(LOSS_SCALE_SCOPE, reuse=tf1.AUTO_REUSE):
-    return tf1.mixed_precision.MixedPrecisionLossScaleOptimizer(optimizer, 'dynamic')
-
-
-def _minimize(optimizer, net_loss, variables, updates, overflows):
-  """One step of `optimizer` on `net_loss` over `variables`, after the network's batch-norm and spectral-norm
-  `updates`; at mixed float16 an update whose gradients overflowed is skipped by the optimizer, and counted."""
-  with tf.control_dependencies(updates):
-    gradients = optimizer.compute_gradients(net_loss, var_list=variables)
-    train = optimizer.apply_gradients(gradients)
-  if overflows is None:
-    return train
-  finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g, _ in gradients if g is not None])
-  return tf.group(train, overflows.assign_add(tf.cast(tf.logical_not(finite), tf.int64)))
 
 
 def _to_uint8(images):
@@ -317,15 +181,15 @@ class DCGAN:
     """
     cfg = self.config
 
-    def stages(inputs):
-      model = gan_model(inputs, cfg)
+    def step(inputs):
+      model = stages.gan_model(inputs, cfg)
       with tf.name_scope('losses'):
-        loss = gan_loss(model, cfg)
+        loss = stages.gan_loss(model, cfg)
       with tf.name_scope('train'):
-        return model, loss, gan_train_ops(loss, cfg, self.global_step, self.steps_per_epoch)
+        return model, loss, stages.gan_train_ops(loss, cfg, self.global_step, self.steps_per_epoch)
 
     if self.strategy is None:
-      return self._with_power_iterations(*stages(self.inputs))
+      return self._with_power_iterations(*step(self.inputs))
     replicas = self.strategy.num_replicas_in_sync
     per_replica, local_replicas = cfg.batch_size // replicas, replicas // cfg.num_workers
 
@@ -337,7 +201,7 @@ class DCGAN:
       cut = lambda t, i: None if t is None else t[i * per_replica:(i + 1) * per_replica]
       # each replica augments its share by draws of its own (its real and generated images: 2 index and 2 index + 1)
       seed = None if inputs.augment_seed is None else inputs.augment_seed + tf.cast([2 * index, 0], tf.int64)
-      model, loss, train_ops = stages(GANInputs(
+      model, loss, train_ops = step(stages.GANInputs(
           images=cut(inputs.images, local), labels=cut(inputs.labels, local), z=cut(inputs.z, index),
           z_labels=cut(inputs.z_labels, index), z_label_ids=None, mix=cut(inputs.mix, index), augment_seed=seed))
       return model.generated, model.real_seen, model.real_logits, model.fake_logits, loss, train_ops
@@ -350,16 +214,16 @@ class DCGAN:
     group = lambda value: None if value is None else self.strategy.group(value)
     # (the penalty's images stay inside the replicas: only their loss leaves)
     return self._with_power_iterations(
-        GANModel(self.inputs, concat(generated), concat(real_seen), concat(real_logits), concat(fake_logits),
-                 None, None),
-        GANLoss(*map(mean, loss)), GANTrainOps(*map(group, train_ops)))
+        stages.GANModel(self.inputs, concat(generated), concat(real_seen), concat(real_logits), concat(fake_logits),
+                        None, None),
+        stages.GANLoss(*map(mean, loss)), stages.GANTrainOps(*map(group, train_ops)))
 
   def _with_power_iterations(self, model, loss, train_ops):
     """The stages; with --spectral_norm, each of D's updates followed by one power iteration of each of D's
     weights (ops.power_iteration_updates, made here, outside the replicas, so that a strategy runs them once)."""
     if not self.config.spectral_norm:
       return model, loss, train_ops
-    d_variables = scope_collection(tf1.GraphKeys.GLOBAL_VARIABLES, DISCRIMINATOR)
+    d_variables = stages.scope_collection(tf1.GraphKeys.GLOBAL_VARIABLES, DISCRIMINATOR)
 
     def then_iterate(train):
       if train is None:
@@ -392,10 +256,12 @@ class DCGAN:
     mix = tf1.placeholder(tf.float32, [None], name='step_mix') if cfg.gradient_penalty else None
     seed = tf1.placeholder(tf.int64, [2], name='step_augment_seed') if augment.parse(cfg.augment) else None
     if not cfg.y_dim:
-      return GANInputs(images=images, labels=None, z=z, z_labels=None, z_label_ids=None, mix=mix, augment_seed=seed)
+      return stages.GANInputs(images=images, labels=None, z=z, z_labels=None, z_label_ids=None, mix=mix,
+                              augment_seed=seed)
     label_ids = tf1.placeholder(tf.int32, [None], name='step_z_labels')
-    return GANInputs(images=images, labels=tf.one_hot(self.pipeline.labels, cfg.y_dim), z=z,
-                     z_labels=tf.one_hot(label_ids, cfg.y_dim), z_label_ids=label_ids, mix=mix, augment_seed=seed)
+    return stages.GANInputs(images=images, labels=tf.one_hot(self.pipeline.labels, cfg.y_dim), z=z,
+                            z_labels=tf.one_hot(label_ids, cfg.y_dim), z_label_ids=label_ids, mix=mix,
+                            augment_seed=seed)
 
   def _build_sampler(self):
     """G in inference mode on its moving averages (when training with --ema; a test-mode graph loads the
@@ -445,3 +311,32 @@ class DCGAN:
       labels, cols = sample_labels(cfg.sample_num, cfg.y_dim)
       feed[self.sampler.labels] = labels
     return utils.make_grid(sess.run(self.sampler.images, feed), cols)
+
+
+class Generator:
+  """G of a restored checkpoint: z (and labels) in, uint8 images out, in batches of any size."""
+
+  def __init__(self, dcgan, sess):
+    self.dcgan, self.sess, self.config = dcgan, sess, dcgan.config
+
+  def __call__(self, z, labels=None):
+    """z float [n, z_dim], labels int [n] (conditional) -> uint8 [n, height, width, c_dim]."""
+    sampler, batch = self.dcgan.sampler, self.config.batch_size
+    chunks = []
+    for start in range(0, len(z), batch):
+      feed = {sampler.z: z[start:start + batch]}
+      if sampler.labels is not None:
+        feed[sampler.labels] = np.asarray(labels)[start:start + batch]
+      chunks.append(self.sess.run(sampler.images, feed))
+    return np.concatenate(chunks)
+
+  def z_for(self, seed, index):
+    """The z of image `index` under `seed`: the same whatever N or the batch size."""
+    return utils.noise(self.config.z_dist, [self.config.z_dim], [seed, index])
+
+  def labels_for(self, labels, count):
+    """`labels` repeated to `count`, or None for an unconditional model; None labels mean every class."""
+    if not self.config.y_dim:
+      return None
+    labels = labels or list(range(self.config.y_dim))
+    return np.resize(np.asarray(labels, np.int32), count)

@@ -234,7 +234,7 @@ def trained_generator(config, checkpoint=None):
     checkpoint: None for the newest checkpoint, a step, or checkpoints.BEST.
 
   Yields:
-    (a generate.Generator, the checkpoint's step, the checkpoint's path).
+    (a model.Generator, the checkpoint's step, the checkpoint's path).
 
   Raises:
     UserError: no complete checkpoint, or one that does not fit the config.
@@ -244,7 +244,7 @@ def trained_generator(config, checkpoint=None):
     path = restore_lib.restore(dcgan, sess, checkpoint)
     if path is None:  # every checkpoint there was incomplete and set aside
       raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
-    yield generate_lib.Generator(dcgan, sess), int(sess.run(dcgan.global_step)), path
+    yield model.Generator(dcgan, sess), int(sess.run(dcgan.global_step)), path
 
 
 def _own_weights_suffix(config):

@@ -22,7 +22,6 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 import checkpoints
 import config as config_lib
 import datasets
-import generate
 import losses
 import model
 import restore as restore_lib
@@ -356,7 +355,7 @@ class Trainer:
   def _evaluate(self, sess, writer, evaluator, step, last_good):
     """Scores the samples of `step`; if they beat the best so far by --best_metric, saves them to best/."""
     cfg = self.config
-    results, path = evaluator.evaluate(generate.Generator(self.dcgan, sess), step, checkpoint=None, writer=writer)
+    results, path = evaluator.evaluate(model.Generator(self.dcgan, sess), step, checkpoint=None, writer=writer)
     best, value = checkpoints.best(cfg.checkpoint_path), results[cfg.best_metric]
     if best is not None and best.get('metric') != cfg.best_metric:
       best = None  # kept by another --best_metric: the first evaluation by this one replaces it

@@ -13,8 +13,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+import config as config_lib
 import digits
-import fetch
 import utils
 from errors import UserError
 
@@ -127,7 +127,7 @@ class IdxSource(PixelSource):
   def recognizes(config):
     folder = folder_of(config)
     return (config.dataset in BUILTIN or is_idx_folder(folder)
-            or config.dataset == fetch.MNIST.folder and not os.path.isdir(folder))  # not downloaded yet
+            or config.dataset == config_lib.MNIST_DATASET and not os.path.isdir(folder))  # not downloaded yet
 
   @classmethod
   def open(cls, config, cache_dir):

@@ -12,7 +12,6 @@ import zipfile
 import numpy as np
 
 import config as config_lib
-import fetch
 import utils
 from errors import UserError
 
@@ -152,8 +151,8 @@ def folder_of(config):
 
 def missing(config):
   folder = folder_of(config)
-  command = fetch.command_for(config.dataset)
-  if config.dataset == fetch.MNIST.folder:
+  command = config_lib.download_command(config.dataset)
+  if config.dataset == config_lib.MNIST_DATASET:
     how = (f'download it with: {command} (or put the MNIST IDX files train-images-idx3-ubyte.gz, '
            'train-labels-idx1-ubyte.gz there, or train on the built-in --dataset digits)')
   elif command:

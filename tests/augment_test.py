@@ -13,8 +13,8 @@ import completion
 import config as config_lib
 import datasets
 import losses
-import model
 import ops
+import stages
 import trainer
 from conftest import assert_same_values, dir_flags, main_in_process, write_images
 
@@ -108,12 +108,12 @@ def test_g_learns_through_the_augmented_d():
   cfg = config_lib.Config(output_height=16, output_width=16, c_dim=3, y_dim=0, z_dim=8, gf_dim=4, df_dim=4,
                           augment='color,translation,cutout')
   with tf.Graph().as_default():
-    inputs = model.GANInputs(images=tf1.placeholder(tf.float32, [4, 16, 16, 3]), labels=None,
+    inputs = stages.GANInputs(images=tf1.placeholder(tf.float32, [4, 16, 16, 3]), labels=None,
                              z=tf1.placeholder(tf.float32, [4, 8]), z_labels=None, z_label_ids=None, mix=None,
                              augment_seed=tf1.placeholder(tf.int64, [2]))
-    gan = model.gan_model(inputs, cfg)
+    gan = stages.gan_model(inputs, cfg)
     _, g_loss = losses.LOSSES['non_saturating'](gan.real_logits, gan.fake_logits)
-    g_vars = model.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, 'generator')
+    g_vars = stages.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, 'generator')
     gradients = tf.gradients(g_loss, g_vars)
     assert all(g is not None for g in gradients)
     assert any(op.name.startswith('augment/') for op in tf1.get_default_graph().get_operations())

@@ -361,7 +361,7 @@ def test_each_entry_of_the_table_can_be_fetched_checked_and_found(download):
       assert scheme in ('http', 'https') and host and base.endswith('/')
   assert [d.folder for d in _table()].count(download.folder) == 1
   if download is not fetch.INCEPTION:
-    command = fetch.command_for(download.folder).split()
+    command = config_lib.download_command(download.folder).split()
     assert command[:2] == ['python', 'download.py']
     found = _downloads_of(command[2:])
     assert found == [download]

@@ -13,6 +13,7 @@ import config as config_lib
 import datasets
 import model
 import networks
+import stages
 import trainer
 
 tf1 = tf.compat.v1
@@ -25,7 +26,7 @@ def _inputs(cfg, batch=None, mix=False):
   z = tf1.placeholder(tf.float32, [batch, cfg.z_dim])
   labels = tf1.placeholder(tf.float32, [batch, cfg.y_dim]) if cfg.y_dim else None
   z_labels = tf1.placeholder(tf.float32, [batch, cfg.y_dim]) if cfg.y_dim else None
-  return model.GANInputs(images=images, labels=labels, z=z, z_labels=z_labels, z_label_ids=None,
+  return stages.GANInputs(images=images, labels=labels, z=z, z_labels=z_labels, z_label_ids=None,
                          mix=tf1.placeholder(tf.float32, [batch]) if mix else None, augment_seed=None)
 
 
@@ -39,9 +40,9 @@ def test_graph_builds_for_any_size_and_loss(height, width, c_dim, y_dim, loss, p
   cfg = dataclasses.replace(SMALL, output_height=height, output_width=width, c_dim=c_dim, y_dim=y_dim, loss=loss,
                             gradient_penalty=penalty, conditioning=conditioning)
   with tf.Graph().as_default():
-    gan = model.gan_model(_inputs(cfg, mix=bool(penalty)), cfg)
-    loss = model.gan_loss(gan, cfg)
-    model.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step(), epoch_steps=1)
+    gan = stages.gan_model(_inputs(cfg, mix=bool(penalty)), cfg)
+    loss = stages.gan_loss(gan, cfg)
+    stages.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step(), epoch_steps=1)
     assert gan.generated.shape.as_list() == [None, height, width, c_dim]
     assert gan.real_logits.shape.as_list() == [None, 1]
     assert gan.fake_logits.shape.as_list() == [None, 1]
@@ -53,14 +54,14 @@ def test_graph_builds_for_any_size_and_loss(height, width, c_dim, y_dim, loss, p
 def test_variables_and_update_ops_split_by_scope(y_dim):
   cfg = dataclasses.replace(SMALL, output_height=28, output_width=28, c_dim=1, y_dim=y_dim, gradient_penalty=10)
   with tf.Graph().as_default():
-    gan = model.gan_model(_inputs(cfg, mix=True), cfg)
-    g_vars = model.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, networks.GENERATOR)
-    d_vars = model.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, networks.DISCRIMINATOR)
+    gan = stages.gan_model(_inputs(cfg, mix=True), cfg)
+    g_vars = stages.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, networks.GENERATOR)
+    d_vars = stages.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, networks.DISCRIMINATOR)
     assert g_vars and d_vars
     assert not set(g_vars) & set(d_vars)
     assert set(g_vars) | set(d_vars) == set(tf1.trainable_variables())
-    g_updates = model.scope_collection(tf1.GraphKeys.UPDATE_OPS, networks.GENERATOR)
-    d_updates = model.scope_collection(tf1.GraphKeys.UPDATE_OPS, networks.DISCRIMINATOR)
+    g_updates = stages.scope_collection(tf1.GraphKeys.UPDATE_OPS, networks.GENERATOR)
+    d_updates = stages.scope_collection(tf1.GraphKeys.UPDATE_OPS, networks.DISCRIMINATOR)
     assert g_updates and d_updates and not set(g_updates) & set(d_updates)
     assert set(g_updates) | set(d_updates) == set(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
     # D's three calls (real, generated, the penalty's mix) move each of its averages three times, under one scope
@@ -84,7 +85,7 @@ def test_every_conditioning_makes_g_and_d_depend_on_the_label(conditioning):
   cfg = dataclasses.replace(SMALL, output_height=32, output_width=32, c_dim=3, y_dim=3, conditioning=conditioning)
   with tf.Graph().as_default():
     tf1.set_random_seed(0)  # the same initial weights every run
-    gan = model.gan_model(_inputs(cfg), cfg)
+    gan = stages.gan_model(_inputs(cfg), cfg)
     shapes = {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
     assert {name: shapes.get(name) for name in _CONDITIONED[conditioning]} == _CONDITIONED[conditioning]
     assert all(shapes.get(name) != shape for other, names in _CONDITIONED.items() if other != conditioning
@@ -111,10 +112,10 @@ def test_every_conditioning_makes_g_and_d_depend_on_the_label(conditioning):
 def test_a_variable_outside_both_scopes_is_an_error():
   cfg = dataclasses.replace(SMALL, output_height=16, output_width=16, c_dim=1)
   with tf.Graph().as_default():
-    loss = model.gan_loss(model.gan_model(_inputs(cfg), cfg), cfg)
+    loss = stages.gan_loss(stages.gan_model(_inputs(cfg), cfg), cfg)
     tf1.get_variable('stray', [1])
     with pytest.raises(ValueError, match='stray'):
-      model.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step(), epoch_steps=1)
+      stages.gan_train_ops(loss, cfg, tf1.train.get_or_create_global_step(), epoch_steps=1)
 
 
 def test_an_incomplete_config_builds_no_graph():
