@@ -14,8 +14,8 @@ import os
 import re
 from typing import Optional
 
-import utils
 from errors import UserError
+import utils
 
 CONFIG_FILE = 'config.json'
 DATA_CACHE_DIR = 'datasets'  # <checkpoint_dir>/datasets/<dataset>/: what runs of any size learn of the data once

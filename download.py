@@ -19,8 +19,8 @@ import urllib.parse
 
 from absl import flags, logging
 
-import cli
-import fetch
+from app import cli
+from downloads import fetch
 from errors import UserError
 
 DATASETS = fetch.NAMES

@@ -25,11 +25,11 @@ import re
 
 from absl import logging
 
-import cli
-import cluster
+from app import cli
+from app.options import FLAGS, HELP_GROUPS, INTRO
 import config as config_lib
 from errors import UserError
-from options import FLAGS, HELP_GROUPS, INTRO
+from training import cluster
 
 _POSITIVE = ('num_gpus', 'input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim',
              'gf_dim', 'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'd_steps', 'g_steps', 'sample_num',
@@ -203,7 +203,7 @@ def config_from_flags(workers=None):
   Raises:
     UserError: --num_gpus asks for more GPUs than are visible, or a --precision this device cannot run.
   """
-  import runtime  # pylint: disable=import-outside-toplevel; TensorFlow loads here, once the flags are checked
+  from training import runtime  # pylint: disable=import-outside-toplevel; TensorFlow loads here, once the flags are checked
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
   tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program logs itself
@@ -264,8 +264,8 @@ def _precision(runtime, tf, device, multi_worker):
 
 def use_trained(config):
   """No --train: a test grid, or --generate, --visualize, --export, --freeze, --evaluate, from a checkpoint."""
-  import generate  # pylint: disable=import-outside-toplevel; (after TensorFlow, as in config_from_flags)
-  import modes  # pylint: disable=import-outside-toplevel
+  from app import sampling  # pylint: disable=import-outside-toplevel; (after TensorFlow, as in config_from_flags)
+  from app import modes  # pylint: disable=import-outside-toplevel
 
   if FLAGS.images is not None:  # no model: the images of a folder against the dataset
     return modes.evaluate_images(config, FLAGS.images, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES,
@@ -274,7 +274,7 @@ def use_trained(config):
   checkpoint, seeds = _checkpoint_step(), _seeds()
   if FLAGS.evaluate:
     return modes.evaluate(config, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES, checkpoint)
-  generate.parse_labels(FLAGS.labels, config.y_dim, config.class_names)  # checks --labels before anything is written
+  sampling.parse_labels(FLAGS.labels, config.y_dim, config.class_names)  # checks --labels before anything is written
   if FLAGS.generate:
     modes.generate(config, FLAGS.generate, FLAGS.labels, FLAGS.out_dir, checkpoint)
   elif FLAGS.visualize:
@@ -290,7 +290,7 @@ def main(argv):
   if len(argv) > 1:
     raise UserError(f'unexpected argument {argv[1]!r}; flags start with --')
   config = config_from_flags(check_flags())
-  import modes  # pylint: disable=import-outside-toplevel; (after TensorFlow, as in config_from_flags)
+  from app import modes  # pylint: disable=import-outside-toplevel; (after TensorFlow, as in config_from_flags)
   if FLAGS.check_data:
     modes.check_data(config)
   elif FLAGS.train:

@@ -15,19 +15,19 @@ import re
 import numpy as np
 import tensorflow as tf
 
-import augment
-import average as average_lib
 import config as config_lib
 import datasets
+from gan import augment
+from gan import average
+from gan.networks import DISCRIMINATOR, generator
+from gan import stages
 import ops
-import stages
 import utils
-from networks import DISCRIMINATOR, generator
 
 tf1 = tf.compat.v1
 
 SAMPLE_Z_STREAM = 1 << 31  # seeds the fixed grid z apart from the per-step z, which uses the step number
-EMA_NAME = average_lib.EMA_NAME  # the suffix of the averaged weights' names in checkpoints
+EMA_NAME = average.EMA_NAME  # the suffix of the averaged weights' names in checkpoints
 LOSS_SCALE_SCOPE = stages.LOSS_SCALE_SCOPE
 
 Sampler = collections.namedtuple('Sampler', 'z labels images')
@@ -145,7 +145,7 @@ class DCGAN:
                                                d_train_r1=record(self.train_ops.d_train_r1))
     self.overflows = next((v for v in tf1.global_variables() if v.op.name == f'{LOSS_SCALE_SCOPE}/overflows'), None)
     if self.config.ema:
-      self.average = average_lib.build(self.config, self.global_step, self.train_ops.g_train, self.inputs.z,
+      self.average = average.build(self.config, self.global_step, self.train_ops.g_train, self.inputs.z,
                                        self.inputs.z_labels)
       self.train_ops = self.train_ops._replace(g_train=self.average.g_train)
 
@@ -269,7 +269,7 @@ class DCGAN:
     cfg = self.config
     z = tf1.placeholder(tf.float32, [None, cfg.z_dim], name='sample_z')
     labels = tf1.placeholder(tf.int32, [None], name='sample_labels') if cfg.y_dim else None
-    averaged = average_lib.reading(self.averages() + self.average_statistics()) if self.average else None
+    averaged = average.reading(self.averages() + self.average_statistics()) if self.average else None
     with tf.name_scope('sampler'):
       y = None if labels is None else tf.one_hot(labels, cfg.y_dim)
       images = _to_uint8(generator(z, y, cfg, is_training=False, reuse=self.training, custom_getter=averaged))

@@ -26,18 +26,18 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
+from training import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from app import modes  # noqa: E402
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
 import evaluation  # noqa: E402
-import feature_metrics  # noqa: E402
-import modes  # noqa: E402
+from evaluation import feature_metrics  # noqa: E402
 import runs  # noqa: E402  (bench/)
-import trainer  # noqa: E402
+from training import trainer  # noqa: E402
 
 flags.DEFINE_string('run_dir', None, 'The --run_dir of bench/conditioning.py.', required=True)
 flags.DEFINE_string('mnist', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Folder that holds mnist/ (IDX files).')

@@ -10,9 +10,9 @@ import os
 import numpy as np
 from PIL import Image
 
+from app import modes
 import config as config_lib
-import metrics
-import modes
+from evaluation import metrics
 import utils
 
 DATASET = 'anime-faces'

@@ -22,19 +22,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
+from training import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from app import modes  # noqa: E402
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
 import evaluation  # noqa: E402
-import inception  # noqa: E402
-import modes  # noqa: E402
+from evaluation import inception  # noqa: E402
 import runs  # noqa: E402  (bench/)
-import trainer  # noqa: E402
+from training import trainer  # noqa: E402
 
 flags.DEFINE_string('run_dir', '/tmp/fid_bench', 'Folder of the training run and of the results (reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds mnist/.')

@@ -27,14 +27,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
+from training import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
+from evaluation import feature_metrics  # noqa: E402
 import faces as faces_lib  # noqa: E402  (bench/)
-import feature_metrics  # noqa: E402
 import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('out', '/tmp/small_data/inception.jsonl', 'Results, a JSON line per checkpoint (reused).')

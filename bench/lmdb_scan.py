@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import runtime  # noqa: E402,F401  (before tensorflow)
+from training import runtime  # noqa: E402,F401  (before tensorflow)
 
 from absl import app, flags, logging  # noqa: E402
 

@@ -20,18 +20,18 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import runtime  # noqa: E402,F401
+from training import runtime  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-import classifier  # noqa: E402
 import datasets  # noqa: E402
-import feature_metrics  # noqa: E402
-import metrics  # noqa: E402
+from evaluation import classifier  # noqa: E402
+from evaluation import feature_metrics  # noqa: E402
+from evaluation import metrics  # noqa: E402
 import runs  # noqa: E402  (bench/)
-import trainer  # noqa: E402
+from training import trainer  # noqa: E402
 
 flags.DEFINE_string('mnist', os.path.join(ROOT, '..', 'shared', 'data'), 'Folder that holds mnist/ (IDX files).')
 flags.DEFINE_integer('num_samples', 5000, 'Images per set in part 1 (two disjoint real sets are needed).')

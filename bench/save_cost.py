@@ -21,17 +21,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import runtime  # noqa: E402,F401  (before tensorflow)
+from training import runtime  # noqa: E402,F401  (before tensorflow)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import checkpoints  # noqa: E402
-import completion  # noqa: E402
+from app import completion  # noqa: E402
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-import trainer  # noqa: E402
+from training import checkpoints  # noqa: E402
+from training import trainer  # noqa: E402
 
 flags.DEFINE_string('dir', None, 'Folder to save in (default: a new temporary folder).')
 flags.DEFINE_integer('saves', 20, 'Saves each way per case, alternating.')

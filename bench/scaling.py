@@ -22,15 +22,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import runtime  # noqa: E402,F401
+from training import runtime  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import completion  # noqa: E402
+from app import completion  # noqa: E402
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-import trainer  # noqa: E402
+from training import trainer  # noqa: E402
 
 flags.DEFINE_enum('case', 'mnist28-cond', ['mnist28-cond', 'rgb64'], 'The model: the conditional MNIST one or the '
                   '64x64 RGB (CelebA) one.')

@@ -33,16 +33,16 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import runtime  # noqa: E402  (before tensorflow)
+from training import runtime  # noqa: E402  (before tensorflow)
 
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import completion  # noqa: E402
+from app import completion  # noqa: E402
 import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
-import trainer  # noqa: E402
+from training import trainer  # noqa: E402
 
 tf1 = tf.compat.v1
 

@@ -19,16 +19,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
+from training import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 
 import torch  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-import checkpoints  # noqa: E402
+from evaluation import metrics  # noqa: E402
 import faces as faces_lib  # noqa: E402  (bench/)
-import metrics  # noqa: E402
 import runs  # noqa: E402  (bench/)
 import torch_twin  # noqa: E402  (bench/)
+from training import checkpoints  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('run_dir', '/tmp/time_to_quality', 'Folder of our run and of results.json (a run there is '

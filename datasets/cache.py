@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-import utils
 from errors import UserError
+import utils
 
 from . import pipeline
 from .source import PixelSource

@@ -14,8 +14,8 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-import utils
 from errors import UserError
+import utils
 
 from . import kinds, pipeline
 from .idx import IdxSource

@@ -14,9 +14,9 @@ from absl import logging
 from PIL import Image
 
 import config as config_lib
-import digits
-import utils
 from errors import UserError
+import utils
+from . import digits
 
 from .source import BUILTIN, MAX_CLASSES, PixelSource, folder_of, missing
 

@@ -8,8 +8,8 @@ import os
 import lmdb
 import numpy as np
 
-import utils
 from errors import UserError
+import utils
 
 from .source import EncodedSource, folder_of, load_arrays, save_arrays
 

@@ -12,8 +12,8 @@ import zipfile
 import numpy as np
 
 import config as config_lib
-import utils
 from errors import UserError
+import utils
 
 BUILTIN = config_lib.BUILTIN_DATASETS
 # What tf.io.decode_image reads; other formats would fail inside the training step.

@@ -11,7 +11,7 @@ import tensorflow as tf
 from absl import logging
 
 import config as config_lib
-import fetch
+from downloads import fetch
 from errors import UserError, first_line
 
 from . import cache, pipeline

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import augment
-import completion
+from app import completion
 import config as config_lib
-import datasets
-import losses
-import ops
-import stages
-import trainer
 from conftest import assert_same_values, dir_flags, main_in_process, write_images
+import datasets
+from gan import augment
+from gan import losses
+from gan import stages
+import ops
+from training import trainer
 
 tf1 = tf.compat.v1
 

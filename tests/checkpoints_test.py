@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import checkpoints
 from errors import UserError
+from training import checkpoints
 
 tf1 = tf.compat.v1
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 from absl import flags
 
-import options
+from app import options
 from conftest import ROOT
 
 # Runs a program as __main__ and then says whether TensorFlow was loaded, whatever way the program ended.

@@ -24,7 +24,7 @@ if os.environ.get('PYTEST_XDIST_WORKER_COUNT'):
   os.environ.setdefault('TF_NUM_INTRAOP_THREADS',
                         str(max(1, os.cpu_count() // int(os.environ['PYTEST_XDIST_WORKER_COUNT']))))
 
-import runtime  # noqa: E402,F401  (before tensorflow: the tests run the kernels main.py runs)
+from training import runtime  # noqa: E402,F401  (before tensorflow: the tests run the kernels main.py runs)
 
 import lmdb  # noqa: E402
 import numpy as np  # noqa: E402
@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import datasets  # noqa: E402
-import digits  # noqa: E402
+from datasets import digits  # noqa: E402
 import main  # noqa: E402  (defines main.py's flags in this process)
 from absl import flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
@@ -133,7 +133,7 @@ def once_per_run(tmp_path_factory, name, make):
 def stand_in_inception(tmp_path_factory):
   """A folder holding the stand-in of the FID network (inception.write_stand_in) as classify_image_graph_def.pb:
   pass it as --inception_dir (its features are random, not Inception's)."""
-  import inception  # pylint: disable=import-outside-toplevel
+  from evaluation import inception  # pylint: disable=import-outside-toplevel
   folder = tmp_path_factory.mktemp('inception')
   inception.write_stand_in(str(folder / inception.GRAPH_FILE))
   return folder

@@ -17,10 +17,10 @@ import tensorflow as tf
 from PIL import Image
 
 import config as config_lib
-import datasets
-from datasets import entries
-import digits
 from conftest import encode, lmdb_of_images, shared, write_idx_dataset, write_images, write_lmdb
+import datasets
+from datasets import digits
+from datasets import entries
 from errors import UserError
 
 tf1 = tf.compat.v1

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import checkpoints
-import completion
+from app import completion
 import config as config_lib
-import trainer
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, checkpoint_values,
                       dir_flags, main_in_process, signalled_inside_the_save_of, write_idx_dataset)
+from training import checkpoints
+from training import trainer
 
 tf1 = tf.compat.v1
 TWO_CPUS = ('/cpu:0', '/cpu:1')

@@ -18,15 +18,15 @@ import time
 
 import pytest
 
-import inception as inception_lib
 from conftest import (ROOT, TINY_MODEL, assert_user_error, main_in_process, shared, write_idx_dataset,
                       write_images)
+from evaluation import inception
 from http_server import LoopbackServer
 
 WRAPPER = '''
 import json, os, runpy, sys
 sys.path.insert(0, {root!r})
-import fetch
+from downloads import fetch
 files = json.loads(os.environ['TEST_MNIST_FILES'])
 fetch.MNIST = fetch.Download('mnist', tuple(fetch.Remote(name, size, checksum, ('http://127.0.0.1:9/',))
                                             for name, size, checksum in files))
@@ -181,7 +181,7 @@ def test_ctrl_c_keeps_the_part_for_the_next_run(tmp_path):
 
 def _stand_in_archive(graph=None, extra=b'Apache License 2.0'):
   """(the bytes of a .tgz like inception-2015-12-05.tgz holding the stand-in network, the network's bytes)."""
-  graph = graph if graph is not None else inception_lib.stand_in_graph_def().SerializeToString()
+  graph = graph if graph is not None else inception.stand_in_graph_def().SerializeToString()
   buffer = io.BytesIO()
   with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
     for name, data in (('LICENSE', extra), ('classify_image_graph_def.pb', graph)):

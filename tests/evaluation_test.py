@@ -13,18 +13,18 @@ import tensorflow as tf
 from PIL import Image
 from scipy import ndimage
 
-import checkpoints
-import classifier
-import completion
+from app import completion
 import config as config_lib
-import datasets
-import digits
-import evaluation
-import feature_metrics
-import inception
-import trainer
 from conftest import (TINY_MODEL, assert_error, assert_same_values, dir_flags, main_in_process, shared,
                       write_idx_dataset, write_images)
+import datasets
+from datasets import digits
+import evaluation
+from evaluation import classifier
+from evaluation import feature_metrics
+from evaluation import inception
+from training import checkpoints
+from training import trainer
 
 SESSION = trainer.session_config('/cpu:0')
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-import feature_metrics
+from evaluation import feature_metrics
 
 
 def _gaussian(count, dims=16, seed=0, shift=0.0, scale=1.0):

@@ -12,14 +12,14 @@ import zipfile
 import numpy as np
 import pytest
 
-import archives
 import config as config_lib
-import datasets
-import fetch
-import inception
-import transfer
 from conftest import lmdb_of_images, shared
+import datasets
+from downloads import archives
+from downloads import fetch
+from downloads import transfer
 from errors import UserError
+from evaluation import inception
 from http_server import HTML_PAGE, LoopbackServer
 
 FAST = fetch.Transfer(retries=2, timeout=2.0, backoff=0.01)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app import modes
+from app import sampling
 import config as config_lib
-import generate
-import modes
-import utils
 from conftest import ROOT, TINY_MODEL, assert_error, dir_flags, main_in_process
+import utils
 
 SERVE = """
 import os, sys
@@ -118,7 +118,7 @@ def test_visualize_random_sweeps_of_an_unconditional_model(trained_models, tmp_p
   gifs = sorted(os.listdir(tmp_path))
   assert len(gifs) == 2 and all(g.startswith('sweep_z') and g.endswith('.gif') for g in gifs)
   count, size = _frames(tmp_path / gifs[0])
-  assert count == 3 and size == (12 + 4, generate.BASE_ROWS * 18 + 2)  # one column of 8 RGB 16x12 images
+  assert count == 3 and size == (12 + 4, sampling.BASE_ROWS * 18 + 2)  # one column of 8 RGB 16x12 images
 
 
 def test_export_round_trip_in_a_process_that_never_imports_the_project(trained_models, tmp_path):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import inception
-import trainer
 from errors import UserError
+from evaluation import inception
+from training import trainer
 
 tf1 = tf.compat.v1
 SESSION = trainer.session_config('/cpu:0')

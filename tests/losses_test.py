@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import completion
+from app import completion
 import config as config_lib
-import losses
-import trainer
 from conftest import write_idx_dataset
+from gan import losses
+from training import trainer
 
 REAL = np.array([[2.0], [-1.0], [0.5], [40.0]])
 FAKE = np.array([[-3.0], [1.5], [0.0], [-40.0]])

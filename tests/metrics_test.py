@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import datasets
-import digits
-import metrics
 from conftest import shared
+import datasets
+from datasets import digits
+from evaluation import metrics
 
 
 def _blur(images, sigma):

@@ -11,10 +11,10 @@ import tensorflow as tf
 
 import config as config_lib
 import datasets
+from gan import networks
+from gan import stages
 import model
-import networks
-import stages
-import trainer
+from training import trainer
 
 tf1 = tf.compat.v1
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-import runtime
+from training import runtime
 
 
 @pytest.mark.parametrize('flags, expected', [

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-import safety
 from errors import Diverged
+from training import safety
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])

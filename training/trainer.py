@@ -19,13 +19,13 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import rewriter_config_pb2
 
-import checkpoints
+from . import checkpoints
 import config as config_lib
 import datasets
-import losses
+from gan import losses
 import model
-import restore as restore_lib
-import safety
+from . import restore
+from . import safety
 import utils
 from errors import Diverged, UserError, first_line
 
@@ -135,7 +135,7 @@ class Trainer:
 
   def restore(self, sess, step=None):
     """restore.restore() for training: also makes --max_to_keep count the checkpoints of earlier runs."""
-    path = restore_lib.restore(self.dcgan, sess, step)
+    path = restore.restore(self.dcgan, sess, step)
     if path is not None:
       self.dcgan.saving.latest.set_last_checkpoints_with_time(
           [(p, os.path.getmtime(p + '.index')) for p in checkpoints.managed(self.save_dir)])

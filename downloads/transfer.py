@@ -20,8 +20,8 @@ import requests
 import urllib3
 from absl import logging
 
-import utils
 from errors import UserError
+import utils
 
 DRIVE_URL = 'https://drive.google.com/uc?id={id}'  # what gdown resolves; the tests point it at a loopback server
 UNRESOLVED = 'cannot resolve the host name'

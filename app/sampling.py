@@ -19,8 +19,8 @@ import tensorflow as tf
 from absl import logging
 
 import config as config_lib
-import utils
 from errors import UserError
+import utils
 
 tf1 = tf.compat.v1
 

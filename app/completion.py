@@ -7,12 +7,12 @@ $ python main.py --train --dataset anime-faces   # prepare(): 64x64, 3 channels,
 import collections
 import dataclasses
 
-import checkpoints
 import config as config_lib
 import datasets
-import evaluation
-import inception
 from errors import UserError
+import evaluation
+from evaluation import inception
+from training import checkpoints
 
 
 # What training uses where the flags leave it to the data (complete()): colour images get the tools for small

@@ -16,12 +16,12 @@ from typing import Optional
 
 from absl import logging
 
-import archives
 import config
-import transfer as transfer_lib
-import utils
 from errors import UserError
-from transfer import Transfer, fetch_file, with_mirrors  # noqa: F401  (what download.py and the tests use)
+import utils
+from . import archives
+from .transfer import (Transfer, fetch_file, keep_as, mismatch, size_of, spare_name, verify,  # noqa: F401
+                                with_mirrors)  # (Transfer, with_mirrors: what download.py and the tests use)
 
 MNIST_MIRRORS = ('https://ossci-datasets.s3.amazonaws.com/mnist/',  # torchvision's
                  'https://storage.googleapis.com/cvdf-datasets/mnist/',  # TensorFlow Datasets'
@@ -196,7 +196,7 @@ def get(download, data_dir, transfer, mirrors=(), from_file=None, keep_downloads
     return Result(folder, False)
   if from_file:
     remote, = remotes
-    problem = transfer_lib.verify(from_file, remote)
+    problem = verify(from_file, remote)
     if problem:
       raise UserError(f'--from_file {from_file} is not {remote.name}: {problem}')
     archives.unpack(from_file, folder, keep_zip=True)
@@ -228,7 +228,7 @@ def _get_member(member, archive, folder, data_dir, transfer, from_file, keep_dow
   file of the user's (kept with keep_mine, else replaced only by a verified one, and kept beside it as .mine).
   """
   target = os.path.join(folder, member.name)
-  theirs = transfer_lib.mismatch(target, member) if os.path.exists(target) else None
+  theirs = mismatch(target, member) if os.path.exists(target) else None
   if os.path.exists(target) and theirs is None:
     logging.info('%s is already there (checksum ok)', target)
     return Result(folder, False)
@@ -239,7 +239,7 @@ def _get_member(member, archive, folder, data_dir, transfer, from_file, keep_dow
   if theirs is not None:
     logging.warning('%s is not the file download.py fetches (%s). It stays as it is until the right file has '
                     'arrived and been verified, then moves to %s; to keep it in place instead, stop now and run '
-                    'again with --keep_mine', target, theirs, transfer_lib.spare_name(target))
+                    'again with --keep_mine', target, theirs, spare_name(target))
   created = not os.path.isdir(folder)
   downloaded = None  # the archive, when this run fetched it
   try:
@@ -249,7 +249,7 @@ def _get_member(member, archive, folder, data_dir, transfer, from_file, keep_dow
       shutil.copyfile(from_file, part)
     else:
       if from_file:
-        problem = transfer_lib.verify(from_file, archive)
+        problem = verify(from_file, archive)
         if problem:
           raise UserError(f'--from_file {from_file} is not {archive.name}: {problem}')
       else:
@@ -264,15 +264,15 @@ def _get_member(member, archive, folder, data_dir, transfer, from_file, keep_dow
           os.remove(downloaded)
         raise
     try:
-      problem = transfer_lib.verify(part, member)
+      problem = verify(part, member)
       if problem:
         if downloaded:  # (its size was right, but what is in it is not: never kept, as a file of wrong checksum)
           os.remove(downloaded)
         raise UserError(f'{member.name} from {from_file or archive.name} is not the file download.py fetches: '
                         f'{problem}; removed it{" and the archive" if downloaded else ""}')
       if theirs is not None:
-        spare = transfer_lib.spare_name(target)
-        transfer_lib.keep_as(target, spare)
+        spare = spare_name(target)
+        keep_as(target, spare)
         logging.warning('%s was not the file download.py fetches: replaced it, and kept yours as %s', target, spare)
       os.replace(part, target)
     finally:
@@ -288,6 +288,6 @@ def _get_member(member, archive, folder, data_dir, transfer, from_file, keep_dow
 
 
 def _partial(folder, remote):
-  return min(max(transfer_lib.size_of(os.path.join(folder, remote.name + suffix))
+  return min(max(size_of(os.path.join(folder, remote.name + suffix))
                  for suffix in ('.part', '.unverified')),
              remote.size)

@@ -25,12 +25,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-import classifier
+from . import classifier
 import config as config_lib
 import datasets
-import feature_metrics
-import inception
-import metrics
+from . import feature_metrics
+from . import inception
+from . import metrics
 import utils
 from errors import UserError, first_line
 

@@ -18,7 +18,7 @@ import collections
 import tensorflow as tf
 
 import ops
-from networks import GENERATOR, generator
+from .networks import GENERATOR, generator
 
 tf1 = tf.compat.v1
 

@@ -10,8 +10,8 @@ import tarfile
 import zipfile
 import zlib
 
-import utils
 from errors import UserError
+import utils
 
 
 def free_bytes(folder):

@@ -20,18 +20,18 @@ import re
 import tensorflow as tf
 from absl import logging
 
-import checkpoints
-import completion
 import config as config_lib
 import datasets
-import evaluation
-import generate as generate_lib
-import losses
-import model
-import restore as restore_lib
-import trainer
-import utils
 from errors import UserError, op_error_text
+import evaluation
+from gan import losses
+import model
+from training import checkpoints
+from training import restore
+from training import trainer
+import utils
+from . import completion
+from . import sampling
 
 
 SMALL_BATCH = 8  # a batch below this gets a warning: batch norm's statistics over so few images are noise
@@ -241,7 +241,7 @@ def trained_generator(config, checkpoint=None):
   """
   dcgan = model.DCGAN(config)
   with trainer.session(dcgan) as sess:
-    path = restore_lib.restore(dcgan, sess, checkpoint)
+    path = restore.restore(dcgan, sess, checkpoint)
     if path is None:  # every checkpoint there was incomplete and set aside
       raise UserError(f'no complete checkpoint in {config.checkpoint_path}; train first with --train')
     yield model.Generator(dcgan, sess), int(sess.run(dcgan.global_step)), path
@@ -270,24 +270,24 @@ def generate(config, count, labels=None, out_dir=None, checkpoint=None):
   Args:
     labels: --labels as given ('all', '3,3,7' or None).
   """
-  label_ids = generate_lib.parse_labels(labels, config.y_dim, config.class_names)
+  label_ids = sampling.parse_labels(labels, config.y_dim, config.class_names)
   out_dir = out_dir or os.path.join(config.sample_path, 'generated' + _own_weights_suffix(config))
   utils.ensure_writable(out_dir)
   with trained_generator(config, checkpoint) as (gen, step, _):
-    manifest = generate_lib.generate(gen, count, label_ids, config.seed, out_dir)
+    manifest = sampling.generate(gen, count, label_ids, config.seed, out_dir)
   logging.info('wrote %d images, grid.png and manifest.json to %s (step %d)', count, out_dir, step)
   return manifest
 
 
 def visualize(config, option, labels=None, out_dir=None, checkpoint=None, frames=16, num_dims=10, seeds=(0, 1)):
   """--visualize: the pictures of --option (see generate.visualize) in `out_dir`; returns their paths."""
-  label_ids = generate_lib.parse_labels(labels, config.y_dim, config.class_names)
+  label_ids = sampling.parse_labels(labels, config.y_dim, config.class_names)
   if num_dims > config.z_dim:
     raise UserError(f'--num_dims {num_dims} is more than the {config.z_dim} dimensions of z')
   out_dir = out_dir or os.path.join(config.sample_path, 'visualize' + _own_weights_suffix(config))
   utils.ensure_writable(out_dir)
   with trained_generator(config, checkpoint) as (gen, step, _):
-    files = generate_lib.visualize(gen, option, out_dir, labels=label_ids, seed=config.seed, frames=frames,
+    files = sampling.visualize(gen, option, out_dir, labels=label_ids, seed=config.seed, frames=frames,
                                    num_dims=num_dims, seeds=seeds)
   logging.info('--option %s: wrote %d file(s) to %s (step %d)', option, len(files), out_dir, step)
   return files
@@ -297,10 +297,10 @@ def export(config, export_dir=None, freeze=None, checkpoint=None):
   """--export DIR: a SavedModel of G; --freeze FILE: a frozen GraphDef of G; either or both."""
   with trained_generator(config, checkpoint) as (gen, step, _):
     if export_dir:
-      generate_lib.export_saved_model(gen.dcgan, gen.sess, export_dir)
+      sampling.export_saved_model(gen.dcgan, gen.sess, export_dir)
       logging.info('exported the generator of step %d as a SavedModel to %s', step, export_dir)
     if freeze:
-      generate_lib.freeze(gen.dcgan, gen.sess, freeze)
+      sampling.freeze(gen.dcgan, gen.sess, freeze)
       logging.info('froze the generator of step %d to %s', step, freeze)
 
 

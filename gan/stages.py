@@ -13,9 +13,9 @@ import re
 
 import tensorflow as tf
 
-import augment
-import losses
-from networks import DISCRIMINATOR, GENERATOR, discriminator, generator
+from . import augment
+from . import losses
+from .networks import DISCRIMINATOR, GENERATOR, discriminator, generator
 
 tf1 = tf.compat.v1
 

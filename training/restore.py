@@ -10,10 +10,10 @@ $ python main.py --train --dataset digits      # 'resumed from .../DCGAN.model-1
 import tensorflow as tf
 from absl import logging
 
-import checkpoints
 import config as config_lib
-import model
 from errors import UserError
+import model
+from . import checkpoints
 
 tf1 = tf.compat.v1
 
