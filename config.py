@@ -14,8 +14,8 @@ import os
 import re
 from typing import Optional
 
+from common import disk
 from errors import UserError
-import utils
 
 CONFIG_FILE = 'config.json'
 DATA_CACHE_DIR = 'datasets'  # <checkpoint_dir>/datasets/<dataset>/: what runs of any size learn of the data once
@@ -235,7 +235,7 @@ def save(config, directory):
   """Writes `config` as `directory/config.json`, replacing any older one in a single rename."""
   text = json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + '\n'
   path = os.path.join(directory, CONFIG_FILE)
-  utils.write_text(path, text, durable=True)
+  disk.write_text(path, text, durable=True)
 
 
 def read_saved(directory):

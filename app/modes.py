@@ -20,6 +20,7 @@ import re
 import tensorflow as tf
 from absl import logging
 
+from common import disk
 import config as config_lib
 import datasets
 from errors import UserError, op_error_text
@@ -49,7 +50,7 @@ def train(config, from_step=None):
   """
   config = completion.with_output_size(config)  # (the run's folders are named by it)
   for directory in (config.checkpoint_path, config.sample_path, config.log_path):
-    utils.check_writable(directory)
+    disk.check_writable(directory)
   worker = config.worker_index  # worker 0, the chief, writes
   with checkpoints.writer_lock(config.checkpoint_path, 'training') if worker == 0 else contextlib.nullcontext():
     return _train(config, from_step, worker)
@@ -272,7 +273,7 @@ def generate(config, count, labels=None, out_dir=None, checkpoint=None):
   """
   label_ids = sampling.parse_labels(labels, config.y_dim, config.class_names)
   out_dir = out_dir or os.path.join(config.sample_path, 'generated' + _own_weights_suffix(config))
-  utils.ensure_writable(out_dir)
+  disk.ensure_writable(out_dir)
   with trained_generator(config, checkpoint) as (gen, step, _):
     manifest = sampling.generate(gen, count, label_ids, config.seed, out_dir)
   logging.info('wrote %d images, grid.png and manifest.json to %s (step %d)', count, out_dir, step)
@@ -285,7 +286,7 @@ def visualize(config, option, labels=None, out_dir=None, checkpoint=None, frames
   if num_dims > config.z_dim:
     raise UserError(f'--num_dims {num_dims} is more than the {config.z_dim} dimensions of z')
   out_dir = out_dir or os.path.join(config.sample_path, 'visualize' + _own_weights_suffix(config))
-  utils.ensure_writable(out_dir)
+  disk.ensure_writable(out_dir)
   with trained_generator(config, checkpoint) as (gen, step, _):
     files = sampling.visualize(gen, option, out_dir, labels=label_ids, seed=config.seed, frames=frames,
                                    num_dims=num_dims, seeds=seeds)
@@ -378,7 +379,7 @@ def evaluate_images(config, images_dir, num_samples=evaluation.DEFAULT_SAMPLES, 
                     images_dir, config.output_height, config.output_width)
   count = min(num_samples, len(fake))
   out_dir = out_dir or os.path.join(config.sample_path, f'evaluate_{os.path.basename(os.path.normpath(images_dir))}')
-  utils.ensure_writable(out_dir)
+  disk.ensure_writable(out_dir)
   with evaluation.Evaluator(dataset, config, count, trainer.session_config(config.device)) as evaluator:
     results = evaluator.score(fake[:evaluator.num_samples])
     json_path = os.path.join(out_dir, f'eval_{evaluator.num_samples}.json')

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common import disk
 import config as config_lib
 from errors import UserError
 import utils
@@ -238,4 +239,4 @@ def freeze(dcgan, sess, path):
   """Writes G as a frozen GraphDef: inputs sample_z:0 (and sample_labels:0), output sample_images:0."""
   output = dcgan.sampler.images.op.name
   frozen = tf1.graph_util.convert_variables_to_constants(sess, dcgan.graph.as_graph_def(), [output])
-  utils.write_atomically(path, lambda temporary: pathlib.Path(temporary).write_bytes(frozen.SerializeToString()))
+  disk.write_atomically(path, lambda temporary: pathlib.Path(temporary).write_bytes(frozen.SerializeToString()))

@@ -36,8 +36,8 @@ import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
 import evaluation  # noqa: E402
 from evaluation import feature_metrics  # noqa: E402
-import runs  # noqa: E402  (bench/)
 from training import trainer  # noqa: E402
+import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('run_dir', None, 'The --run_dir of bench/conditioning.py.', required=True)
 flags.DEFINE_string('mnist', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Folder that holds mnist/ (IDX files).')

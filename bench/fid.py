@@ -33,8 +33,8 @@ import config as config_lib  # noqa: E402
 import datasets  # noqa: E402
 import evaluation  # noqa: E402
 from evaluation import inception  # noqa: E402
-import runs  # noqa: E402  (bench/)
 from training import trainer  # noqa: E402
+import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('run_dir', '/tmp/fid_bench', 'Folder of the training run and of the results (reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds mnist/.')

@@ -30,8 +30,8 @@ import datasets  # noqa: E402
 from evaluation import classifier  # noqa: E402
 from evaluation import feature_metrics  # noqa: E402
 from evaluation import metrics  # noqa: E402
-import runs  # noqa: E402  (bench/)
 from training import trainer  # noqa: E402
+import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('mnist', os.path.join(ROOT, '..', 'shared', 'data'), 'Folder that holds mnist/ (IDX files).')
 flags.DEFINE_integer('num_samples', 5000, 'Images per set in part 1 (two disjoint real sets are needed).')

@@ -37,10 +37,10 @@ from absl import app, flags, logging  # noqa: E402
 
 from evaluation import feature_metrics  # noqa: E402
 from evaluation import metrics  # noqa: E402
+from training import checkpoints  # noqa: E402
 import faces as faces_lib  # noqa: E402  (bench/)
 import judge as judge_lib  # noqa: E402  (bench/)
 import runs  # noqa: E402  (bench/)
-from training import checkpoints  # noqa: E402
 
 flags.DEFINE_string('run_dir', '/tmp/small_data', 'Folder of the runs and of results.jsonl (reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds anime-faces/.')

@@ -25,10 +25,10 @@ import torch  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from evaluation import metrics  # noqa: E402
+from training import checkpoints  # noqa: E402
 import faces as faces_lib  # noqa: E402  (bench/)
 import runs  # noqa: E402  (bench/)
 import torch_twin  # noqa: E402  (bench/)
-from training import checkpoints  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('run_dir', '/tmp/time_to_quality', 'Folder of our run and of results.json (a run there is '

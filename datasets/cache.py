@@ -12,8 +12,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common import disk
+from common import progress
 from errors import UserError
-import utils
 
 from . import pipeline
 from .source import PixelSource
@@ -91,7 +92,7 @@ def write_image_cache(data, path, key, with_labels, shape, total=None, indexed=F
     UserError: it could not be written (a full disk), or a TFDS record could not be read; nothing partial is left.
   """
   folder = os.path.dirname(path) or '.'
-  temporary = utils.temporary_name(path)
+  temporary = disk.temporary_name(path)
   labels, bad = [], []
   try:
     os.makedirs(folder, exist_ok=True)
@@ -99,7 +100,7 @@ def write_image_cache(data, path, key, with_labels, shape, total=None, indexed=F
       if os.path.exists(os.path.join(folder, name)):
         os.remove(os.path.join(folder, name))
     # Plain writes, not a writable memmap: a full disk must raise ENOSPC here, not SIGBUS on a page later.
-    with open(temporary, 'wb') as f, utils.Meter(total, f'caching {os.path.basename(path)}', unit='image') as meter:
+    with open(temporary, 'wb') as f, progress.Meter(total, f'caching {os.path.basename(path)}', unit='image') as meter:
       f.write(_npy_header((0, *shape)))
       count = 0
 
@@ -129,13 +130,13 @@ def write_image_cache(data, path, key, with_labels, shape, total=None, indexed=F
       f.write(_npy_header((count, *shape)))
     if with_labels:
       labels = np.concatenate(labels).astype(np.int32) if labels else np.zeros(0, np.int32)
-      utils.write_atomically(os.path.join(folder, IMAGE_CACHE_LABELS), lambda temporary_labels: _save_npy(
+      disk.write_atomically(os.path.join(folder, IMAGE_CACHE_LABELS), lambda temporary_labels: _save_npy(
           temporary_labels, labels))
     if bad:
-      utils.write_atomically(os.path.join(folder, IMAGE_CACHE_BAD), lambda temporary_bad: _save_npy(
+      disk.write_atomically(os.path.join(folder, IMAGE_CACHE_BAD), lambda temporary_bad: _save_npy(
           temporary_bad, np.array(bad, np.int64)))
     os.replace(temporary, path)
-    utils.write_text(os.path.join(folder, IMAGE_CACHE_KEY), json.dumps(key))
+    disk.write_text(os.path.join(folder, IMAGE_CACHE_KEY), json.dumps(key))
   except OSError as e:
     if os.path.exists(path):
       os.remove(path)

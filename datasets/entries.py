@@ -14,8 +14,8 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+from common import progress
 from errors import UserError
-import utils
 
 from . import kinds, pipeline
 from .idx import IdxSource
@@ -138,7 +138,7 @@ def check_entries(source, cache_dir=None, fresh=False, indices=None):
   step = pipeline.FETCH_BATCH
   chunks = [np.arange(start, min(start + step, n)) for start in range(0, n, step)]
   what = f'the headers of {source.name}' if complete else f'{n} sampled headers of {source.name}'
-  with concurrent.futures.ThreadPoolExecutor(8) as pool, utils.Meter(n, f'reading {what}', unit='image') as meter:
+  with concurrent.futures.ThreadPoolExecutor(8) as pool, progress.Meter(n, f'reading {what}', unit='image') as meter:
     for chunk, headers in zip(chunks, pool.map(lambda chunk: _headers(source, indices[chunk]), chunks)):
       for position, header in zip(chunk, headers):
         if isinstance(header, str):
@@ -172,7 +172,7 @@ def _undecodable(source, indices):
   data = data.map(decode, num_parallel_calls=os.cpu_count() or 2).ignore_errors().batch(pipeline.FETCH_BATCH)
   decoded = set()
   # libjpeg and TensorFlow print a line or two for every broken file: only the progress reaches the terminal
-  with utils.stderr_to() as stderr, utils.Meter(len(indices), f'decoding {source.name}', unit='image',
+  with progress.stderr_to() as stderr, progress.Meter(len(indices), f'decoding {source.name}', unit='image',
                                                    stream=stderr) as meter:
     for batch, _ in data.as_numpy_iterator():
       decoded.update(batch.tolist())

@@ -13,9 +13,9 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from common import disk
 import config as config_lib
 from errors import UserError
-import utils
 from . import digits
 
 from .source import BUILTIN, MAX_CLASSES, PixelSource, folder_of, missing
@@ -65,7 +65,7 @@ def write_idx(path, array):
   array = np.ascontiguousarray(array, np.uint8)
   header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, '>u4').tobytes()
   data = gzip.compress(header + array.tobytes())
-  utils.write_atomically(path, lambda temporary: pathlib.Path(temporary).write_bytes(data))
+  disk.write_atomically(path, lambda temporary: pathlib.Path(temporary).write_bytes(data))
 
 
 def _find(folder, name):

@@ -8,8 +8,8 @@ import os
 import lmdb
 import numpy as np
 
+from common import progress
 from errors import UserError
-import utils
 
 from .source import EncodedSource, folder_of, load_arrays, save_arrays
 
@@ -62,7 +62,7 @@ class LmdbSource(EncodedSource):
     chunks, offsets, total = [], [0], 0
     entries = self.env.stat()['entries']
     try:
-      with self.env.begin() as txn, txn.cursor() as cursor, utils.Meter(
+      with self.env.begin() as txn, txn.cursor() as cursor, progress.Meter(
           entries, f'listing the keys of {self.folder}', unit='key') as meter:
         for key in cursor.iternext(keys=True, values=False):
           chunks.append(key)

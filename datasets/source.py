@@ -11,9 +11,9 @@ import zipfile
 
 import numpy as np
 
+from common import disk
 import config as config_lib
 from errors import UserError
-import utils
 
 BUILTIN = config_lib.BUILTIN_DATASETS
 # What tf.io.decode_image reads; other formats would fail inside the training step.
@@ -168,7 +168,7 @@ def save_arrays(path, **arrays):
   def write(temporary):
     with open(temporary, 'wb') as f:
       np.savez(f, **arrays)
-  utils.write_atomically(path, write)
+  disk.write_atomically(path, write)
 
 
 def load_arrays(path, fingerprint):

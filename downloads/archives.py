@@ -10,8 +10,9 @@ import tarfile
 import zipfile
 import zlib
 
+from common import disk
+from common import progress
 from errors import UserError
-import utils
 
 
 def free_bytes(folder):
@@ -32,9 +33,9 @@ def check_space(folder, needs):
   total = sum(n for n, _ in needs)
   free = free_bytes(folder)
   if total > free:
-    parts = ' and '.join(what.format(utils.format_bytes(n)) for n, what in needs if n)
-    raise UserError(f'not enough disk space in {folder}: it needs {parts} ({utils.format_bytes(total)} in all), but '
-                    f'only {utils.format_bytes(free)} are free; free some space or use --data_dir on a larger disk')
+    parts = ' and '.join(what.format(progress.format_bytes(n)) for n, what in needs if n)
+    raise UserError(f'not enough disk space in {folder}: it needs {parts} ({progress.format_bytes(total)} in all), but '
+                    f'only {progress.format_bytes(free)} are free; free some space or use --data_dir on a larger disk')
 
 
 def _members(archive):
@@ -63,7 +64,7 @@ def unpack(zip_path, folder, keep_zip=True):
       members = _members(archive)
       check_space(os.path.dirname(folder) or '.', [(sum(info.file_size for info, _ in members), '{} to unpack')])
       shutil.rmtree(staging, ignore_errors=True)
-      with utils.Meter(sum(info.file_size for info, _ in members), f'unpacking {os.path.basename(zip_path)}',
+      with progress.Meter(sum(info.file_size for info, _ in members), f'unpacking {os.path.basename(zip_path)}',
                        in_bytes=True) as meter:
         for info, inner in members:
           target = os.path.join(staging, inner)
@@ -100,14 +101,14 @@ def extract_member(archive_path, member, target):
     Damaged: the archive cannot be read (a cut tar, a broken gzip stream) or does not hold the member.
     UserError: the disk is full.
   """
-  part = utils.temporary_name(target)
+  part = disk.temporary_name(target)
   os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
   try:
     with tarfile.open(archive_path, 'r:gz') as tar:
       info = next((m for m in tar if m.isfile() and os.path.basename(m.name) == member.name), None)
       if info is None:
         raise Damaged(f'{archive_path} holds no {member.name}: not the archive download.py fetches')
-      with tar.extractfile(info) as source, open(part, 'wb') as out, utils.Meter(
+      with tar.extractfile(info) as source, open(part, 'wb') as out, progress.Meter(
           info.size, f'taking {member.name} out of {os.path.basename(archive_path)}', in_bytes=True) as meter:
         for block in iter(lambda: source.read(1 << 22), b''):
           out.write(block)

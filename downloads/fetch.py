@@ -16,9 +16,9 @@ from typing import Optional
 
 from absl import logging
 
+from common import disk
 import config
 from errors import UserError
-import utils
 from . import archives
 from .transfer import (Transfer, fetch_file, keep_as, mismatch, size_of, spare_name, verify,  # noqa: F401
                                 with_mirrors)  # (Transfer, with_mirrors: what download.py and the tests use)
@@ -154,12 +154,12 @@ def downloads(names, lsun_categories=('bedroom',), lsun_split='train'):
 
 @contextlib.contextmanager
 def locked(data_dir):
-  """Holds the lock of data_dir (utils.exclusive_lock on .download.lock): two download.py runs never write the
+  """Holds the lock of data_dir (disk.exclusive_lock on .download.lock): two download.py runs never write the
   same files. A data_dir this made is removed again if the command leaves it empty."""
   try:
-    with utils.exclusive_lock(os.path.join(data_dir, LOCK_FILE), 'download.py'):
+    with disk.exclusive_lock(os.path.join(data_dir, LOCK_FILE), 'download.py'):
       yield
-  except utils.Busy as holder:
+  except disk.Busy as holder:
     raise UserError(f'another download.py is running in {data_dir} ({holder}); wait for it to finish') from None
 
 
@@ -244,7 +244,7 @@ def _get_member(member, archive, folder, data_dir, transfer, from_file, keep_dow
   downloaded = None  # the archive, when this run fetched it
   try:
     if from_file and os.path.basename(from_file) == member.name:  # the member itself, fetched by hand
-      part = utils.temporary_name(target)
+      part = disk.temporary_name(target)
       os.makedirs(folder, exist_ok=True)
       shutil.copyfile(from_file, part)
     else:

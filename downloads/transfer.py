@@ -20,8 +20,8 @@ import requests
 import urllib3
 from absl import logging
 
+from common import progress
 from errors import UserError
-import utils
 
 DRIVE_URL = 'https://drive.google.com/uc?id={id}'  # what gdown resolves; the tests point it at a loopback server
 UNRESOLVED = 'cannot resolve the host name'
@@ -48,7 +48,8 @@ def checksum_of(path, algorithm, what=None):
   """The hex digest of a file, with progress for large files."""
   digest = hashlib.new(algorithm)
   size = os.path.getsize(path)
-  with open(path, 'rb') as f, utils.Meter(size, what or f'checking {os.path.basename(path)}', in_bytes=True) as meter:
+  what = what or f'checking {os.path.basename(path)}'
+  with open(path, 'rb') as f, progress.Meter(size, what, in_bytes=True) as meter:
     for block in iter(lambda: f.read(1 << 22), b''):
       digest.update(block)
       meter.update(len(block))
@@ -304,7 +305,7 @@ def fetch_file(remote, folder, transfer, keep_mine=False):
   failures = []
   for url, drive in sources:
     try:
-      with utils.Meter(remote.size, remote.name, in_bytes=True, done=min(have, remote.size), every=10.0) as meter:
+      with progress.Meter(remote.size, remote.name, in_bytes=True, done=min(have, remote.size), every=10.0) as meter:
         if drive:
           transfer.drive(remote, target, meter)
         else:

@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-import utils
+from common import disk
 from errors import UserError, first_line
 from ops import conv2d, linear
 
@@ -182,7 +182,7 @@ def load_or_train(images, labels, num_classes, directory, session_config):
     model.save(os.path.join(directory, PREFIX))
     text = json.dumps({'fingerprint': key, 'num_classes': num_classes, 'held_out_accuracy': accuracy,
                        'trained_on': len(train), 'held_out': len(held_out)}, indent=1)
-    utils.write_text(info_path, text)
+    disk.write_text(info_path, text)
   except (tf.errors.OpError, OSError) as e:
     model.close()
     raise UserError(f'could not save the digit classifier to {directory}: {first_line(e)}') from None

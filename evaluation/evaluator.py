@@ -31,6 +31,7 @@ import datasets
 from . import feature_metrics
 from . import inception
 from . import metrics
+from common import disk
 import utils
 from errors import UserError, first_line
 
@@ -323,7 +324,7 @@ def write_record(path, record):
   """
   record = dict(record, time=time.strftime('%Y-%m-%dT%H:%M:%S%z'))
   try:
-    utils.write_text(path, json.dumps(record, indent=1, sort_keys=True) + '\n')
+    disk.write_text(path, json.dumps(record, indent=1, sort_keys=True) + '\n')
   except OSError as e:
     raise UserError(f'could not write the evaluation to {path}: {first_line(e)}') from None
 

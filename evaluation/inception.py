@@ -24,7 +24,8 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2, types_pb2
 
-import utils
+from common import disk
+from common import progress
 from errors import UserError, first_line
 
 tf1 = tf.compat.v1
@@ -129,7 +130,7 @@ class Features:
   def __call__(self, images, what='images'):
     """uint8 [n, height, width, 1 or 3] (any size) -> float32 [n, 2048], BATCH images at a time, with progress."""
     out = np.empty((len(images), FEATURES), np.float32)
-    with utils.Meter(len(images), f'Inception features of {what}', unit='image', every=10.0) as meter:
+    with progress.Meter(len(images), f'Inception features of {what}', unit='image', every=10.0) as meter:
       for start in range(0, len(images), BATCH):
         batch = np.asarray(images[start:start + BATCH])
         out[start:start + len(batch)] = self.sess.run(self.features, {self.images: batch})
@@ -234,6 +235,6 @@ def write_stand_in(path, size=32, seed=0):
     with open(temporary, 'wb') as f:
       f.write(data)
 
-  utils.write_atomically(path, write)
+  disk.write_atomically(path, write)
   logging.info('wrote a stand-in of the FID network (random features, not Inception\'s) to %s', path)
   return path

@@ -10,13 +10,13 @@ import tensorflow as tf
 
 from app import completion
 import config as config_lib
-from conftest import assert_same_values, dir_flags, main_in_process, write_images
 import datasets
 from gan import augment
 from gan import losses
 from gan import stages
 import ops
 from training import trainer
+from conftest import assert_same_values, dir_flags, main_in_process, write_images
 
 tf1 = tf.compat.v1
 

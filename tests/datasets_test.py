@@ -17,11 +17,11 @@ import tensorflow as tf
 from PIL import Image
 
 import config as config_lib
-from conftest import encode, lmdb_of_images, shared, write_idx_dataset, write_images, write_lmdb
 import datasets
 from datasets import digits
 from datasets import entries
 from errors import UserError
+from conftest import encode, lmdb_of_images, shared, write_idx_dataset, write_images, write_lmdb
 
 tf1 = tf.compat.v1
 

@@ -16,10 +16,10 @@ import tensorflow as tf
 
 from app import completion
 import config as config_lib
-from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, checkpoint_values,
-                      dir_flags, main_in_process, signalled_inside_the_save_of, write_idx_dataset)
 from training import checkpoints
 from training import trainer
+from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, checkpoint_values,
+                      dir_flags, main_in_process, signalled_inside_the_save_of, write_idx_dataset)
 
 tf1 = tf.compat.v1
 TWO_CPUS = ('/cpu:0', '/cpu:1')

@@ -18,9 +18,9 @@ import time
 
 import pytest
 
+from evaluation import inception
 from conftest import (ROOT, TINY_MODEL, assert_user_error, main_in_process, shared, write_idx_dataset,
                       write_images)
-from evaluation import inception
 from http_server import LoopbackServer
 
 WRAPPER = '''

@@ -15,8 +15,6 @@ from scipy import ndimage
 
 from app import completion
 import config as config_lib
-from conftest import (TINY_MODEL, assert_error, assert_same_values, dir_flags, main_in_process, shared,
-                      write_idx_dataset, write_images)
 import datasets
 from datasets import digits
 import evaluation
@@ -25,6 +23,8 @@ from evaluation import feature_metrics
 from evaluation import inception
 from training import checkpoints
 from training import trainer
+from conftest import (TINY_MODEL, assert_error, assert_same_values, dir_flags, main_in_process, shared,
+                      write_idx_dataset, write_images)
 
 SESSION = trainer.session_config('/cpu:0')
 

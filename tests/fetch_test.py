@@ -12,14 +12,15 @@ import zipfile
 import numpy as np
 import pytest
 
+from common import progress
 import config as config_lib
-from conftest import lmdb_of_images, shared
 import datasets
 from downloads import archives
 from downloads import fetch
 from downloads import transfer
 from errors import UserError
 from evaluation import inception
+from conftest import lmdb_of_images, shared
 from http_server import HTML_PAGE, LoopbackServer
 
 FAST = fetch.Transfer(retries=2, timeout=2.0, backoff=0.01)
@@ -281,9 +282,9 @@ def test_not_enough_disk_space_is_refused_with_the_numbers(tmp_path, monkeypatch
   monkeypatch.setattr(fetch.shutil, 'disk_usage', lambda path: Usage(10 ** 12, 10 ** 12 - 1500, 1500))
   with pytest.raises(UserError) as error:
     fetch.get(tower, str(tmp_path), FAST, mirrors=['http://127.0.0.1:9/'])
-  size = fetch.utils.format_bytes(len(archive))
+  size = progress.format_bytes(len(archive))
   assert str(error.value) == (f'not enough disk space in {tmp_path}: it needs {size} to download and about {size} to '
-                              f'unpack ({fetch.utils.format_bytes(2 * len(archive))} in all), but only 1.5 KiB are '
+                              f'unpack ({progress.format_bytes(2 * len(archive))} in all), but only 1.5 KiB are '
                               'free; free some space or use --data_dir on a larger disk')
 
 

@@ -13,8 +13,8 @@ from PIL import Image
 from app import modes
 from app import sampling
 import config as config_lib
-from conftest import ROOT, TINY_MODEL, assert_error, dir_flags, main_in_process
 import utils
+from conftest import ROOT, TINY_MODEL, assert_error, dir_flags, main_in_process
 
 SERVE = """
 import os, sys

@@ -12,10 +12,10 @@ import pytest
 import tensorflow as tf
 
 import config as config_lib
-from conftest import (TINY_MODEL, assert_error, assert_same_values, checkpoint_values, dir_flags, encode,
-                      main_in_process, read_events, write_images, write_lmdb)
 import datasets
 from datasets import entries
+from conftest import (TINY_MODEL, assert_error, assert_same_values, checkpoint_values, dir_flags, encode,
+                      main_in_process, read_events, write_images, write_lmdb)
 
 COUNT = 300  # entries of the test's LMDB: more than datasets.SAMPLE, so that some are never sampled
 BATCH = 16

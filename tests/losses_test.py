@@ -7,9 +7,9 @@ import tensorflow as tf
 
 from app import completion
 import config as config_lib
-from conftest import write_idx_dataset
 from gan import losses
 from training import trainer
+from conftest import write_idx_dataset
 
 REAL = np.array([[2.0], [-1.0], [0.5], [40.0]])
 FAKE = np.array([[-3.0], [1.5], [0.0], [-40.0]])

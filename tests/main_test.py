@@ -16,11 +16,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from datasets import digits
+from training import checkpoints
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, dir_flags, encode,
                       lmdb_of_images, main_in_process, once_per_run, read_events, run_main, shared, write_images,
                       write_lmdb)
-from datasets import digits
-from training import checkpoints
 
 # 96 digits, batch 16, 64 per epoch: 4 steps an epoch.
 TRAIN = ['--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '64', '--sample_num', '10',

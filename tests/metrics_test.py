@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import shared
 import datasets
 from datasets import digits
 from evaluation import metrics
+from conftest import shared
 
 
 def _blur(images, sigma):

@@ -21,9 +21,9 @@ import time
 import pytest
 import tensorflow as tf
 
+from training import checkpoints
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, dir_flags,
                       main_in_process, once_per_run, signalled_inside_the_save_of)
-from training import checkpoints
 
 KEY = 'tiny_28_28'
 # 96 digits, batch 16, 64 per epoch: 4 steps an epoch; a checkpoint every step, so kills often land in a save.

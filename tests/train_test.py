@@ -14,13 +14,13 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from app import completion
 from app import modes
 import config as config_lib
-from conftest import lmdb_of_images, read_events, write_idx_dataset, write_images
 import datasets
 from errors import Diverged
 from training import checkpoints
 from training import runtime
 from training import safety
 from training import trainer
+from conftest import lmdb_of_images, read_events, write_idx_dataset, write_images
 
 tf1 = tf.compat.v1
 

@@ -21,7 +21,7 @@ from tensorflow.python.checkpoint import checkpoint_management
 from absl import logging
 
 import config as config_lib
-import utils
+from common import disk
 from errors import UserError, first_line
 
 PREFIX = 'DCGAN.model'
@@ -152,15 +152,15 @@ def save(saver, sess, directory, step, last_good):
     # the new checkpoint only once its bytes and names are on the disk, so that after a power cut it never
     # names files the page cache had not written yet; older checkpoints go only once the state file is durable.
     for file in _files_of(path):
-      utils.fsync(file)
-    utils.fsync(directory)
+      disk.fsync(file)
+    disk.fsync(directory)
     saver._RecordLastCheckpoint(path)  # (the Saver's own bookkeeping of --max_to_keep)
     # (what the deprecated tf.compat.v1.train.update_checkpoint_state calls, without its deprecation warning)
     checkpoint_management.update_checkpoint_state_internal(save_dir=directory, model_checkpoint_path=path,
                                                            all_model_checkpoint_paths=saver.last_checkpoints,
                                                            save_relative_paths=False)
-    utils.fsync(os.path.join(directory, STATE_FILE))
-    utils.fsync(directory)
+    disk.fsync(os.path.join(directory, STATE_FILE))
+    disk.fsync(directory)
     saver._MaybeDeleteOldCheckpoints()
     return path
   except (tf.errors.OpError, OSError, ValueError) as e:
@@ -220,7 +220,7 @@ def save_best(saver, sess, directory, step, info):
   path = save(saver, sess, folder, step, path_of(folder, older[0]) if older else None)
   text = json.dumps({'step': step, **info}, indent=1, sort_keys=True) + '\n'
   try:
-    utils.write_text(os.path.join(folder, BEST_FILE), text, durable=True)
+    disk.write_text(os.path.join(folder, BEST_FILE), text, durable=True)
   except OSError as e:
     raise UserError(f'could not write {os.path.join(folder, BEST_FILE)}: {first_line(e)}') from None
   for old in older:
@@ -234,7 +234,7 @@ def save_best(saver, sess, directory, step, info):
 @contextlib.contextmanager
 def writer_lock(directory, what):
   """Holds the key's lock while the block runs: one run at a time writes checkpoints, config.json, best/ and
-  the caches of `directory` (utils.exclusive_lock; README: "One run per key" for NFS). A run that stops before
+  the caches of `directory` (disk.exclusive_lock; README: "One run per key" for NFS). A run that stops before
   it writes anything leaves no folder behind.
 
   Args:
@@ -245,9 +245,9 @@ def writer_lock(directory, what):
     UserError: another process holds the lock; the sentence names it.
   """
   try:
-    with utils.exclusive_lock(os.path.join(directory, LOCK_FILE), what):
+    with disk.exclusive_lock(os.path.join(directory, LOCK_FILE), what):
       yield
-  except utils.Busy as holder:
+  except disk.Busy as holder:
     raise UserError(f'{directory} is in use: {holder} holds its lock. Two runs on one key would delete '
                     f'each other\'s checkpoints, so {what} does not start: wait for that run to end (or stop it); '
                     'test mode, --generate and --export only read and work meanwhile') from None

@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 
-import utils
+from common import progress
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
@@ -48,7 +48,7 @@ _NOTICES = ('All log messages before absl::InitializeLog() is called are written
 def _import_tensorflow():
   with tempfile.TemporaryFile() as capture:
     try:
-      with utils.stderr_to(capture):
+      with progress.stderr_to(capture):
         import tensorflow  # noqa: F401
     finally:
       capture.seek(0)

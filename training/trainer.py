@@ -26,6 +26,7 @@ from gan import losses
 import model
 from . import restore
 from . import safety
+from common import progress
 import utils
 from errors import Diverged, UserError, first_line
 
@@ -226,7 +227,7 @@ class Trainer:
     return _Run(step=step, start=step, total=total, saved=step, last_good=last_good,
                 position=None if position < 0 or cfg.multi_worker else position,
                 writer=tf1.summary.FileWriter(cfg.log_path, dcgan.graph) if self.is_chief else _NoSummaries(),
-                progress=utils.Progress(step, total, self.steps_per_epoch, cfg.batch_size, cfg.log_freq),
+                progress=progress.Progress(step, total, self.steps_per_epoch, cfg.batch_size, cfg.log_freq),
                 watch=safety.DiscriminatorWinWatch(losses.LOSSES[cfg.loss].floor), logged=(step, time.monotonic()))
 
   def _start_epoch_if_due(self, sess, run):
