@@ -1,12 +1,13 @@
 # make demo: train on the built-in digits and write samples/ and logs/.  make test: the whole test suite.
-# make lint: ruff, with the rules of pyproject.toml. All create .venv and install into it first.
+# make lint: ruff, with the rules of pyproject.toml. make docs: docs/flags.md from the flags' definitions.
+# All create .venv and install into it first.
 # GPU: make demo REQUIREMENTS=requirements-gpu.txt
 PYTHON ?= python3
 VENV ?= .venv
 REQUIREMENTS ?= requirements.txt
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint docs clean
 
 $(VENV)/.installed: $(REQUIREMENTS) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 --dist worksteal tests  # two workers, each taking on the other's queue when idle
+
+docs: $(VENV)/.installed
+	$(PY) main.py --markdown_help > docs/flags.md
+	$(PY) download.py --markdown_help >> docs/flags.md
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,8 @@
 """Trains a DCGAN, or uses the newest checkpoint: a sample grid, N images, visualizations, export, scores.
 
-The flags of training and using a model are defined in options.py (download.py has its own); here they are
-checked before TensorFlow loads, so that a mistake is answered at once, and turned into the run's Config.
+The flags of training and using a model are defined in app/options.py (download.py has its own); here the checks
+that involve several of them run before TensorFlow loads, so that a mistake is answered at once, and they become
+the run's Config; app/modes.py runs the mode they ask for.
 
 $ python main.py --train --dataset digits                      # built-in digits, conditional, 28x28
 $ python download.py mnist && python main.py --train --dataset mnist
@@ -20,26 +21,19 @@ $ python main.py --train --dataset mnist --eval_freq 500        # evaluate while
 $ python main.py --train --dataset celebA --crop --loss hinge --run_name hinge  # a second run beside the first
 """
 
-import os
-import re
+import dataclasses
 
 from absl import logging
 
 from app import cli
+from app import options
 from app.options import FLAGS, HELP_GROUPS, INTRO
 import config as config_lib
 from errors import UserError
 from training import cluster
 
-_POSITIVE = ('num_gpus', 'input_height', 'input_width', 'train_size', 'output_height', 'output_width', 'z_dim',
-             'gf_dim', 'df_dim', 'gfc_dim', 'dfc_dim', 'batch_size', 'epoch', 'd_steps', 'g_steps', 'sample_num',
-             'sample_freq', 'ckpt_freq', 'log_freq', 'max_to_keep', 'generate', 'frames', 'num_dims', 'eval_freq',
-             'r1_every')
 _MODES = ('generate', 'visualize', 'export', 'freeze', 'evaluate')
 BEST = config_lib.BEST_CHECKPOINT
-# A TensorFlow device name: [/job:J][/replica:R][/task:T]/[device:]cpu|gpu|tpu[:N]
-_DEVICE = re.compile(r'(?:/job:[\w.-]+)?(?:/replica:\d+)?(?:/task:\d+)?/?(?:device:)?(cpu|gpu|tpu)(?::(\d+|\*))?',
-                     re.IGNORECASE)
 
 
 def _dataset():
@@ -62,49 +56,27 @@ def _dataset():
   return config_lib.category_dataset('lsun', FLAGS.lsun_category)
 
 
-def _device_type(flag, name):
-  """The type ('CPU', 'GPU', 'TPU') of a device name such as /gpu:1.
-
-  Raises:
-    UserError: `name` is not a device name.
-  """
-  match = _DEVICE.fullmatch(name)
-  if match is None:
-    raise UserError(f'--{flag} {name!r} is not a device name such as /gpu:0 or /cpu:0')
-  return match[1].upper()
+def _device_type(name):
+  """The type ('CPU', 'GPU', 'TPU') of a device name such as /gpu:1 (the flags' own check has matched it)."""
+  return options.DEVICE_NAME.fullmatch(name)[1].upper()
 
 
 def _checkpoint_step():
   """--checkpoint as a step number, BEST, or None for the newest."""
   if FLAGS.checkpoint == 'latest':
     return None
-  if FLAGS.checkpoint == BEST:
-    return BEST
-  if not FLAGS.checkpoint.isdigit():
-    raise UserError(f"--checkpoint must be 'latest', 'best' or a step number, not {FLAGS.checkpoint!r}")
-  return int(FLAGS.checkpoint)
+  return BEST if FLAGS.checkpoint == BEST else int(FLAGS.checkpoint)
 
 
-def _seeds():
-  try:
-    seeds = [int(seed) for seed in FLAGS.seeds]
-  except ValueError:
-    raise UserError(f'--seeds must be integers, not {",".join(FLAGS.seeds)}') from None
-  if len(seeds) < 2:
-    raise UserError('--seeds needs two or more seeds to interpolate between')
-  return seeds
+def _devices():
+  """The devices of --devices or --num_gpus, in order: () for none."""
+  return tuple(FLAGS.devices or [f'/gpu:{index}' for index in range(FLAGS.num_gpus or 0)])
 
 
-def check_flags():
-  """Every check that needs nothing but the flags (and TF_CONFIG), before TensorFlow loads: a mistake is answered
-  at once.
+# The checks that involve several flags (a flag's own bounds are checked as it is parsed: app/options.py). Each
+# raises a UserError that says what does not go together, and how to mend it.
 
-  Returns:
-    The cluster.Cluster of TF_CONFIG for --strategy multi_worker with --train, else None.
-
-  Raises:
-    UserError: a flag has a value that cannot work, or flags that do not go together.
-  """
+def _one_thing_at_a_time():
   using = [f'--{name}' for name in _MODES if FLAGS[name].value]
   if FLAGS.train and FLAGS.evaluate:
     raise UserError('--train cannot be combined with --evaluate: use --eval_freq to evaluate while training')
@@ -117,61 +89,57 @@ def check_flags():
   if FLAGS.images is not None and not FLAGS.evaluate:
     raise UserError('--images goes with --evaluate: python main.py --evaluate --images DIR --dataset NAME scores '
                     'the images of DIR against the dataset')
-  for name in _POSITIVE:
-    if FLAGS[name].value is not None and FLAGS[name].value < 1:
-      raise UserError(f'--{name} must be at least 1, not {FLAGS[name].value}')
-  _checkpoint_step()
-  _seeds()
-  if FLAGS.num_samples is not None and FLAGS.num_samples < 2:
-    raise UserError(f'--num_samples must be at least 2, not {FLAGS.num_samples}')
-  if FLAGS.keep_every_hours is not None and not FLAGS.keep_every_hours > 0:
-    raise UserError(f'--keep_every_hours must be above 0, not {FLAGS.keep_every_hours}')
-  for name in ('learning_rate', 'd_learning_rate', 'g_learning_rate'):
-    if FLAGS[name].value is not None and not FLAGS[name].value > 0:
-      raise UserError(f'--{name} must be above 0, not {FLAGS[name].value}')
-  if not 0 <= FLAGS.lr_decay_epochs <= FLAGS.epoch:
+
+
+def _decay_within_the_run():
+  if FLAGS.lr_decay_epochs > FLAGS.epoch:
     raise UserError(f'--lr_decay_epochs must be 0 to --epoch ({FLAGS.epoch}), not {FLAGS.lr_decay_epochs}')
-  for name in ('beta1', 'beta2'):
-    if not 0 <= FLAGS[name].value < 1:
-      raise UserError(f'--{name} must be in [0, 1), not {FLAGS[name].value}')
-  if not FLAGS.r1 >= 0:
-    raise UserError(f'--r1 must be 0 or more, not {FLAGS.r1}')
-  if FLAGS.ema_start < 0:
-    raise UserError(f'--ema_start must be 0 or more, not {FLAGS.ema_start}')
-  if FLAGS.ema_rampup is not None and not FLAGS.ema_rampup > 0:
-    raise UserError(f'--ema_rampup must be above 0, not {FLAGS.ema_rampup}')
-  try:
-    config_lib.augment_policies(FLAGS.augment)
-  except ValueError as e:
-    raise UserError(str(e)) from None
-  if not 0 <= FLAGS.ema < 1:
-    raise UserError(f'--ema must be in [0, 1) (0: no moving average), not {FLAGS.ema}')
-  if not FLAGS.gradient_penalty >= 0:
-    raise UserError(f'--gradient_penalty must be 0 or more, not {FLAGS.gradient_penalty}')
-  if FLAGS.dataset.startswith(config_lib.TFDS_PREFIX):
-    if not FLAGS.dataset[len(config_lib.TFDS_PREFIX):]:
-      raise UserError('--dataset tfds:NAME needs the name of a TensorFlow Datasets dataset, e.g. tfds:cifar10')
-  elif not FLAGS.dataset or os.sep in FLAGS.dataset or FLAGS.dataset in ('.', '..'):
-    raise UserError(f'--dataset must be a folder name inside --data_dir, not {FLAGS.dataset!r}')
-  _dataset()
+
+
+def _crop_size():
   if FLAGS.input_width is not None and FLAGS.input_height is None:
     raise UserError('--input_width needs --input_height: together they are the size of the --crop')
   if FLAGS.input_height is not None and not FLAGS.crop:
     raise UserError(f'--input_height {FLAGS.input_height} is the height of the centre crop, and there is none: add '
                     '--crop to cut it, or drop --input_height to resize each whole image')
+
+
+def _a_batch_that_trains():
   if FLAGS.train and FLAGS.batch_size == 1:
     raise UserError('--batch_size 1 cannot train: batch norm normalizes each feature over the batch, and over one '
                     'image every feature becomes 0, so D scores every image the same; use 2 or more (16 to 64 train '
                     'well)')
-  if FLAGS.run_name is not None and not config_lib.RUN_NAME.fullmatch(FLAGS.run_name):
-    raise UserError(f'--run_name {FLAGS.run_name!r} must be a plain name of up to 100 letters, digits, ".", "_" and '
-                    '"-", starting with a letter or digit (it names folders)')
-  if FLAGS.device is not None:
-    _device_type('device', FLAGS.device)
-  _check_devices()
+
+
+def _devices_that_split_the_batch():
+  """--devices and --num_gpus, as far as the flags tell (how many GPUs are visible is asked later)."""
+  if FLAGS.devices and FLAGS.num_gpus:
+    raise UserError('--devices and --num_gpus both choose the devices: give one of them')
+  if FLAGS.strategy == 'multi_worker' and (FLAGS.devices or FLAGS.num_gpus):
+    raise UserError('--strategy multi_worker uses every GPU of each worker (or its CPU): drop --devices/--num_gpus')
+  devices = _devices()
+  if len(devices) > 1 and FLAGS.batch_size % len(devices):
+    raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across {len(devices)} devices; '
+                    f'use a multiple of {len(devices)}')
+
+
+RULES = (_one_thing_at_a_time, _decay_within_the_run, _dataset, _crop_size, _a_batch_that_trains,
+         _devices_that_split_the_batch)
+
+
+def check_flags():
+  """The RULES, and TF_CONFIG for a multi-worker run: what needs nothing but the flags, checked before TensorFlow
+  loads, so that a mistake is answered at once.
+
+  Returns:
+    The cluster.Cluster of TF_CONFIG for --strategy multi_worker with --train, else None.
+
+  Raises:
+    UserError: flags that do not go together, or a TF_CONFIG that does not describe this worker's cluster.
+  """
+  for rule in RULES:
+    rule()
   if FLAGS.strategy == 'multi_worker' and FLAGS.train:
-    if not FLAGS.worker_timeout > 0:
-      raise UserError(f'--worker_timeout must be above 0, not {FLAGS.worker_timeout}')
     workers = cluster.from_environment()  # (TF_CONFIG: read here, once; the config carries it from here on)
     if FLAGS.batch_size % len(workers.workers):
       raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across the {len(workers.workers)} '
@@ -180,71 +148,41 @@ def check_flags():
   return None
 
 
-def _check_devices():
-  """--devices and --num_gpus, as far as the flags tell (how many GPUs are visible is asked later)."""
-  if FLAGS.devices and FLAGS.num_gpus:
-    raise UserError('--devices and --num_gpus both choose the devices: give one of them')
-  if FLAGS.strategy == 'multi_worker' and (FLAGS.devices or FLAGS.num_gpus):
-    raise UserError('--strategy multi_worker uses every GPU of each worker (or its CPU): drop --devices/--num_gpus')
-  devices = FLAGS.devices or [f'/gpu:{index}' for index in range(FLAGS.num_gpus or 0)]
-  for name in devices:
-    _device_type('devices', name)
-  if len(set(devices)) != len(devices):
-    raise UserError(f'--devices names a device twice: {",".join(devices)}')
-  if len(devices) > 1 and FLAGS.batch_size % len(devices):
-    raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across {len(devices)} devices; '
-                    f'use a multiple of {len(devices)}')
-
-
 def config_from_flags(workers=None):
-  """Loads TensorFlow and turns the checked flags into a Config (completion.complete() fills in what only the data
-  knows): the devices there are, the precision, the cluster `workers` (a cluster.Cluster, or None).
+  """Loads TensorFlow and turns the checked flags into a Config: each flag named as a field, by name, then the
+  fields that the flags only imply (completion.complete() fills in what only the data knows): the dataset of
+  --lsun_category, the crop's width, the devices there are, the precision, the cluster `workers` (a
+  cluster.Cluster, or None).
 
   Raises:
     UserError: --num_gpus asks for more GPUs than are visible, or a --precision this device cannot run.
   """
-  from training import runtime  # pylint: disable=import-outside-toplevel; TensorFlow loads here, once the flags are checked
+  from training import runtime  # pylint: disable=import-outside-toplevel; TensorFlow loads here, once checked
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
   tf.get_logger().setLevel('WARNING')  # its INFO lines repeat what this program logs itself
   gpus = len(tf.config.list_physical_devices('GPU'))
   if FLAGS.num_gpus and FLAGS.num_gpus > gpus:
     raise UserError(f'--num_gpus {FLAGS.num_gpus}: only {gpus} GPU(s) are visible here')
-  devices = tuple(FLAGS.devices or [f'/gpu:{index}' for index in range(FLAGS.num_gpus or 0)])
-  devices = devices if len(devices) > 1 else ()
+  devices = _devices()
   # the model's device; with --devices, the first of them (the sampler's device in test mode)
   device = (FLAGS.devices[0] if FLAGS.devices else FLAGS.device) or ('/gpu:0' if gpus else '/cpu:0')
   multi_worker = workers is not None
+  given = {field.name: FLAGS[field.name].value for field in dataclasses.fields(config_lib.Config)
+           if field.name in FLAGS}
   augment = None if FLAGS.augment is None else ','.join(config_lib.augment_policies(FLAGS.augment)) or 'none'
-  return config_lib.Config(
-      dataset=_dataset(), data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir,
-      input_fname_pattern=FLAGS.input_fname_pattern, input_height=FLAGS.input_height,
-      input_width=FLAGS.input_width or FLAGS.input_height, crop=FLAGS.crop, train_size=FLAGS.train_size,
-      conditional=FLAGS.conditional, conditioning=FLAGS.conditioning, strict=FLAGS.strict, cache=FLAGS.cache,
-      output_height=FLAGS.output_height, output_width=FLAGS.output_width, z_dim=FLAGS.z_dim,  # (completion.prepare)
-      z_dist=FLAGS.z_dist, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim, gfc_dim=FLAGS.gfc_dim, dfc_dim=FLAGS.dfc_dim,
-      loss=FLAGS.loss, gradient_penalty=FLAGS.gradient_penalty, ema=FLAGS.ema, learning_rate=FLAGS.learning_rate,
-      mirror=FLAGS.mirror, spectral_norm=FLAGS.spectral_norm, d_batch_norm=FLAGS.d_batch_norm, r1=FLAGS.r1,
-      upsample=FLAGS.upsample,
-      r1_every=FLAGS.r1_every, augment=augment,  # (None: from the data)
-      ema_start=FLAGS.ema_start, ema_rampup=FLAGS.ema_rampup, d_learning_rate=FLAGS.d_learning_rate,
-      g_learning_rate=FLAGS.g_learning_rate, beta2=FLAGS.beta2,
-      lr_decay_epochs=FLAGS.lr_decay_epochs, beta1=FLAGS.beta1, batch_size=FLAGS.batch_size, epoch=FLAGS.epoch,
-      d_steps=FLAGS.d_steps, g_steps=FLAGS.g_steps,
-      run_name=FLAGS.run_name, checkpoint_dir=FLAGS.checkpoint_dir, sample_dir=FLAGS.sample_dir,
-      log_dir=FLAGS.log_dir, sample_num=FLAGS.sample_num, sample_freq=FLAGS.sample_freq, ckpt_freq=FLAGS.ckpt_freq,
-      log_freq=FLAGS.log_freq, max_to_keep=FLAGS.max_to_keep, keep_every_hours=FLAGS.keep_every_hours,
-      eval_freq=FLAGS.eval_freq, eval_samples=FLAGS.num_samples or config_lib.TRAINING_EVAL_SAMPLES,
-      best_metric=FLAGS.best_metric, inception_dir=FLAGS.inception_dir, device=device, devices=devices,
-      multi_worker=multi_worker, workers=workers.workers if workers else (),
-      worker_index=workers.index if workers else 0,
-      worker_timeout=FLAGS.worker_timeout, seed=FLAGS.seed, deterministic=FLAGS.deterministic, xla=FLAGS.xla,
-      precision=_precision(runtime, tf, device, multi_worker))
+  return config_lib.Config(**{
+      **given, 'dataset': _dataset(), 'input_width': FLAGS.input_width or FLAGS.input_height,
+      'augment': augment,  # (None: from the data)
+      'eval_samples': FLAGS.num_samples or config_lib.TRAINING_EVAL_SAMPLES, 'device': device,
+      'devices': devices if len(devices) > 1 else (), 'multi_worker': multi_worker,
+      'workers': workers.workers if workers else (), 'worker_index': workers.index if workers else 0,
+      'precision': _precision(runtime, tf, device, multi_worker)})
 
 
 def _precision(runtime, tf, device, multi_worker):
   """--precision, with auto resolved for `device`; says which, and why, in the log."""
-  on_gpu = _device_type('device', device) == 'GPU' and tf.config.list_physical_devices('GPU')
+  on_gpu = _device_type(device) == 'GPU' and tf.config.list_physical_devices('GPU')
   if FLAGS.precision == 'auto':
     precision, why = runtime.auto_precision(device, multi_worker)
     logging.info('precision %s (--precision auto: %s)', precision, why)
@@ -271,7 +209,7 @@ def use_trained(config):
     return modes.evaluate_images(config, FLAGS.images, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES,
                                  FLAGS.out_dir)
   config = modes.trained_config(config, data_dir_given=FLAGS['data_dir'].present, ema_given=FLAGS['ema'].present)
-  checkpoint, seeds = _checkpoint_step(), _seeds()
+  checkpoint, seeds = _checkpoint_step(), [int(seed) for seed in FLAGS.seeds]
   if FLAGS.evaluate:
     return modes.evaluate(config, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES, checkpoint)
   sampling.parse_labels(FLAGS.labels, config.y_dim, config.class_names)  # checks --labels before anything is written

@@ -334,11 +334,13 @@ def test_the_tools_train_on_two_replicas_at_the_cpus_precision(tmp_path):
 
 
 def test_the_new_flags_are_checked(tmp_path):
-  for args, fragment in ((['--augment', 'zoom'], "--augment 'zoom' is not one of"),
-                         (['--r1', '-1'], '--r1 must be 0 or more'), (['--r1_every', '0'], '--r1_every must be at'),
-                         (['--d_learning_rate', '0'], '--d_learning_rate must be above 0'),
-                         (['--beta2', '1'], '--beta2 must be in [0, 1)'), (['--ema_start', '-5'], '--ema_start'),
-                         (['--ema_rampup', '0'], '--ema_rampup must be above 0'),
+  for args, fragment in ((['--augment', 'zoom'], "flag --augment=zoom: 'zoom' is not one of"),
+                         (['--r1', '-1'], 'flag --r1=-1: -1.0 is not a non-negative number'),
+                         (['--r1_every', '0'], 'flag --r1_every=0: 0 is not a positive integer'),
+                         (['--d_learning_rate', '0'], 'flag --d_learning_rate=0.0: must be above 0'),
+                         (['--beta2', '1'], 'flag --beta2=1.0: must be in [0, 1)'),
+                         (['--ema_start', '-5'], '--ema_start'),
+                         (['--ema_rampup', '0'], 'flag --ema_rampup=0.0: must be above 0'),
                          (['--epoch', '3', '--lr_decay_epochs', '4'], '--lr_decay_epochs must be 0 to --epoch (3)'),
                          (['--upsample', 'bilinear'], 'value should be one of <deconv|resize>')):
     result = main_in_process('--train', *args, *dir_flags(tmp_path, tmp_path / 'data'))

@@ -7,6 +7,7 @@ end-to-end runs as a user would start them.
 """
 
 import collections
+import contextlib
 import fcntl
 import glob
 import io
@@ -181,25 +182,37 @@ InProcess = collections.namedtuple('InProcess', 'returncode error')
 """What main_in_process saw: the exit code main.py would have had, and the sentence of its 'error: ' line (None)."""
 
 
-def main_in_process(*args):
-  """Runs main.py's main() with these flags in this process (relative paths are the current folder's).
+@contextlib.contextmanager
+def parsed_flags(*args):
+  """main.py's flags parsed from `args` for the block, then unparsed again, absl's log level as it was.
 
-  Returns:
-    An InProcess: exit code 0 and no error, or the UserError's (or the flag parser's) code and sentence.
+  Yields:
+    The arguments that are not flags, main.py's name first (as absl.app hands them to main()).
   """
   level = absl_logging.get_absl_logger().level
   flags.FLAGS.unparse_flags()
   try:
     argv = flags.FLAGS(['main.py', *map(str, args)])
     absl_logging.set_verbosity(absl_logging.INFO)  # as main.py logs under app.run (the flag's default is WARNING)
-    main.main(argv)
+    yield argv
+  finally:
+    flags.FLAGS.unparse_flags()  # (which sets absl's logger back to the flag's default level: undone below)
+    absl_logging.get_absl_logger().setLevel(level)
+
+
+def main_in_process(*args):
+  """Runs main.py's main() with these flags in this process (relative paths are the current folder's).
+
+  Returns:
+    An InProcess: exit code 0 and no error, or the UserError's (or the flag parser's) code and sentence.
+  """
+  try:
+    with parsed_flags(*args) as argv:
+      main.main(argv)
   except flags.Error as e:
     return InProcess(2, f'{e} (see --help)')
   except UserError as e:
     return InProcess(e.exit_code, str(e))
-  finally:
-    flags.FLAGS.unparse_flags()  # (which sets absl's logger back to the flag's default level: undone below)
-    absl_logging.get_absl_logger().setLevel(level)
   return InProcess(0, None)
 
 

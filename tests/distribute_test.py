@@ -107,7 +107,7 @@ def test_devices_flag_trains_and_test_mode_uses_the_checkpoint(tmp_path, tiny_id
 @pytest.mark.parametrize('args, fragments', [
     (['--devices', '/cpu:0,/cpu:1', '--batch_size', '15'], ['--batch_size 15 does not split evenly across 2']),
     (['--num_gpus', '2'], ['--num_gpus 2: only 0 GPU(s) are visible here']),
-    (['--devices', 'gpu zero,/cpu:0'], ["--devices 'gpu zero' is not a device name"]),
+    (['--devices', 'gpu zero,/cpu:0'], ["'gpu zero' is not a device name"]),
 ])
 def test_device_flags_are_checked(tmp_path, args, fragments):
   assert_error(main_in_process('--train', '--dataset', 'tiny', *args, *dir_flags(tmp_path, tmp_path)), *fragments)

@@ -83,9 +83,10 @@ def test_download_mnist_then_train_on_it_as_the_readme_says(tmp_path, monkeypatc
             in result.stderr)
     assert sorted(os.listdir(tmp_path / 'data' / 'mnist')) == sorted(files)
     served = len(server.requests)
-    again = _download(['mnist'], tmp_path, files, mirror=server.url)
+    again = _download(['mnist', '--mirror', server.url], tmp_path, files)  # (the old spelling of --mirror_url)
     assert again.returncode == 0, again.stderr
     assert again.stderr.count('(checksum ok)') == 2 and len(server.requests) == served
+    assert '--mirror is now called --mirror_url' in again.stderr
   monkeypatch.chdir(tmp_path)  # main.py's folders are relative, as in the README: data/, checkpoint/, ...
   with caplog.at_level(logging.INFO):
     train = main_in_process('--train', '--dataset', 'mnist', '--epoch', '1', '--train_size', '64', '--batch_size',
@@ -101,12 +102,14 @@ def test_download_mnist_then_train_on_it_as_the_readme_says(tmp_path, monkeypatc
     (['lsun', '--lsun_category', 'kitchenette'], ["--lsun_category 'kitchenette' is not an LSUN scene category"]),
     (['mnist', '--from_file', 'x.zip'], ['--from_file takes the file of one dataset']),
     (['celebA', '--from_file', 'nowhere.zip'], ['--from_file nowhere.zip is not a file']),
-    (['mnist', '--retries', '-1'], ['--retries must be at least 0']),
+    (['mnist', '--retries', '-1'], ['flag --retries=-1: -1 is not a non-negative integer']),
+    (['mnist', '--timeout', '0'], ['flag --timeout=0.0: must be above 0']),
     (['mnist', '--no_such_flag'], ['Unknown command line flag', 'no_such_flag', '(see --help)']),
     (['mnist', '--timeout', 'soon'], ["flag --timeout=soon: could not convert string to float: 'soon'"]),
-    (['mnist', '--mirror', '127.0.0.1:8765/'], ["--mirror '127.0.0.1:8765/' is not an http:// or https:// URL; "
-                                                'write it as http://127.0.0.1:8765/']),
-    (['mnist', '--mirror', 'ftp://host/mnist/'], ["--mirror 'ftp://host/mnist/' is not an http:// or https:// URL"]),
+    (['mnist', '--mirror_url', '127.0.0.1:8765/'], ["--mirror_url '127.0.0.1:8765/' is not an http:// or https:// "
+                                                    'URL; write it as http://127.0.0.1:8765/']),
+    (['mnist', '--mirror_url', 'ftp://host/mnist/'], ["--mirror_url 'ftp://host/mnist/' is not an http:// or "
+                                                      'https:// URL']),
 ])
 def test_mistakes_are_one_line_and_exit_2(tmp_path, args, fragments):
   assert_user_error(_download(args, tmp_path), *fragments)
@@ -123,7 +126,7 @@ def test_a_dataset_that_trained_survives_a_download_from_a_mirror_with_another_v
   official = {name: os.urandom(len(data) + 1000) for name, data in mine.items()}  # the table's files
   served = {name: data[:len(data) // 2] for name, data in official.items()}  # a mirror's complete, other files
   with LoopbackServer(served) as server:
-    result = _download(['mnist', '--mirror', server.url], tmp_path, official)
+    result = _download(['mnist', '--mirror_url', server.url], tmp_path, official)
   error = assert_user_error(result, 'could not download train-', 'ubyte.gz from', 'it serves a file of',
                             'is as it was: keep it with --keep_mine')
   assert 'connection closed' not in error
@@ -131,7 +134,7 @@ def test_a_dataset_that_trained_survives_a_download_from_a_mirror_with_another_v
   assert all((tmp_path / 'data' / 'mnist' / name).read_bytes() == data for name, data in mine.items())
   assert main_in_process('--train', '--dataset', 'mnist', '--epoch', '2', '--batch_size', '32', *TINY_MODEL,
                          '--conditioning', 'mnist').returncode == 0  # and the run goes on
-  kept = _download(['mnist', '--mirror', server.url, '--keep_mine'], tmp_path, official)  # (the server is gone:
+  kept = _download(['mnist', '--mirror_url', server.url, '--keep_mine'], tmp_path, official)  # (the server is gone:
   assert kept.returncode == 0, kept.stderr  # nothing is asked of it)
   assert kept.stderr.count('kept and used as it is (--keep_mine)') == 2
 
@@ -143,7 +146,7 @@ def test_a_bad_checksum_or_no_source_is_one_line_and_leaves_nothing(tmp_path):
                               f'could not download train-images-idx3-ubyte.gz from {server.url}')
     assert 'checksum mismatch (md5 ' in error and error.endswith('removed the download')
     assert not os.path.exists(tmp_path / 'data')  # no dataset folder, no .part, no lock: nothing was made
-    error = assert_user_error(_download(['mnist', '--mirror', f'{server.url}a/,{server.url}b/'], tmp_path, files),
+    error = assert_user_error(_download(['mnist', '--mirror_url', f'{server.url}a/,{server.url}b/'], tmp_path, files),
                               'every mirror failed for train-images-idx3-ubyte.gz: ')
     assert f'{server.url}a/train-images-idx3-ubyte.gz: HTTP 404 Not Found; {server.url}b/' in error
 
@@ -194,13 +197,13 @@ def _stand_in_archive(graph=None, extra=b'Apache License 2.0'):
 def test_download_inception_from_a_mirror_then_evaluate_reports_fid(tmp_path, monkeypatch, capsys):
   archive, graph = _stand_in_archive()
   with LoopbackServer({'inception-2015-12-05.tgz': archive}) as server:
-    result = _download(['inception', '--mirror', server.url], tmp_path, inception=(archive, graph))
+    result = _download(['inception', '--mirror_url', server.url], tmp_path, inception=(archive, graph))
     assert result.returncode == 0, result.stderr
     assert 'the Inception network is ready in data/inception: python main.py --evaluate' in result.stderr
     assert os.listdir(tmp_path / 'data') == ['inception']  # the archive is gone, the network kept
     assert (tmp_path / 'data' / 'inception' / 'classify_image_graph_def.pb').read_bytes() == graph
     served = len(server.requests)
-    again = _download(['inception', '--mirror', server.url], tmp_path, inception=(archive, graph))
+    again = _download(['inception', '--mirror_url', server.url], tmp_path, inception=(archive, graph))
     assert again.returncode == 0 and '(checksum ok)' in again.stderr and len(server.requests) == served
   monkeypatch.chdir(tmp_path)  # main.py finds it in data/inception, as a user's would
   write_images(str(tmp_path / 'data' / 'faces'), 12, size=(16, 16))
@@ -218,14 +221,15 @@ def test_a_damaged_or_wrong_inception_archive_leaves_nothing(tmp_path):
   damaged = archive[:middle] + bytes([archive[middle] ^ 0xFF]) + archive[middle + 1:]
   # (a flipped byte in the compressed stream: the archive's size is right, the network inside is not)
   with LoopbackServer({'inception-2015-12-05.tgz': damaged}) as server:
-    error = assert_user_error(_download(['inception', '--mirror', server.url], tmp_path, inception=(archive, graph)))
+    error = assert_user_error(_download(['inception', '--mirror_url', server.url], tmp_path,
+                                        inception=(archive, graph)))
   assert error.startswith('error: classify_image_graph_def.pb from inception-2015-12-05.tgz is not the file '
                           'download.py fetches: checksum mismatch (md5 ')
   assert error.endswith('removed it and the archive')
   assert not os.path.exists(tmp_path / 'data')  # nothing kept: no archive to resume a bad file from
   truncated = archive[:len(archive) - 40]  # the tar and the gzip end cut off: announced as a file of that size
   with LoopbackServer({'inception-2015-12-05.tgz': truncated}) as server:
-    error = assert_user_error(_download(['inception', '--mirror', server.url], tmp_path,
+    error = assert_user_error(_download(['inception', '--mirror_url', server.url], tmp_path,
                                         inception=(truncated, graph)))
   assert 'inception-2015-12-05.tgz is not a readable .tgz' in error
   assert not os.path.exists(tmp_path / 'data')

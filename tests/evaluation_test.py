@@ -208,8 +208,8 @@ def test_eval_freq_keeps_best_and_evaluate_scores_it(tmp_path, tiny_idx_root, ca
 @pytest.mark.parametrize('args, fragments', [
     (['--train', '--evaluate'], ['use --eval_freq']),
     (['--evaluate', '--generate', '4'], ['--evaluate cannot be combined with --generate']),
-    (['--evaluate', '--num_samples', '1'], ['--num_samples must be at least 2']),
-    (['--checkpoint', 'bestest'], ["--checkpoint must be 'latest', 'best' or a step number"]),
+    (['--evaluate', '--num_samples', '1'], ['flag --num_samples=1: must be at least 2']),
+    (['--checkpoint', 'bestest'], ["flag --checkpoint=bestest: must be 'latest', 'best' or a step number"]),
 ])
 def test_evaluation_flags_are_checked(tmp_path, args, fragments):
   assert_error(main_in_process('--dataset', 'tiny', *args, *dir_flags(tmp_path, tmp_path / 'data')), *fragments)

@@ -157,13 +157,13 @@ def test_export_round_trip_in_a_process_that_never_imports_the_project(trained_m
 
 
 @pytest.mark.parametrize('name,args,fragment', [
-    ('cond', ['--generate', '0'], '--generate must be at least 1, not 0'),
-    ('cond', ['--generate', '-4'], '--generate must be at least 1, not -4'),
+    ('cond', ['--generate', '0'], 'flag --generate=0: 0 is not a positive integer'),
+    ('cond', ['--generate', '-4'], 'flag --generate=-4: -4 is not a positive integer'),
     ('cond', ['--generate', '3', '--labels', '12'], '--labels 12 is out of range: this model knows labels 0 to 9'),
     ('cond', ['--generate', '3', '--labels', 'three'], "--labels must be 'all' or a comma-separated list"),
     ('uncond', ['--generate', '3', '--labels', '1'], '--labels was given, but this model is unconditional'),
     ('cond', ['--generate', '3', '--out_dir', '{run}/ckpt/tiny_28_28/config.json/out'], 'cannot write to'),
-    ('cond', ['--visualize', '--option', 'interp', '--seeds', '4'], '--seeds needs two or more seeds'),
+    ('cond', ['--visualize', '--option', 'interp', '--seeds', '4'], "flag --seeds=['4']: needs two or more seeds"),
     ('cond', ['--train', '--generate', '3'], '--train cannot be combined with --generate'),
     ('cond', ['--export', '{run}/ckpt'], 'exists and is not empty'),
     ('cond', ['--generate', '3', '--output_height', '32'], 'no checkpoint in'),
