@@ -231,14 +231,14 @@ def key_prefix(dataset):
   return re.sub(r'[:/\\]', '_', dataset)
 
 
-def save(config, directory):
+def save_config(config, directory):
   """Writes `config` as `directory/config.json`, replacing any older one in a single rename."""
   text = json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + '\n'
   path = os.path.join(directory, CONFIG_FILE)
   disk.write_text(path, text, durable=True)
 
 
-def read_saved(directory):
+def saved_config(directory):
   """Reads `directory/config.json`.
 
   Returns:

@@ -28,12 +28,13 @@ from absl import logging
 from app import cli
 from app import options
 from app.options import FLAGS, HELP_GROUPS, INTRO
-import config as config_lib
+from config import (augment_policies, BEST_CHECKPOINT, category_dataset, check_lsun_categories, Config,
+                    EVALUATE_SAMPLES, TRAINING_EVAL_SAMPLES)
 from errors import UserError
 from training import cluster
 
 _MODES = ('generate', 'visualize', 'export', 'freeze', 'evaluate')
-BEST = config_lib.BEST_CHECKPOINT
+BEST = BEST_CHECKPOINT
 
 
 def _dataset():
@@ -49,11 +50,11 @@ def _dataset():
     return FLAGS.dataset
   if FLAGS.dataset != 'lsun':
     raise UserError(f'--lsun_category goes with --dataset lsun, not --dataset {FLAGS.dataset}')
-  config_lib.check_lsun_categories(FLAGS.lsun_category)
+  check_lsun_categories(FLAGS.lsun_category)
   if len(set(FLAGS.lsun_category)) < 2:
     raise UserError(f'--lsun_category {",".join(FLAGS.lsun_category)}: give two or more categories for a '
                     f'conditional model; for one, use --dataset lsun_{FLAGS.lsun_category[0]}')
-  return config_lib.category_dataset('lsun', FLAGS.lsun_category)
+  return category_dataset('lsun', FLAGS.lsun_category)
 
 
 def _device_type(name):
@@ -168,13 +169,13 @@ def config_from_flags(workers=None):
   # the model's device; with --devices, the first of them (the sampler's device in test mode)
   device = (FLAGS.devices[0] if FLAGS.devices else FLAGS.device) or ('/gpu:0' if gpus else '/cpu:0')
   multi_worker = workers is not None
-  given = {field.name: FLAGS[field.name].value for field in dataclasses.fields(config_lib.Config)
+  given = {field.name: FLAGS[field.name].value for field in dataclasses.fields(Config)
            if field.name in FLAGS}
-  augment = None if FLAGS.augment is None else ','.join(config_lib.augment_policies(FLAGS.augment)) or 'none'
-  return config_lib.Config(**{
+  augment = None if FLAGS.augment is None else ','.join(augment_policies(FLAGS.augment)) or 'none'
+  return Config(**{
       **given, 'dataset': _dataset(), 'input_width': FLAGS.input_width or FLAGS.input_height,
       'augment': augment,  # (None: from the data)
-      'eval_samples': FLAGS.num_samples or config_lib.TRAINING_EVAL_SAMPLES, 'device': device,
+      'eval_samples': FLAGS.num_samples or TRAINING_EVAL_SAMPLES, 'device': device,
       'devices': devices if len(devices) > 1 else (), 'multi_worker': multi_worker,
       'workers': workers.workers if workers else (), 'worker_index': workers.index if workers else 0,
       'precision': _precision(runtime, tf, device, multi_worker)})
@@ -206,12 +207,12 @@ def use_trained(config):
   from app import modes  # pylint: disable=import-outside-toplevel
 
   if FLAGS.images is not None:  # no model: the images of a folder against the dataset
-    return modes.evaluate_images(config, FLAGS.images, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES,
+    return modes.evaluate_images(config, FLAGS.images, FLAGS.num_samples or EVALUATE_SAMPLES,
                                  FLAGS.out_dir)
   config = modes.trained_config(config, data_dir_given=FLAGS['data_dir'].present, ema_given=FLAGS['ema'].present)
   checkpoint, seeds = _checkpoint_step(), [int(seed) for seed in FLAGS.seeds]
   if FLAGS.evaluate:
-    return modes.evaluate(config, FLAGS.num_samples or config_lib.EVALUATE_SAMPLES, checkpoint)
+    return modes.evaluate(config, FLAGS.num_samples or EVALUATE_SAMPLES, checkpoint)
   sampling.parse_labels(FLAGS.labels, config.y_dim, config.class_names)  # checks --labels before anything is written
   if FLAGS.generate:
     modes.generate(config, FLAGS.generate, FLAGS.labels, FLAGS.out_dir, checkpoint)

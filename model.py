@@ -15,7 +15,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-import config as config_lib
+from config import steps_per_epoch
 import datasets
 from gan import augment
 from gan import average
@@ -109,7 +109,7 @@ class DCGAN:
           local = dataclasses.replace(config, batch_size=config.batch_size // config.num_workers)
           self.pipeline = datasets.make_pipeline(dataset, local)
           self.data_position = tf1.Variable(-1, dtype=tf.int64, trainable=False, name='data_position')
-        self.steps_per_epoch = config_lib.steps_per_epoch(config, dataset.num_images)
+        self.steps_per_epoch = steps_per_epoch(config, dataset.num_images)
       with self.strategy.scope() if self.strategy else tf.device(config.device):
         self.global_step = tf1.train.get_or_create_global_step()
         if self.training:

@@ -7,7 +7,7 @@ $ python main.py --train --dataset anime-faces   # prepare(): 64x64, 3 channels,
 import collections
 import dataclasses
 
-import config as config_lib
+from config import saved_config
 import datasets
 from errors import UserError
 import evaluation
@@ -53,7 +53,7 @@ def complete(config, dataset):
 def _trained_upsample(config):
   """The --upsample of the run's checkpoints, or None where it has none: a resumed run keeps its G's layers, which
   a default chosen since would not fit."""
-  saved = config_lib.read_saved(config.checkpoint_path)
+  saved = saved_config(config.checkpoint_path)
   return saved.upsample if saved is not None and checkpoints.steps(config.checkpoint_path) else None
 
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from common import disk
-import config as config_lib
+from config import EPOCH_FIELDS, key_prefix, saved_config, training_differences
 import datasets
 from errors import UserError, op_error_text
 import evaluation
@@ -120,17 +120,17 @@ def _check_batch_size(config, count):
 
 def _warn_if_changed(config):
   """A resumed run may change how it trains (not a shape: that stops it in restore.restore): says what changed."""
-  saved = config_lib.read_saved(config.checkpoint_path)
+  saved = saved_config(config.checkpoint_path)
   resumed = saved is not None and checkpoints.steps(config.checkpoint_path)
-  changed = config_lib.training_differences(saved, config) if resumed else []
+  changed = training_differences(saved, config) if resumed else []
   if not changed:
     return
   listed = ', '.join(f'--{name} {_flag_value(new)} (it was {_flag_value(old)})' for name, old, new in changed)
   epoch_note = ('; the step count goes on, but the epoch and batch to resume at are counted with the new '
-                + '/'.join(f'--{name}' for name, _, _ in changed if name in config_lib.EPOCH_FIELDS))
+                + '/'.join(f'--{name}' for name, _, _ in changed if name in EPOCH_FIELDS))
   logging.warning('resuming %s with flags that differ from the run that wrote it: %s. Training goes on with the new '
                   'values%s', config.checkpoint_path, listed,
-                  epoch_note if any(name in config_lib.EPOCH_FIELDS for name, _, _ in changed) else '')
+                  epoch_note if any(name in EPOCH_FIELDS for name, _, _ in changed) else '')
 
 
 def _flag_value(value):
@@ -168,7 +168,7 @@ def _trained_runs(config):
   not count)."""
   if not os.path.isdir(config.checkpoint_dir):
     return {}
-  pattern = re.escape(config_lib.key_prefix(config.dataset)) + r'_(\d+)_(\d+)(?:-(.+))?'
+  pattern = re.escape(key_prefix(config.dataset)) + r'_(\d+)_(\d+)(?:-(.+))?'
   runs = {}
   for name in sorted(os.listdir(config.checkpoint_dir)):
     match = re.fullmatch(pattern, name)
@@ -210,7 +210,7 @@ def trained_config(config, data_dir_given=True, ema_given=False):
                       f'{f"; there are: {found}" if found else ""}{"" if sizes else "; train first with --train"}')
     (height, width), = sizes  # the only size trained for this dataset (and run name)
     config = dataclasses.replace(config, output_height=height, output_width=width)
-  saved = config_lib.read_saved(config.checkpoint_path)
+  saved = saved_config(config.checkpoint_path)
   if saved is None or not checkpoints.steps(config.checkpoint_path):
     others = [f'{name} ({_flags_of(*run)})' for name, run in runs.items() if name != config.key]
     hint = f'; found instead: {", ".join(others)}' if others else ''
@@ -251,7 +251,7 @@ def trained_generator(config, checkpoint=None):
 def _own_weights_suffix(config):
   """'_noema' when --ema 0 samples G's own weights of a model that also has their average (whose pictures keep
   the plain names), so that the two never overwrite each other; else ''."""
-  saved = config_lib.read_saved(config.checkpoint_path)
+  saved = saved_config(config.checkpoint_path)
   return '_noema' if not config.ema and saved is not None and saved.ema else ''
 
 

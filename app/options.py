@@ -13,7 +13,9 @@ from absl import flags
 from absl import logging  # noqa: F401  (it defines --log_dir, which this program uses too)
 
 from app import cli
-import config as config_lib
+from config import (augment_policies, BEST_CHECKPOINT, BEST_METRICS, BUILTIN_DATASETS, CONDITIONINGS, EVALUATE_SAMPLES,
+                    LOSS_NAMES, RUN_NAME, TFDS_PREFIX, TRAINING_EVAL_SAMPLES, UPSAMPLINGS, VISUALIZE_OPTIONS,
+                    Z_DISTRIBUTIONS)
 
 INTRO = '''\
 main.py: train a DCGAN on your images, MNIST, CelebA, LSUN or a TensorFlow Datasets dataset, and use the model.
@@ -38,15 +40,15 @@ DEVICE_NAME = re.compile(r'(?:/job:[\w.-]+)?(?:/replica:\d+)?(?:/task:\d+)?/?(?:
 
 def _is_dataset_name(name):
   """A folder name inside --data_dir (not a path), or tfds:NAME."""
-  if name.startswith(config_lib.TFDS_PREFIX):
-    return bool(name[len(config_lib.TFDS_PREFIX):])
+  if name.startswith(TFDS_PREFIX):
+    return bool(name[len(TFDS_PREFIX):])
   return bool(name) and '/' not in name and name not in ('.', '..')
 
 
 def _policy_error(text):
   """What is wrong with an --augment list ('zoom' is not one of ...), or None."""
   try:
-    config_lib.augment_policies(text)
+    augment_policies(text)
   except ValueError as e:
     return str(e).removeprefix('--augment ')
   return None
@@ -65,14 +67,14 @@ with HELP_GROUPS.group('What to do (without --train: use the newest checkpoint)'
   flags.DEFINE_string('checkpoint', 'latest', "The checkpoint to load: 'latest', 'best' (the best by --best_metric, "
                       "kept by --eval_freq in <checkpoint_dir>/<key>/best/) or a step number. With --train, 'best' or "
                       'a step rolls the run back to it: newer checkpoints move to <checkpoint_dir>/<key>/rolled_back/.')
-  cli.check_flag('checkpoint', lambda value: value in ('latest', config_lib.BEST_CHECKPOINT) or value.isdigit(),
+  cli.check_flag('checkpoint', lambda value: value in ('latest', BEST_CHECKPOINT) or value.isdigit(),
                  "must be 'latest', 'best' or a step number")
 
 with HELP_GROUPS.group('Data'):
   flags.DEFINE_string('dataset', 'digits', 'Dataset folder name under --data_dir (a folder of images, class folders '
                       'of images, MNIST-style IDX files, or an LMDB such as download.py\'s lsun_bedroom), or '
                       'tfds:NAME[/CONFIG] for TensorFlow Datasets; also the first part of the run key <dataset>_'
-                      f'<output_height>_<output_width>. Built in: {", ".join(config_lib.BUILTIN_DATASETS)}.')
+                      f'<output_height>_<output_width>. Built in: {", ".join(BUILTIN_DATASETS)}.')
   cli.check_flag('dataset', _is_dataset_name, 'must be a folder name inside --data_dir, or tfds:NAME with the '
                  'name of a TensorFlow Datasets dataset, e.g. tfds:cifar10')
   flags.DEFINE_string('data_dir', 'data', 'Folder that holds the dataset folder <data_dir>/<dataset>.')
@@ -111,12 +113,12 @@ with HELP_GROUPS.group('Model'):
                        lower_bound=1)
   flags.DEFINE_boolean('conditional', True, 'Condition G and D on the labels when the dataset has them '
                        '(MNIST-style IDX, class folders, TFDS labels, LSUN categories); --noconditional ignores them.')
-  flags.DEFINE_enum('conditioning', config_lib.CONDITIONINGS[0], config_lib.CONDITIONINGS,
+  flags.DEFINE_enum('conditioning', CONDITIONINGS[0], CONDITIONINGS,
                     'How a conditional model takes its labels: projection (class-conditional batch norm in G, '
                     'the projection discriminator), concat (the label joins z, and D\'s input as constant maps), '
                     'or mnist (the original code\'s conditional MNIST model, with --gfc_dim and --dfc_dim).')
   flags.DEFINE_integer('z_dim', 100, 'Length of the noise vector z.', lower_bound=1)
-  flags.DEFINE_enum('z_dist', 'uniform_signed', config_lib.Z_DISTRIBUTIONS, 'Distribution of z: uniform_signed '
+  flags.DEFINE_enum('z_dist', 'uniform_signed', Z_DISTRIBUTIONS, 'Distribution of z: uniform_signed '
                     'is U(-1, 1), normal is N(0, 1).')
   flags.DEFINE_integer('gf_dim', 64, 'Filters of the last hidden generator layer (earlier layers have 2x, 4x, 8x).',
                        lower_bound=1)
@@ -130,7 +132,7 @@ with HELP_GROUPS.group('Model'):
                        'normalization, Miyato et al. 2018; one power iteration per D update).')
   flags.DEFINE_boolean('d_batch_norm', True, 'Batch norm in D; --nod_batch_norm drops it, as SN-DCGAN does with '
                        '--spectral_norm.')
-  flags.DEFINE_enum('upsample', None, config_lib.UPSAMPLINGS, 'How G doubles its maps: deconv (a transposed 5x5 '
+  flags.DEFINE_enum('upsample', None, UPSAMPLINGS, 'How G doubles its maps: deconv (a transposed 5x5 '
                     'convolution, as DCGAN) or resize (nearest-neighbour upsampling, then a 3x3 convolution: no '
                     'checkerboard). Default: resize for colour images, deconv for grayscale; a resumed run keeps '
                     'what it was trained with.')
@@ -157,7 +159,7 @@ with HELP_GROUPS.group('Training'):
   cli.check_flag('beta1', lambda value: value < 1, 'must be in [0, 1)')
   flags.DEFINE_float('beta2', 0.999, 'Adam beta2, in [0, 1).', lower_bound=0)
   cli.check_flag('beta2', lambda value: value < 1, 'must be in [0, 1)')
-  flags.DEFINE_enum('loss', 'non_saturating', config_lib.LOSS_NAMES, 'The GAN loss: non_saturating (the DCGAN '
+  flags.DEFINE_enum('loss', 'non_saturating', LOSS_NAMES, 'The GAN loss: non_saturating (the DCGAN '
                     'paper\'s), minimax, wasserstein (use with --gradient_penalty), hinge or least_squares.')
   flags.DEFINE_float('gradient_penalty', 0.0, "Weight of the WGAN-GP gradient penalty added to D's loss (10 in the "
                      "paper), with any --loss; 0 for none.", lower_bound=0)
@@ -187,7 +189,7 @@ with HELP_GROUPS.group('Output', adopted=['log_dir']):
                       'and TensorBoard events go to folders <key>-<run_name>, apart from every other run on the same '
                       'data and size, so two runs (two losses, say) train side by side and show side by side in '
                       'TensorBoard. Give it again to resume that run or to use its model.')
-  cli.check_flag('run_name', lambda value: config_lib.RUN_NAME.fullmatch(value) is not None,
+  cli.check_flag('run_name', lambda value: RUN_NAME.fullmatch(value) is not None,
                  'must be a plain name of up to 100 letters, digits, ".", "_" and "-", starting with a letter or '
                  'digit (it names folders)')
   flags.DEFINE_string('checkpoint_dir', 'checkpoint', 'Checkpoints go to <checkpoint_dir>/<key>/.')
@@ -211,10 +213,10 @@ with HELP_GROUPS.group('Evaluation'):
                        'checkpoint with the best --best_metric in <checkpoint_dir>/<key>/best/. Default: never.',
                        lower_bound=1)
   flags.DEFINE_integer('num_samples', None, 'Images generated and real images compared per evaluation (at most the '
-                       f'dataset size); default {config_lib.EVALUATE_SAMPLES} for --evaluate, '
-                       f'{config_lib.TRAINING_EVAL_SAMPLES} for --eval_freq.')
+                       f'dataset size); default {EVALUATE_SAMPLES} for --evaluate, '
+                       f'{TRAINING_EVAL_SAMPLES} for --eval_freq.')
   cli.check_flag('num_samples', lambda value: value >= 2, 'must be at least 2')
-  flags.DEFINE_enum('best_metric', None, config_lib.BEST_METRICS, 'The metric that picks the best checkpoint (lower '
+  flags.DEFINE_enum('best_metric', None, BEST_METRICS, 'The metric that picks the best checkpoint (lower '
                     'is better): fid or kid, of the Inception network\'s features (python download.py inception); '
                     'swd, sliced Wasserstein distance; fd, Frechet distance of digit-classifier features (labelled '
                     'grayscale data only). Default fd where it applies, else fid where the network is, else swd.')
@@ -233,7 +235,7 @@ with HELP_GROUPS.group('Using a trained model (without --train)'):
   flags.DEFINE_string('out_dir', None, 'Folder for --generate, --visualize and --evaluate --images; default '
                       '<sample_dir>/<key>/generated or <sample_dir>/<key>/visualize.')
   flags.DEFINE_boolean('visualize', False, 'Write the pictures of --option to --out_dir.')
-  flags.DEFINE_enum('option', '0', config_lib.VISUALIZE_OPTIONS, 'With --visualize: 0 a sample grid; 1 a PNG '
+  flags.DEFINE_enum('option', '0', VISUALIZE_OPTIONS, 'With --visualize: 0 a sample grid; 1 a PNG '
                     'sweeping each of the first --num_dims dimensions of z; 2 GIFs sweeping --num_dims random '
                     'dimensions; 3 GIFs sweeping dimensions from z = 0; 4 one GIF sweeping them all at once; interp '
                     'a slerp through --seeds as a strip and a GIF; progress a GIF of the training grids in step order.')

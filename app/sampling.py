@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from common import disk
-import config as config_lib
+from config import VISUALIZE_OPTIONS
 from errors import UserError
 import utils
 
@@ -27,7 +27,7 @@ tf1 = tf.compat.v1
 
 GRID_COLUMNS = 16  # the most labels grid.png gives a column each
 GRID_LIMIT = 64  # images in the grid beside generated files
-OPTIONS = config_lib.VISUALIZE_OPTIONS  # what visualize() draws for each, in its docstring
+OPTIONS = VISUALIZE_OPTIONS  # what visualize() draws for each, in its docstring
 BASE_ROWS = 8  # rows of different z in the sweeps of an unconditional model
 # Names in the frozen graph and the SavedModel, documented in the README.
 FROZEN_INPUTS = ('sample_z:0', 'sample_labels:0')

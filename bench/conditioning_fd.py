@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from app import modes  # noqa: E402
-import config as config_lib  # noqa: E402
+from config import Config  # noqa: E402
 import datasets  # noqa: E402
 import evaluation  # noqa: E402
 from evaluation import feature_metrics  # noqa: E402
@@ -66,7 +66,7 @@ def _between(features, labels):
 
 def analyse(run_dir):
   """The row of one run of bench/conditioning.py."""
-  config = config_lib.Config(dataset='mnist', data_dir=os.path.abspath(FLAGS.mnist), output_height=28,
+  config = Config(dataset='mnist', data_dir=os.path.abspath(FLAGS.mnist), output_height=28,
                              output_width=28, checkpoint_dir=os.path.join(run_dir, 'checkpoint'), batch_size=500,
                              precision='float32')
   config = modes.trained_config(config)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from app import modes
-import config as config_lib
+from config import Config
 from evaluation import metrics
 import utils
 
@@ -31,7 +31,7 @@ def real_faces(data_dir):
 def samples(run_dir, step, count, ema=True):
   """`count` samples (uint8) of the checkpoint of `step` of the run in `run_dir`: from the average of G's weights,
   or (ema False) G's own; z from seed 0."""
-  config = config_lib.Config(dataset=DATASET, output_height=64, output_width=64,
+  config = Config(dataset=DATASET, output_height=64, output_width=64,
                              checkpoint_dir=os.path.join(run_dir, 'checkpoint'), batch_size=250, precision='float32',
                              ema=0.0 if not ema else 0.999)
   config = modes.trained_config(config, data_dir_given=False, ema_given=not ema)

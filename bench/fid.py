@@ -2,7 +2,7 @@
 
 1. `--evaluate --num_samples 10000` part by part (generating, features, the statistics) on a conditional MNIST
    model trained on ../shared/data's real digits (1,500 steps), with the stand-in of the FID network
-   (inception.write_stand_in: these machines cannot download the real one) and the digit classifier.
+   (tests/inception_stand_in.py: these machines cannot download the real one) and the digit classifier.
 2. The real network's expected cost: Inception-v3's FLOPs per 299x299 image, counted over the convolutions of
    Keras's InceptionV3 (the same architecture; random weights, nothing downloaded), times 10,000, at this machine's
    float32 matmul rate (bench/throughput.py --matmul_only); and, as a check, that architecture timed directly.
@@ -29,12 +29,15 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from app import modes  # noqa: E402
-import config as config_lib  # noqa: E402
+from config import Config, saved_config  # noqa: E402
 import datasets  # noqa: E402
 import evaluation  # noqa: E402
 from evaluation import inception  # noqa: E402
 from training import trainer  # noqa: E402
 import runs  # noqa: E402  (bench/)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
+import inception_stand_in  # noqa: E402  (the tests' stand-in of the FID network)
 
 flags.DEFINE_string('run_dir', '/tmp/fid_bench', 'Folder of the training run and of the results (reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds mnist/.')
@@ -84,9 +87,9 @@ def main(argv):
   trained = runs.train_once(common, run_dir, KEY, FLAGS.steps, '--train_size', '19200',
                             '--epoch', str(-(-FLAGS.steps // 300)), '--seed', '1')
   inception_dir = os.path.join(run_dir, 'inception')
-  inception.write_stand_in(os.path.join(inception_dir, inception.GRAPH_FILE))
-  base = config_lib.read_saved(os.path.join(run_dir, 'checkpoint', KEY))
-  cfg = modes.trained_config(config_lib.Config(dataset='mnist', data_dir=data_dir, output_height=28,
+  inception_stand_in.write_stand_in(os.path.join(inception_dir, inception.GRAPH_FILE))
+  base = saved_config(os.path.join(run_dir, 'checkpoint', KEY))
+  cfg = modes.trained_config(Config(dataset='mnist', data_dir=data_dir, output_height=28,
                                                output_width=28, checkpoint_dir=os.path.join(run_dir, 'checkpoint'),
                                                sample_dir=os.path.join(run_dir, 'samples'),
                                                log_dir=os.path.join(run_dir, 'logs'), inception_dir=inception_dir,

@@ -24,7 +24,7 @@ from training import runtime  # noqa: E402,F401  (before tensorflow)
 
 from absl import app, flags, logging  # noqa: E402
 
-import config as config_lib  # noqa: E402
+from config import Config  # noqa: E402
 import datasets  # noqa: E402
 from lsun_like import write_lmdb  # noqa: E402  (bench/)
 
@@ -40,7 +40,7 @@ def measure(folder, name, count):
   """Times what main.py does on the first open of an LMDB (keys, then check_entries: headers, then decoding every
   image) and on the second (all of it read back from beside the checkpoint)."""
   cache = os.path.join(os.path.dirname(folder), f'ckpt_{name}')
-  cfg = config_lib.Config(dataset=os.path.basename(folder), data_dir=os.path.dirname(folder))
+  cfg = Config(dataset=os.path.basename(folder), data_dir=os.path.dirname(folder))
   seconds = {}
   start = time.perf_counter()
   source = datasets.LmdbSource.open(cfg, cache)

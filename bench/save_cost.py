@@ -28,7 +28,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from app import completion  # noqa: E402
-import config as config_lib  # noqa: E402
+from config import Config  # noqa: E402
 import datasets  # noqa: E402
 from training import checkpoints  # noqa: E402
 from training import trainer  # noqa: E402
@@ -45,7 +45,7 @@ def _case(name, scratch):
   rng = np.random.default_rng(0)
   data = datasets.PixelSource(name, rng.integers(0, 256, [256, height, width, channels], dtype=np.uint8),
                               rng.integers(0, max(classes, 1), [256]).astype(np.int32), classes)
-  cfg = completion.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
+  cfg = completion.complete(Config(dataset=name, output_height=height, output_width=width,
                                               checkpoint_dir=scratch, max_to_keep=2, conditioning='mnist',
                                               upsample='deconv'), data)  # (as the README's numbers)
   return trainer.Trainer(cfg, data)

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from app import completion  # noqa: E402
-import config as config_lib  # noqa: E402
+from config import Config  # noqa: E402
 import datasets  # noqa: E402
 from training import trainer  # noqa: E402
 
@@ -51,7 +51,7 @@ def run(devices, scratch, multi_worker=False):
   rng = np.random.default_rng(0)
   dataset = datasets.PixelSource(FLAGS.case, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
                                  rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
-  cfg = completion.complete(config_lib.Config(dataset=FLAGS.case, output_height=height, output_width=width,
+  cfg = completion.complete(Config(dataset=FLAGS.case, output_height=height, output_width=width,
                                               batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
                                               devices=tuple(devices) if len(devices) > 1 else (),
                                               multi_worker=multi_worker, conditioning='mnist',

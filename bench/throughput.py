@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from app import completion  # noqa: E402
-import config as config_lib  # noqa: E402
+from config import CONDITIONINGS, Config, UPSAMPLINGS  # noqa: E402
 import datasets  # noqa: E402
 from training import trainer  # noqa: E402
 
@@ -56,9 +56,9 @@ flags.DEFINE_boolean('xla', False, 'Train with XLA JIT (main.py --xla).')
 flags.DEFINE_multi_enum('precision', ['auto', 'float32'], ['auto', 'float32', 'bfloat16'],
                         "main.py --precision of our step; repeat the flag to time several in one run (each round "
                         "times every precision, then PyTorch's twin).")
-flags.DEFINE_enum('conditioning', 'mnist', config_lib.CONDITIONINGS, "main.py --conditioning of mnist28-cond; "
+flags.DEFINE_enum('conditioning', 'mnist', CONDITIONINGS, "main.py --conditioning of mnist28-cond; "
                   "the PyTorch twin has the classic MNIST model only, so --compare_torch needs 'mnist'.")
-flags.DEFINE_enum('upsample', 'deconv', config_lib.UPSAMPLINGS, "main.py --upsample: deconv by default, the "
+flags.DEFINE_enum('upsample', 'deconv', UPSAMPLINGS, "main.py --upsample: deconv by default, the "
                   "PyTorch twin's layers (main.py's default for colour data is resize: --upsample resize times it).")
 flags.DEFINE_boolean('compare_torch', False, 'Also time bench/torch_twin.py, alternating with our rounds.')
 flags.DEFINE_string('pipeline_data', os.path.join(ROOT, '..', 'shared', 'data', 'anime-faces'),
@@ -104,7 +104,7 @@ def case_config(name, scratch, precision):
   """The case's complete config at `precision` (main.py's --precision; auto resolved), as main.py would make it."""
   height, width, _, _ = CASES[name]
   precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
-  return completion.complete(config_lib.Config(dataset=name, output_height=height, output_width=width,
+  return completion.complete(Config(dataset=name, output_height=height, output_width=width,
                                                batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
                                                precision=precision, conditioning=FLAGS.conditioning,
                                                upsample=FLAGS.upsample),
@@ -255,7 +255,7 @@ def run_case(name, scratch):
 def run_pipeline(folder, consumed_images_per_s, scratch):
   """Images/s of the input pipeline alone on a folder of images resized to 64x64: decoding every file, and
   reading main.py --cache's file of decoded images."""
-  cfg = dataclasses.replace(config_lib.Config(), dataset=os.path.basename(folder), data_dir=os.path.dirname(folder),
+  cfg = dataclasses.replace(Config(), dataset=os.path.basename(folder), data_dir=os.path.dirname(folder),
                             input_fname_pattern='*.jpg', output_height=64, output_width=64,
                             batch_size=FLAGS.batch_size)
   files = datasets.open_dataset(cfg)

@@ -9,13 +9,11 @@ import re
 
 import numpy as np
 
-import config as config_lib
 from errors import UserError
 
 from .lmdb_source import LmdbSource
 from .source import EncodedSource, folder_of, missing
 
-category_dataset = config_lib.category_dataset
 
 
 def _categories(dataset):

@@ -15,7 +15,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
-import config as config_lib
+from config import download_command
 from errors import UserError, first_line
 
 from .source import (GRAYSCALE_MODES, IMAGE_EXTENSIONS, MAX_CLASSES, EncodedSource, folder_of, missing)
@@ -57,7 +57,7 @@ class FolderSource(EncodedSource):
     if not paths:
       others = sorted(os.listdir(folder))
       hint = f'; it holds {len(others)} other entries, e.g. {others[0]!r}' if others else '; the folder is empty'
-      command = config_lib.download_command(config.dataset)
+      command = download_command(config.dataset)
       how = f'; to download it: {command}' if command else _pattern_hint(folder)
       raise UserError(f'no file matches {pattern}{hint}{how}')
     return cls(config.dataset, paths, pattern=pattern)

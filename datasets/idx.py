@@ -14,7 +14,7 @@ from absl import logging
 from PIL import Image
 
 from common import disk
-import config as config_lib
+from config import MNIST_DATASET
 from errors import UserError
 from . import digits
 
@@ -127,7 +127,7 @@ class IdxSource(PixelSource):
   def recognizes(config):
     folder = folder_of(config)
     return (config.dataset in BUILTIN or is_idx_folder(folder)
-            or config.dataset == config_lib.MNIST_DATASET and not os.path.isdir(folder))  # not downloaded yet
+            or config.dataset == MNIST_DATASET and not os.path.isdir(folder))  # not downloaded yet
 
   @classmethod
   def open(cls, config, cache_dir):

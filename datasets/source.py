@@ -12,10 +12,10 @@ import zipfile
 import numpy as np
 
 from common import disk
-import config as config_lib
+from config import BUILTIN_DATASETS, download_command, MNIST_DATASET
 from errors import UserError
 
-BUILTIN = config_lib.BUILTIN_DATASETS
+BUILTIN = BUILTIN_DATASETS
 # What tf.io.decode_image reads; other formats would fail inside the training step.
 DECODABLE_FORMATS = ('JPEG', 'PNG', 'GIF', 'BMP', 'WEBP')
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp')  # the file names of those formats
@@ -151,8 +151,8 @@ def folder_of(config):
 
 def missing(config):
   folder = folder_of(config)
-  command = config_lib.download_command(config.dataset)
-  if config.dataset == config_lib.MNIST_DATASET:
+  command = download_command(config.dataset)
+  if config.dataset == MNIST_DATASET:
     how = (f'download it with: {command} (or put the MNIST IDX files train-images-idx3-ubyte.gz, '
            'train-labels-idx1-ubyte.gz there, or train on the built-in --dataset digits)')
   elif command:

@@ -10,7 +10,7 @@ import requests
 import tensorflow as tf
 from absl import logging
 
-import config as config_lib
+from config import TFDS_PREFIX
 from downloads import fetch
 from errors import UserError, first_line
 
@@ -37,7 +37,7 @@ class TfdsSource(PixelSource):
   Labels come along where the dataset has a ClassLabel feature.
   """
   kind = 'TensorFlow Datasets'
-  PREFIX = config_lib.TFDS_PREFIX
+  PREFIX = TFDS_PREFIX
   info = None  # the builder's DatasetInfo
   SPLIT = 'train'
 

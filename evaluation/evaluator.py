@@ -26,7 +26,7 @@ import tensorflow as tf
 from absl import logging
 
 from . import classifier
-import config as config_lib
+from config import EVALUATE_SAMPLES, TRAINING_EVAL_SAMPLES
 import datasets
 from . import feature_metrics
 from . import inception
@@ -38,9 +38,8 @@ from errors import UserError, first_line
 tf1 = tf.compat.v1
 
 EVAL_SEED = 20261124  # the real sample, z, labels, patches, directions and subsets; not --seed, so runs compare
-DEFAULT_SAMPLES = config_lib.EVALUATE_SAMPLES  # --evaluate
-TRAINING_SAMPLES = config_lib.TRAINING_EVAL_SAMPLES  # --eval_freq
-BEST_METRICS = config_lib.BEST_METRICS
+DEFAULT_SAMPLES = EVALUATE_SAMPLES  # --evaluate
+TRAINING_SAMPLES = TRAINING_EVAL_SAMPLES  # --eval_freq
 INCEPTION_METRICS = ('fid', 'kid')  # of the BEST_METRICS, those that need the Inception network
 SUMMARY_PREFIX = 'eval/'
 NEAREST_CANDIDATES = 256  # the samples nearest.png chooses from

@@ -15,12 +15,12 @@ $ python main.py --train --dataset faces --augment color,translation,cutout
 
 import tensorflow as tf
 
-import config as config_lib
+from config import augment_policies, AUGMENT_POLICIES
 
-POLICIES = config_lib.AUGMENT_POLICIES
+POLICIES = AUGMENT_POLICIES
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
-parse = config_lib.augment_policies  # 'color,translation' -> ('color', 'translation'); 'none' -> ()
+parse = augment_policies  # 'color,translation' -> ('color', 'translation'); 'none' -> ()
 
 
 def _uniform(seed, salt, shape, low=0.0, high=1.0):

@@ -17,7 +17,7 @@ $ python main.py --train --dataset celebA --crop --loss wasserstein --gradient_p
 
 import tensorflow as tf
 
-import config as config_lib
+from config import LOSS_NAMES
 
 
 def _marked(probability, floor):
@@ -89,8 +89,8 @@ LOSSES = {
     'hinge': hinge,
     'least_squares': least_squares,
 }
-if tuple(LOSSES) != config_lib.LOSS_NAMES:  # (main.py's --loss accepts those names before TensorFlow loads)
-  raise ImportError(f'losses.LOSSES {tuple(LOSSES)} and config.LOSS_NAMES {config_lib.LOSS_NAMES} must name the same '
+if tuple(LOSSES) != LOSS_NAMES:  # (main.py's --loss accepts those names before TensorFlow loads)
+  raise ImportError(f'losses.LOSSES {tuple(LOSSES)} and config.LOSS_NAMES {LOSS_NAMES} must name the same '
                     'losses in the same order')
 
 

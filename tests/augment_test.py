@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from app import completion
-import config as config_lib
+from config import augment_policies, Config, save_config, shape_differences
 import datasets
 from gan import augment
 from gan import losses
@@ -95,7 +95,7 @@ def test_the_same_seed_gives_the_same_augmentation_and_another_seed_another(batc
 
 def _tiny_run(tmp_path, **fields):
   write_images(str(tmp_path / 'data' / 'rgb'), 16, size=(16, 16))
-  cfg = config_lib.Config(dataset='rgb', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
+  cfg = Config(dataset='rgb', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
                           checkpoint_dir=str(tmp_path / 'ckpt'), sample_dir=str(tmp_path / 'samples'),
                           log_dir=str(tmp_path / 'logs'), output_height=16, output_width=16, gf_dim=4, df_dim=4,
                           z_dim=8, batch_size=8, sample_num=4, ckpt_freq=100, precision='float32',
@@ -105,7 +105,7 @@ def _tiny_run(tmp_path, **fields):
 
 
 def test_g_learns_through_the_augmented_d():
-  cfg = config_lib.Config(output_height=16, output_width=16, c_dim=3, y_dim=0, z_dim=8, gf_dim=4, df_dim=4,
+  cfg = Config(output_height=16, output_width=16, c_dim=3, y_dim=0, z_dim=8, gf_dim=4, df_dim=4,
                           augment='color,translation,cutout')
   with tf.Graph().as_default():
     inputs = stages.GANInputs(images=tf1.placeholder(tf.float32, [4, 16, 16, 3]), labels=None,
@@ -156,11 +156,11 @@ def test_mirror_flips_half_the_images_each_epoch_by_the_seed(tmp_path):
 def test_the_defaults_follow_the_data_and_a_flag_given_wins(tmp_path):
   grey = datasets.PixelSource('digits', np.zeros((4, 8, 8, 1), np.uint8), np.arange(4, dtype=np.int32))
   colour = datasets.PixelSource('faces', np.zeros((4, 8, 8, 3), np.uint8))
-  config = lambda dataset, **fields: config_lib.Config(dataset=dataset, checkpoint_dir=str(tmp_path), **fields)
+  config = lambda dataset, **fields: Config(dataset=dataset, checkpoint_dir=str(tmp_path), **fields)
   digits = completion.complete(config('digits'), grey)
   assert (digits.augment, digits.mirror, digits.upsample) == ('none', False, 'deconv')
   faces = completion.complete(config('faces'), colour)
-  assert (config_lib.augment_policies(faces.augment), faces.mirror, faces.upsample) == (('translation', 'cutout'),
+  assert (augment_policies(faces.augment), faces.mirror, faces.upsample) == (('translation', 'cutout'),
                                                                                         False, 'resize')
   given = completion.complete(config('faces', augment='none', mirror=True, upsample='deconv'), colour)
   assert (given.augment, given.mirror, given.upsample) == ('none', True, 'deconv')
@@ -171,10 +171,10 @@ def test_a_resumed_run_keeps_the_upsampling_it_was_trained_with(tmp_path):
   """A colour run written with deconv G layers (before resize was the default) resumes with them; a flag given wins
   (and then restore.restore names the mismatch)."""
   colour = datasets.PixelSource('faces', np.zeros((4, 8, 8, 3), np.uint8))
-  cfg = config_lib.Config(dataset='faces', checkpoint_dir=str(tmp_path), output_height=8, output_width=8)
+  cfg = Config(dataset='faces', checkpoint_dir=str(tmp_path), output_height=8, output_width=8)
   trained = completion.complete(dataclasses.replace(cfg, upsample='deconv'), colour)
   os.makedirs(trained.checkpoint_path)
-  config_lib.save(trained, trained.checkpoint_path)
+  save_config(trained, trained.checkpoint_path)
   assert completion.complete(cfg, colour).upsample == 'resize'  # a config but no checkpoint yet: a new run
   open(os.path.join(trained.checkpoint_path, 'DCGAN.model-4.index'), 'w').close()
   assert completion.complete(cfg, colour).upsample == 'deconv'
@@ -348,7 +348,7 @@ def test_the_new_flags_are_checked(tmp_path):
 
 
 def test_spectral_norm_and_d_batch_norm_are_shape_fields(tmp_path):
-  saved = config_lib.Config(y_dim=0, c_dim=3)
+  saved = Config(y_dim=0, c_dim=3)
   current = dataclasses.replace(saved, spectral_norm=True, d_batch_norm=False)
-  assert config_lib.shape_differences(saved, current) == [('spectral_norm', False, True), ('d_batch_norm', True,
+  assert shape_differences(saved, current) == [('spectral_norm', False, True), ('d_batch_norm', True,
                                                                                           False)]

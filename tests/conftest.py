@@ -132,11 +132,12 @@ def once_per_run(tmp_path_factory, name, make):
 
 @pytest.fixture(scope='session')
 def stand_in_inception(tmp_path_factory):
-  """A folder holding the stand-in of the FID network (inception.write_stand_in) as classify_image_graph_def.pb:
+  """A folder holding the stand-in of the FID network (inception_stand_in.py) as classify_image_graph_def.pb:
   pass it as --inception_dir (its features are random, not Inception's)."""
   from evaluation import inception  # pylint: disable=import-outside-toplevel
+  import inception_stand_in  # pylint: disable=import-outside-toplevel
   folder = tmp_path_factory.mktemp('inception')
-  inception.write_stand_in(str(folder / inception.GRAPH_FILE))
+  inception_stand_in.write_stand_in(str(folder / inception.GRAPH_FILE))
   return folder
 
 

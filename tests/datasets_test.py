@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import config as config_lib
+from config import category_dataset, Config
 import datasets
 from datasets import digits
 from datasets import entries
@@ -27,7 +27,7 @@ tf1 = tf.compat.v1
 
 
 def _config(root, name, **kwargs):
-  return config_lib.Config(dataset=name, data_dir=str(root), **kwargs)
+  return Config(dataset=name, data_dir=str(root), **kwargs)
 
 
 def _batches(dataset, cfg, order):
@@ -275,7 +275,7 @@ def test_real_mnist_loads_with_its_labels():
 
 def test_real_jpeg_folder_scans_as_rgb():
   folder = shared('anime-faces')
-  cfg = config_lib.Config(dataset=os.path.basename(folder), data_dir=os.path.dirname(folder), crop=True,
+  cfg = Config(dataset=os.path.basename(folder), data_dir=os.path.dirname(folder), crop=True,
                           input_height=96, input_width=96)
   dataset = datasets.open_dataset(cfg)
   assert len(dataset) == 5000 and dataset.channels == 3 and dataset.num_classes == 0
@@ -458,7 +458,7 @@ def test_lmdbs_of_several_categories_are_one_dataset_labelled_by_category(tmp_pa
   bedroom = lmdb_of_images(tmp_path / 'lsun_bedroom', 4, size=(10, 8), formats=('WEBP',), seed=2)
   with lmdb.open(str(tmp_path / 'lsun_bedroom')) as env, env.begin(write=True) as txn:
     txn.put(b'000001', b'not an image')  # skipped, and named by its database and key
-  dataset = datasets.category_dataset('lsun', ['kitchen', 'bedroom'])
+  dataset = category_dataset('lsun', ['kitchen', 'bedroom'])
   assert dataset == 'lsun_bedroom+kitchen'
   cfg = _config(tmp_path, dataset, output_height=8, output_width=10, batch_size=6)
   with caplog.at_level(std_logging.WARNING):

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from app import completion
-import config as config_lib
+from config import Config, saved_config
 from training import checkpoints
 from training import trainer
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, checkpoint_values,
@@ -29,7 +29,7 @@ TWO_CPUS = ('/cpu:0', '/cpu:1')
 def tiny(tmp_path):
   """A conditional config and its 64 digits; with TWO_CPUS as its devices."""
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 64)
-  cfg = config_lib.Config(dataset='tiny', data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
+  cfg = Config(dataset='tiny', data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
                           sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
                           output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=16,
                           epoch=1, sample_num=4, devices=TWO_CPUS)
@@ -98,7 +98,7 @@ def test_devices_flag_trains_and_test_mode_uses_the_checkpoint(tmp_path, tiny_id
   result = main_in_process('--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '32', '--epoch',
                            '2', '--devices', ','.join(TWO_CPUS), *TINY_MODEL, *flags)
   assert result.returncode == 0, result
-  assert config_lib.read_saved(str(tmp_path / 'ckpt' / 'tiny_28_28')).devices == TWO_CPUS
+  assert saved_config(str(tmp_path / 'ckpt' / 'tiny_28_28')).devices == TWO_CPUS
   assert checkpoints.steps(str(tmp_path / 'ckpt' / 'tiny_28_28')) == [4]
   assert main_in_process('--dataset', 'tiny', *flags).returncode == 0  # test mode on one device
   assert (tmp_path / 'samples' / 'tiny_28_28' / 'test_000004.png').exists()

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from evaluation import inception
+import inception_stand_in
 from conftest import (ROOT, TINY_MODEL, assert_user_error, main_in_process, shared, write_idx_dataset,
                       write_images)
 from http_server import LoopbackServer
@@ -184,7 +184,7 @@ def test_ctrl_c_keeps_the_part_for_the_next_run(tmp_path):
 
 def _stand_in_archive(graph=None, extra=b'Apache License 2.0'):
   """(the bytes of a .tgz like inception-2015-12-05.tgz holding the stand-in network, the network's bytes)."""
-  graph = graph if graph is not None else inception.stand_in_graph_def().SerializeToString()
+  graph = graph if graph is not None else inception_stand_in.stand_in_graph_def().SerializeToString()
   buffer = io.BytesIO()
   with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
     for name, data in (('LICENSE', extra), ('classify_image_graph_def.pb', graph)):

@@ -14,7 +14,7 @@ from PIL import Image
 from scipy import ndimage
 
 from app import completion
-import config as config_lib
+from config import Config
 import datasets
 from datasets import digits
 import evaluation
@@ -84,7 +84,7 @@ def digit_evaluator(tmp_path_factory):
   """An Evaluator of 300 samples on 1,500 built-in digits, and a second sample of digits to 'generate' from."""
   images, labels = digits.make_digits(2500, seed=5)
   dataset = datasets.PixelSource('digits', images[:1500, ..., np.newaxis], labels[:1500].astype(np.int32))
-  cfg = config_lib.Config(dataset='digits', checkpoint_dir=str(tmp_path_factory.mktemp('ckpt')), output_height=28,
+  cfg = Config(dataset='digits', checkpoint_dir=str(tmp_path_factory.mktemp('ckpt')), output_height=28,
                           output_width=28, c_dim=1, y_dim=10, z_dim=8)
   with evaluation.Evaluator(dataset, cfg, 300, SESSION) as evaluator:
     yield evaluator, images[1500:, ..., np.newaxis], labels[1500:]
@@ -153,7 +153,7 @@ class _ScriptedEvaluator:
 
 def test_keep_best_keeps_the_step_with_the_best_metric_not_the_last(tmp_path):
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 8)
-  cfg = config_lib.Config(dataset='tiny', data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
+  cfg = Config(dataset='tiny', data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
                           sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
                           output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8,
                           epoch=4, sample_num=4, sample_freq=100, ckpt_freq=1, max_to_keep=10, eval_freq=1,
@@ -251,7 +251,7 @@ def test_inception_numbers_rank_real_unseen_and_noise_and_the_real_side_is_compu
   images, _ = digits.make_digits(400, seed=6)
   images = images[..., np.newaxis]
   dataset = datasets.PixelSource('shapes', images[:240].copy(), None)  # unlabelled: no digit classifier
-  cfg = config_lib.Config(dataset='shapes', checkpoint_dir=str(tmp_path / 'ckpt'), output_height=28, output_width=28,
+  cfg = Config(dataset='shapes', checkpoint_dir=str(tmp_path / 'ckpt'), output_height=28, output_width=28,
                           c_dim=1, y_dim=0, z_dim=8, inception_dir=str(stand_in_inception))
   computed = []
   features_of = inception.Features.__call__
@@ -319,7 +319,7 @@ def test_evaluate_images_scores_a_folder_with_a_bad_file_and_other_sizes(tmp_pat
     assert grid.size == (4 * 18 + 2, 8 * 18 + 2)  # 8 samples, each beside its 3 nearest real images
   # An independent computation on the same features: the folder's 27 images against the 27 real ones drawn
   chosen = np.random.default_rng(evaluation.EVAL_SEED).choice(30, 27, replace=False)
-  cfg = config_lib.Config(dataset='faces', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
+  cfg = Config(dataset='faces', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
                           output_height=16, output_width=16)
   real_images = datasets.read_images(datasets.open_dataset(cfg), cfg, np.sort(chosen))
   mine, _ = datasets.read_folder(str(folder))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from common import progress
-import config as config_lib
+from config import Config, download_command
 import datasets
 from downloads import archives
 from downloads import fetch
@@ -320,7 +320,7 @@ def test_lsun_from_a_mirror_unpacks_to_an_lmdb_that_trains(tmp_path):
     server.behaviours['tower_val_lmdb.zip'] = [('cut', len(data) // 3)]
     fetch.get(tower, str(tmp_path / 'data'), FAST, mirrors=[server.url])
   assert _files(tmp_path / 'data') == ['lsun_tower_val']
-  cfg = config_lib.Config(dataset='lsun_tower_val', data_dir=str(tmp_path / 'data'), output_height=16,
+  cfg = Config(dataset='lsun_tower_val', data_dir=str(tmp_path / 'data'), output_height=16,
                           output_width=20)
   source = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'ck'))
   np.testing.assert_array_equal(datasets.read_images(source, cfg, [0, 2, 4])[[0, 2]], pixels[[0, 4]])
@@ -335,7 +335,7 @@ def test_real_mnist_files_from_a_mirror_load_as_mnist(tmp_path):
   with LoopbackServer(files) as server:
     fetch.get(mnist, str(tmp_path), FAST, mirrors=[server.url])
   assert _files(tmp_path / 'mnist') == sorted(names)
-  source = datasets.open_dataset(config_lib.Config(dataset='mnist', data_dir=str(tmp_path), output_height=28,
+  source = datasets.open_dataset(Config(dataset='mnist', data_dir=str(tmp_path), output_height=28,
                                            output_width=28))
   assert (len(source), source.num_classes) == (19690, 10) and source.labels[:3].tolist() == [5, 0, 4]
 
@@ -362,7 +362,7 @@ def test_each_entry_of_the_table_can_be_fetched_checked_and_found(download):
       assert scheme in ('http', 'https') and host and base.endswith('/')
   assert [d.folder for d in _table()].count(download.folder) == 1
   if download is not fetch.INCEPTION:
-    command = config_lib.download_command(download.folder).split()
+    command = download_command(download.folder).split()
     assert command[:2] == ['python', 'download.py']
     found = _downloads_of(command[2:])
     assert found == [download]

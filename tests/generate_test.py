@@ -12,7 +12,7 @@ from PIL import Image
 
 from app import modes
 from app import sampling
-import config as config_lib
+from config import Config
 import utils
 from conftest import ROOT, TINY_MODEL, assert_error, dir_flags, main_in_process
 
@@ -128,7 +128,7 @@ def test_export_round_trip_in_a_process_that_never_imports_the_project(trained_m
     folder = tmp_path / name
     result, _ = _use(trained_models, name, '--export', str(folder / 'exported'), '--freeze', str(folder / 'frozen.pb'))
     assert result.returncode == 0, result
-    cfg = modes.trained_config(config_lib.Config(dataset=trained_models[name][1], checkpoint_dir=str(run_dir / 'ckpt'),
+    cfg = modes.trained_config(Config(dataset=trained_models[name][1], checkpoint_dir=str(run_dir / 'ckpt'),
                                                  output_height=None, output_width=None))
     z = utils.noise(cfg.z_dist, [5, cfg.z_dim], 9)
     np.save(folder / 'z.npy', z)

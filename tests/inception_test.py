@@ -8,6 +8,7 @@ import tensorflow as tf
 from errors import UserError
 from evaluation import inception
 from training import trainer
+import inception_stand_in
 
 tf1 = tf.compat.v1
 SESSION = trainer.session_config('/cpu:0')
@@ -15,11 +16,11 @@ SESSION = trainer.session_config('/cpu:0')
 
 @pytest.fixture(scope='module')
 def stand_in(tmp_path_factory):
-  return inception.write_stand_in(str(tmp_path_factory.mktemp('inception') / inception.GRAPH_FILE))
+  return inception_stand_in.write_stand_in(str(tmp_path_factory.mktemp('inception') / inception.GRAPH_FILE))
 
 
 def test_the_stand_in_has_the_real_graphs_interface_and_age(tmp_path):
-  graph_def = inception.stand_in_graph_def()
+  graph_def = inception_stand_in.stand_in_graph_def()
   assert graph_def.versions.producer == 3  # as classify_image_graph_def.pb: from before the op was removed (9)
   ops = {node.name: node.op for node in graph_def.node}
   assert ops['DecodeJpeg/contents'] == 'Placeholder' and ops['ExpandDims'] == 'ExpandDims'
@@ -62,7 +63,7 @@ def test_a_file_that_is_not_the_network_is_refused_in_one_sentence(tmp_path, sta
   small.write_bytes(graph.as_graph_def().SerializeToString())
   with pytest.raises(UserError, match=r'has pool_3 of shape \[None, 1, 1, 3\], not \[batch, 1, 1, 2048\]'):
     inception.check(str(small))
-  graph_def = inception.stand_in_graph_def()
+  graph_def = inception_stand_in.stand_in_graph_def()
   del graph_def.node[[node.name for node in graph_def.node].index('pool_3/_reshape')]
   del graph_def.node[[node.name for node in graph_def.node].index('pool_3')]
   headless = tmp_path / 'headless.pb'

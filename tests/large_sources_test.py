@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import config as config_lib
+from config import Config
 import datasets
 from datasets import entries
 from conftest import (TINY_MODEL, assert_error, assert_same_values, checkpoint_values, dir_flags, encode,
@@ -40,7 +40,7 @@ def _lmdb(folder, broken=(), count=COUNT):
 
 
 def _config(root, name, **kwargs):
-  return config_lib.Config(dataset=name, data_dir=str(root), output_height=8, output_width=8, **kwargs)
+  return Config(dataset=name, data_dir=str(root), output_height=8, output_width=8, **kwargs)
 
 
 def test_a_large_lmdb_opens_by_reading_a_sample_and_check_data_reads_it_all(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from app import completion
-import config as config_lib
+from config import Config
 from gan import losses
 from training import trainer
 from conftest import write_idx_dataset
@@ -98,7 +98,7 @@ def tiny(tmp_path_factory):
 @pytest.mark.parametrize('loss, penalty, d_steps', [
     ('non_saturating', 0, 1), ('minimax', 0, 1), ('wasserstein', 10, 2), ('hinge', 0, 1), ('least_squares', 1, 1)])
 def test_every_loss_trains_a_few_steps_without_nan(tmp_path, tiny, loss, penalty, d_steps):
-  cfg = config_lib.Config(dataset='tiny', data_dir=tiny, checkpoint_dir=str(tmp_path / 'ckpt'),
+  cfg = Config(dataset='tiny', data_dir=tiny, checkpoint_dir=str(tmp_path / 'ckpt'),
                           sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
                           output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8,
                           epoch=2, sample_freq=100, loss=loss, gradient_penalty=penalty, d_steps=d_steps,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import config as config_lib
+from config import CONDITIONINGS, Config
 import datasets
 from gan import networks
 from gan import stages
@@ -18,7 +18,7 @@ from training import trainer
 
 tf1 = tf.compat.v1
 
-SMALL = config_lib.Config(gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, c_dim=1, y_dim=0)
+SMALL = Config(gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, c_dim=1, y_dim=0)
 
 
 def _inputs(cfg, batch=None, mix=False):
@@ -80,7 +80,7 @@ _CONDITIONED = {
 }
 
 
-@pytest.mark.parametrize('conditioning', config_lib.CONDITIONINGS)
+@pytest.mark.parametrize('conditioning', CONDITIONINGS)
 def test_every_conditioning_makes_g_and_d_depend_on_the_label(conditioning):
   cfg = dataclasses.replace(SMALL, output_height=32, output_width=32, c_dim=3, y_dim=3, conditioning=conditioning)
   with tf.Graph().as_default():
@@ -120,7 +120,7 @@ def test_a_variable_outside_both_scopes_is_an_error():
 
 def test_an_incomplete_config_builds_no_graph():
   with pytest.raises(ValueError, match='the config is not complete: completion.complete'):
-    model.DCGAN(config_lib.Config())
+    model.DCGAN(Config())
 
 
 @pytest.mark.parametrize('y_dim', [0, 10])

@@ -5,7 +5,7 @@ import dataclasses
 
 from absl import flags
 
-import config as config_lib
+from config import Config
 import main
 from app import options
 from conftest import parsed_flags
@@ -30,7 +30,7 @@ def _another_value(flag):
 
 
 def test_every_flag_named_as_a_config_field_becomes_that_field():
-  fields = {field.name for field in dataclasses.fields(config_lib.Config)}
+  fields = {field.name for field in dataclasses.fields(Config)}
   assert fields - set(flags.FLAGS) == (DERIVED | FROM_THE_DATA) - set(flags.FLAGS)  # no field forgotten
   copied = sorted(fields & set(flags.FLAGS) - DERIVED)
   assert len(copied) > 50
@@ -40,7 +40,7 @@ def test_every_flag_named_as_a_config_field_becomes_that_field():
     for name in copied:
       assert getattr(config, name) == flags.FLAGS[name].value, name
       if name != 'lr_decay_epochs':
-        assert getattr(config, name) != getattr(config_lib.Config(), name) or flags.FLAGS[name].default is None, name
+        assert getattr(config, name) != getattr(Config(), name) or flags.FLAGS[name].default is None, name
 
 
 def test_help_groups_come_from_the_definitions_in_their_order():

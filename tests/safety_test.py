@@ -59,17 +59,18 @@ def test_the_watch_ignores_a_close_game_and_losses_without_a_floor():
   assert all(wasserstein.update(-100.0) is None for _ in range(10))
 
 
-def test_the_watchdog_ends_the_process_with_one_line_unless_done_in_time(capsys):
+def test_the_watchdog_ends_the_process_with_one_line_unless_done_in_time(capsys, monkeypatch):
   exits = []
   fired = threading.Event()
-  with safety.Watchdog(0.05, 'the others never came', end_process=lambda code: (exits.append(code), fired.set())):
+  monkeypatch.setattr(safety.os, '_exit', lambda code: (exits.append(code), fired.set()))  # (not this process)
+  with safety.Watchdog(0.05, 'the others never came'):
     assert fired.wait(5)
   assert exits == [2]
   assert capsys.readouterr().err == 'error: the others never came\n'
 
-  with safety.Watchdog(0.2, 'too late', end_process=exits.append) as watch:
+  with safety.Watchdog(0.2, 'too late') as watch:
     watch.done()
   time.sleep(0.4)
-  with safety.Watchdog(None, 'no watch', end_process=exits.append):
+  with safety.Watchdog(None, 'no watch'):
     time.sleep(0.1)
   assert exits == [2]  # neither fired

@@ -13,7 +13,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 from app import completion
 from app import modes
-import config as config_lib
+from config import Config, saved_config
 import datasets
 from errors import Diverged
 from training import checkpoints
@@ -29,7 +29,7 @@ def _small_config(tmp_path, name, **kwargs):
   fields = dict(dataset=name, data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
                 sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), gf_dim=4, df_dim=4,
                 gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8, epoch=1, sample_num=6)
-  return config_lib.Config(**dict(fields, **kwargs))
+  return Config(**dict(fields, **kwargs))
 
 
 def _values(run, sess):
@@ -72,7 +72,7 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
     after = reader.get_tensor(name)
     assert np.all(np.isfinite(after)), name
     assert not np.allclose(after, before[name]), f'{name} did not change'
-  assert config_lib.read_saved(cfg.checkpoint_path) == cfg
+  assert saved_config(cfg.checkpoint_path) == cfg
   assert os.listdir(cfg.sample_path) == ['train_00_000001.png']
 
 
@@ -360,12 +360,14 @@ def test_grappler_s_layout_and_memory_rewrites_are_left_on_only_where_a_gpu_is_n
 
 
 def test_mixed_float16_scales_the_loss_and_skips_an_update_whose_gradients_overflow(tmp_path):
-  # on a CPU through Grappler's auto_mixed_precision_cpu rewrite, which exists to test the GPU's float16 path
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
   cfg, dataset = completion.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28,
                                                   precision='mixed_float16'))
   run = trainer.Trainer(cfg, dataset)
-  assert run.proto.graph_options.rewrite_options.auto_mixed_precision_cpu == rewriter_config_pb2.RewriterConfig.ON
+  rewrites = run.proto.graph_options.rewrite_options
+  assert rewrites.auto_mixed_precision == rewriter_config_pb2.RewriterConfig.ON  # (the GPU's: a no-op on a CPU)
+  # the GPU's float16 path run on the CPU by Grappler's emulation of it, which the program itself never asks for
+  rewrites.auto_mixed_precision_cpu = rewriter_config_pb2.RewriterConfig.ON
   dcgan = run.dcgan
   scales = [v for v in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
             if v.op.name.endswith('current_loss_scale')]

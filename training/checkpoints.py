@@ -20,14 +20,14 @@ import tensorflow as tf
 from tensorflow.python.checkpoint import checkpoint_management
 from absl import logging
 
-import config as config_lib
+from config import BEST_CHECKPOINT
 from common import disk
 from errors import UserError, first_line
 
 PREFIX = 'DCGAN.model'
 INCOMPLETE_DIR = 'incomplete'
 ROLLED_BACK_DIR = 'rolled_back'
-BEST = config_lib.BEST_CHECKPOINT  # --checkpoint best
+BEST = BEST_CHECKPOINT  # --checkpoint best
 BEST_DIR = 'best'
 BEST_FILE = 'best.json'
 STATE_FILE = 'checkpoint'  # the Saver's state file: the newest checkpoint and those kept

@@ -10,7 +10,7 @@ $ python main.py --train --dataset digits      # 'resumed from .../DCGAN.model-1
 import tensorflow as tf
 from absl import logging
 
-import config as config_lib
+from config import saved_config, shape_differences
 from errors import UserError
 import model
 from . import checkpoints
@@ -48,8 +48,8 @@ def restore(dcgan, sess, step=None):
   path = checkpoints.find(cfg.checkpoint_path, step)
   if path is None:
     return None
-  saved = config_lib.read_saved(cfg.checkpoint_path)
-  differences = config_lib.shape_differences(saved, cfg) if saved else []
+  saved = saved_config(cfg.checkpoint_path)
+  differences = shape_differences(saved, cfg) if saved else []
   if differences:
     raise UserError(f'the checkpoint in {cfg.checkpoint_path} does not fit: it was trained with ' +
                     ', '.join(f'{_describe_field(f)} {old} (now {new})' for f, old, new in differences) +

@@ -20,7 +20,7 @@ from absl import logging
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from . import checkpoints
-import config as config_lib
+from config import save_config
 import datasets
 from gan import losses
 import model
@@ -41,7 +41,7 @@ HISTOGRAM_BINS = 30
 def session_config(device, xla=False, devices=(), precision='float32'):
   """A ConfigProto with soft placement (GPU ops fall back to the CPU), GPU memory taken as needed, XLA JIT
   compiling the step when `xla`, and Grappler's rewrite of `precision` ('float32': none; 'bfloat16': oneDNN's
-  bfloat16 rewrite; 'mixed_float16': float16 on the GPU, or emulated on a CPU).
+  bfloat16 rewrite; 'mixed_float16': float16 on the GPU).
 
   On one CPU, ops run one at a time, each on every core: two convolutions at once only take turns on the same
   cores, and measured a few percent slower and less steady (bench/README.md). Replicas (`devices`) need ops to
@@ -65,13 +65,8 @@ def session_config(device, xla=False, devices=(), precision='float32'):
     rewrites.memory_optimization = rewriter_config_pb2.RewriterConfig.NO_MEM_OPT
   if precision == 'bfloat16':
     rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
-  elif precision == 'mixed_float16':
-    # float16 on the GPU's tensor cores; on a CPU (emulated, slow) only so that the path can be tested anywhere
-    on_gpu = any(spec.device_type == 'GPU' for spec in specs)
-    if on_gpu:
-      rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
-    else:
-      rewrites.auto_mixed_precision_cpu = rewriter_config_pb2.RewriterConfig.ON
+  elif precision == 'mixed_float16':  # float16 on the GPU's tensor cores (main.py refuses it on a CPU)
+    rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
   return proto
 
 
@@ -220,7 +215,7 @@ class Trainer:
     logging.info('%s at step %d (epoch %d, batch %d)', f'resumed from {last_good}' if last_good else 'started',
                  step, step // self.steps_per_epoch, step % self.steps_per_epoch * cfg.d_steps)
     if self.is_chief:
-      config_lib.save(cfg, cfg.checkpoint_path)
+      save_config(cfg, cfg.checkpoint_path)
     total = cfg.epoch * self.steps_per_epoch
     # Where the checkpoint's last batch ended; a worker of several resumes where the step says (each skips its own)
     position = int(sess.run(dcgan.data_position))
