@@ -146,7 +146,7 @@ class DCGAN:
     self.overflows = next((v for v in tf1.global_variables() if v.op.name == f'{LOSS_SCALE_SCOPE}/overflows'), None)
     if self.config.ema:
       self.average = average.build(self.config, self.global_step, self.train_ops.g_train, self.inputs.z,
-                                       self.inputs.z_labels)
+                                   self.inputs.z_labels)
       self.train_ops = self.train_ops._replace(g_train=self.average.g_train)
 
   def _build_saving(self):
@@ -210,7 +210,7 @@ class DCGAN:
         replica_step, args=(self.inputs,))
     concat = lambda value: tf.concat(self.strategy.experimental_local_results(value), axis=0)
     mean = lambda value: None if value is None else self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value,
-                                                                          axis=None)
+                                                                         axis=None)
     group = lambda value: None if value is None else self.strategy.group(value)
     # (the penalty's images stay inside the replicas: only their loss leaves)
     return self._with_power_iterations(

@@ -255,7 +255,7 @@ def _deconv2d_grad(op, dy):
   _, w, x = op.inputs
   strides = op.get_attr('strides')
   return None, _filter_grad_by_matmul(dy, x, w.shape.as_list(), strides), tf.nn.conv2d(dy, w, strides=strides,
-                                                                                        padding='SAME')
+                                                                                       padding='SAME')
 
 
 def _conv2d_matmul_filter_grad(x, w, strides):

@@ -289,7 +289,7 @@ def visualize(config, option, labels=None, out_dir=None, checkpoint=None, frames
   disk.ensure_writable(out_dir)
   with trained_generator(config, checkpoint) as (gen, step, _):
     files = sampling.visualize(gen, option, out_dir, labels=label_ids, seed=config.seed, frames=frames,
-                                   num_dims=num_dims, seeds=seeds)
+                               num_dims=num_dims, seeds=seeds)
   logging.info('--option %s: wrote %d file(s) to %s (step %d)', option, len(files), out_dir, step)
   return files
 

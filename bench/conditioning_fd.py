@@ -67,8 +67,8 @@ def _between(features, labels):
 def analyse(run_dir):
   """The row of one run of bench/conditioning.py."""
   config = Config(dataset='mnist', data_dir=os.path.abspath(FLAGS.mnist), output_height=28,
-                             output_width=28, checkpoint_dir=os.path.join(run_dir, 'checkpoint'), batch_size=500,
-                             precision='float32')
+                  output_width=28, checkpoint_dir=os.path.join(run_dir, 'checkpoint'), batch_size=500,
+                  precision='float32')
   config = modes.trained_config(config)
   dataset = datasets.open_dataset(config, strict=False, cache_dir=config.data_cache_path)
   with evaluation.Evaluator(dataset, config, FLAGS.samples, trainer.session_config(config.device)) as evaluator, \

@@ -32,8 +32,8 @@ def samples(run_dir, step, count, ema=True):
   """`count` samples (uint8) of the checkpoint of `step` of the run in `run_dir`: from the average of G's weights,
   or (ema False) G's own; z from seed 0."""
   config = Config(dataset=DATASET, output_height=64, output_width=64,
-                             checkpoint_dir=os.path.join(run_dir, 'checkpoint'), batch_size=250, precision='float32',
-                             ema=0.0 if not ema else 0.999)
+                  checkpoint_dir=os.path.join(run_dir, 'checkpoint'), batch_size=250, precision='float32',
+                  ema=0.0 if not ema else 0.999)
   config = modes.trained_config(config, data_dir_given=False, ema_given=not ema)
   rng = np.random.default_rng(0)
   z = utils.noise(config.z_dist, [count, config.z_dim], rng)

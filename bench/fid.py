@@ -90,10 +90,10 @@ def main(argv):
   inception_stand_in.write_stand_in(os.path.join(inception_dir, inception.GRAPH_FILE))
   base = saved_config(os.path.join(run_dir, 'checkpoint', KEY))
   cfg = modes.trained_config(Config(dataset='mnist', data_dir=data_dir, output_height=28,
-                                               output_width=28, checkpoint_dir=os.path.join(run_dir, 'checkpoint'),
-                                               sample_dir=os.path.join(run_dir, 'samples'),
-                                               log_dir=os.path.join(run_dir, 'logs'), inception_dir=inception_dir,
-                                               batch_size=256, precision='float32'))
+                                    output_width=28, checkpoint_dir=os.path.join(run_dir, 'checkpoint'),
+                                    sample_dir=os.path.join(run_dir, 'samples'),
+                                    log_dir=os.path.join(run_dir, 'logs'), inception_dir=inception_dir,
+                                    batch_size=256, precision='float32'))
   assert cfg.conditioning == base.conditioning
   dataset = datasets.open_dataset(cfg, cache_dir=cfg.data_cache_path)
   session_config = trainer.session_config('/cpu:0')
@@ -138,7 +138,7 @@ def main(argv):
     for part, values in parts.items():
       print(f'| {count:,} | {part} | {statistics.mean(values):.1f} |')
   print('\n| metric | ' + ' | '.join(f'{c:,} samples: mean +- sd over {len(FLAGS.seeds)} seeds' for c in
-                                    map(int, FLAGS.samples)) + ' |')
+                                     map(int, FLAGS.samples)) + ' |')
   print('| --- |' + ' --- |' * len(FLAGS.samples))
   for name in SHOWN:
     cells = []

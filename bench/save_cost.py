@@ -46,8 +46,8 @@ def _case(name, scratch):
   data = datasets.PixelSource(name, rng.integers(0, 256, [256, height, width, channels], dtype=np.uint8),
                               rng.integers(0, max(classes, 1), [256]).astype(np.int32), classes)
   cfg = completion.complete(Config(dataset=name, output_height=height, output_width=width,
-                                              checkpoint_dir=scratch, max_to_keep=2, conditioning='mnist',
-                                              upsample='deconv'), data)  # (as the README's numbers)
+                                   checkpoint_dir=scratch, max_to_keep=2, conditioning='mnist',
+                                   upsample='deconv'), data)  # (as the README's numbers)
   return trainer.Trainer(cfg, data)
 
 

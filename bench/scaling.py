@@ -52,10 +52,10 @@ def run(devices, scratch, multi_worker=False):
   dataset = datasets.PixelSource(FLAGS.case, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
                                  rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
   cfg = completion.complete(Config(dataset=FLAGS.case, output_height=height, output_width=width,
-                                              batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
-                                              devices=tuple(devices) if len(devices) > 1 else (),
-                                              multi_worker=multi_worker, conditioning='mnist',
-                                              upsample='deconv'), dataset)  # (as the README's numbers)
+                                   batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
+                                   devices=tuple(devices) if len(devices) > 1 else (),
+                                   multi_worker=multi_worker, conditioning='mnist',
+                                   upsample='deconv'), dataset)  # (as the README's numbers)
   run_ = trainer.Trainer(cfg, dataset)
   dcgan = run_.dcgan
   times = []

@@ -105,9 +105,9 @@ def case_config(name, scratch, precision):
   height, width, _, _ = CASES[name]
   precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
   return completion.complete(Config(dataset=name, output_height=height, output_width=width,
-                                               batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
-                                               precision=precision, conditioning=FLAGS.conditioning,
-                                               upsample=FLAGS.upsample),
+                                    batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
+                                    precision=precision, conditioning=FLAGS.conditioning,
+                                    upsample=FLAGS.upsample),
                              case_data(name))
 
 

@@ -68,9 +68,9 @@ class Scan:
   def save(self, path, fingerprint):
     bad = sorted(self.bad.items())
     save_arrays(path, fingerprint=fingerprint, heights=self.heights, widths=self.widths, formats=self.formats,
-                 modes=self.modes, format_names=np.array(self.format_names, str),
-                 mode_names=np.array(self.mode_names, str), bad_index=np.array([i for i, _ in bad], np.int64),
-                 bad_why=np.array([why for _, why in bad], str))
+                modes=self.modes, format_names=np.array(self.format_names, str),
+                mode_names=np.array(self.mode_names, str), bad_index=np.array([i for i, _ in bad], np.int64),
+                bad_why=np.array([why for _, why in bad], str))
 
   @staticmethod
   def read(path, fingerprint, count):
@@ -173,7 +173,7 @@ def _undecodable(source, indices):
   decoded = set()
   # libjpeg and TensorFlow print a line or two for every broken file: only the progress reaches the terminal
   with progress.stderr_to() as stderr, progress.Meter(len(indices), f'decoding {source.name}', unit='image',
-                                                   stream=stderr) as meter:
+                                                      stream=stderr) as meter:
     for batch, _ in data.as_numpy_iterator():
       decoded.update(batch.tolist())
       meter.update(len(batch))

@@ -103,7 +103,7 @@ class TfdsSource(PixelSource):
 
       logging.info('decoding tfds:%s once into %s', builder.info.full_name, path)
       cache.write_image_cache(data.map(fit, num_parallel_calls=tf.data.AUTOTUNE), path, key, with_labels=bool(label),
-                         shape=(config.output_height, config.output_width, channels))
+                              shape=(config.output_height, config.output_width, channels))
       cached = cache.open_image_cache(path, key)
     images, labels, _ = cached
     names = builder.info.features[label].names if label else None  # ('0', ..., '9'); CIFAR-10: ('airplane', ...)

@@ -65,7 +65,7 @@ def unpack(zip_path, folder, keep_zip=True):
       check_space(os.path.dirname(folder) or '.', [(sum(info.file_size for info, _ in members), '{} to unpack')])
       shutil.rmtree(staging, ignore_errors=True)
       with progress.Meter(sum(info.file_size for info, _ in members), f'unpacking {os.path.basename(zip_path)}',
-                       in_bytes=True) as meter:
+                          in_bytes=True) as meter:
         for info, inner in members:
           target = os.path.join(staging, inner)
           os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -254,7 +254,7 @@ def _get_member(member, archive, folder, data_dir, transfer, from_file, keep_dow
           raise UserError(f'--from_file {from_file} is not {archive.name}: {problem}')
       else:
         archives.check_space(data_dir, [(archive.size - _partial(data_dir, archive), '{} to download'),
-                               (member.size, '{} for ' + member.name)])
+                                        (member.size, '{} for ' + member.name)])
         os.makedirs(data_dir, exist_ok=True)
         downloaded = fetch_file(archive, data_dir, transfer, keep_mine)
       try:

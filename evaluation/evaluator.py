@@ -231,7 +231,7 @@ class Evaluator:
     results.update(self.reference)
     self.last_times = times
     logging.info('scored %d images: %s', len(fake), ', '.join(f'{part} {seconds:.1f} s' for part, seconds in
-                                                                times.items()))
+                                                              times.items()))
     return results
 
   @staticmethod

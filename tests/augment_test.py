@@ -96,21 +96,21 @@ def test_the_same_seed_gives_the_same_augmentation_and_another_seed_another(batc
 def _tiny_run(tmp_path, **fields):
   write_images(str(tmp_path / 'data' / 'rgb'), 16, size=(16, 16))
   cfg = Config(dataset='rgb', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
-                          checkpoint_dir=str(tmp_path / 'ckpt'), sample_dir=str(tmp_path / 'samples'),
-                          log_dir=str(tmp_path / 'logs'), output_height=16, output_width=16, gf_dim=4, df_dim=4,
-                          z_dim=8, batch_size=8, sample_num=4, ckpt_freq=100, precision='float32',
-                          **{'epoch': 2, **fields})
+               checkpoint_dir=str(tmp_path / 'ckpt'), sample_dir=str(tmp_path / 'samples'),
+               log_dir=str(tmp_path / 'logs'), output_height=16, output_width=16, gf_dim=4, df_dim=4,
+               z_dim=8, batch_size=8, sample_num=4, ckpt_freq=100, precision='float32',
+               **{'epoch': 2, **fields})
   cfg, dataset = completion.prepare(cfg)
   return trainer.Trainer(cfg, dataset)
 
 
 def test_g_learns_through_the_augmented_d():
   cfg = Config(output_height=16, output_width=16, c_dim=3, y_dim=0, z_dim=8, gf_dim=4, df_dim=4,
-                          augment='color,translation,cutout')
+               augment='color,translation,cutout')
   with tf.Graph().as_default():
     inputs = stages.GANInputs(images=tf1.placeholder(tf.float32, [4, 16, 16, 3]), labels=None,
-                             z=tf1.placeholder(tf.float32, [4, 8]), z_labels=None, z_label_ids=None, mix=None,
-                             augment_seed=tf1.placeholder(tf.int64, [2]))
+                              z=tf1.placeholder(tf.float32, [4, 8]), z_labels=None, z_label_ids=None, mix=None,
+                              augment_seed=tf1.placeholder(tf.int64, [2]))
     gan = stages.gan_model(inputs, cfg)
     _, g_loss = losses.LOSSES['non_saturating'](gan.real_logits, gan.fake_logits)
     g_vars = stages.scope_collection(tf1.GraphKeys.TRAINABLE_VARIABLES, 'generator')
@@ -161,7 +161,7 @@ def test_the_defaults_follow_the_data_and_a_flag_given_wins(tmp_path):
   assert (digits.augment, digits.mirror, digits.upsample) == ('none', False, 'deconv')
   faces = completion.complete(config('faces'), colour)
   assert (augment_policies(faces.augment), faces.mirror, faces.upsample) == (('translation', 'cutout'),
-                                                                                        False, 'resize')
+                                                                             False, 'resize')
   given = completion.complete(config('faces', augment='none', mirror=True, upsample='deconv'), colour)
   assert (given.augment, given.mirror, given.upsample) == ('none', True, 'deconv')
   assert completion.complete(config('digits', augment='cutout'), grey).augment == 'cutout'
@@ -208,7 +208,7 @@ def test_one_power_iteration_per_d_update_and_none_in_g_s(tmp_path):
   dcgan = run.dcgan
   vectors = [v for v in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES) if v.op.name.endswith('/u')]
   assert sorted(v.op.name for v in vectors) == [f'discriminator/{layer}/u' for layer in
-                                                 ('h0_conv', 'h1_conv', 'h2_conv', 'h3_conv', 'h4_lin')]
+                                                ('h0_conv', 'h1_conv', 'h2_conv', 'h3_conv', 'h4_lin')]
   assert not [v for v in dcgan.checkpoint_names() if v.startswith('discriminator/bn')]  # no batch norm in D
   assert set(v.op.name for v in vectors) <= set(dcgan.checkpoint_names())
   with run.session() as sess:
@@ -351,4 +351,4 @@ def test_spectral_norm_and_d_batch_norm_are_shape_fields(tmp_path):
   saved = Config(y_dim=0, c_dim=3)
   current = dataclasses.replace(saved, spectral_norm=True, d_batch_norm=False)
   assert shape_differences(saved, current) == [('spectral_norm', False, True), ('d_batch_norm', True,
-                                                                                          False)]
+                                                                                False)]

@@ -276,7 +276,7 @@ def test_real_mnist_loads_with_its_labels():
 def test_real_jpeg_folder_scans_as_rgb():
   folder = shared('anime-faces')
   cfg = Config(dataset=os.path.basename(folder), data_dir=os.path.dirname(folder), crop=True,
-                          input_height=96, input_width=96)
+               input_height=96, input_width=96)
   dataset = datasets.open_dataset(cfg)
   assert len(dataset) == 5000 and dataset.channels == 3 and dataset.num_classes == 0
 
@@ -370,7 +370,7 @@ _FORMATS = ['PNG', 'JPEG', 'GIF', 'BMP', 'TIFF', 'WEBP']
                   damage=st.one_of(st.none(), st.floats(0.0, 0.99), st.binary(max_size=300)),
                   seed=st.integers(0, 2 ** 16))
 def test_any_file_either_loads_as_valid_pixels_or_raises_our_error(tmp_path_factory, mode, image_format, width,
-                                                                    height, damage, seed):
+                                                                   height, damage, seed):
   folder = tmp_path_factory.mktemp('random') / 'r'
   folder.mkdir()
   pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -581,7 +581,7 @@ def test_tfds_mnist_is_decoded_once_into_the_cache_with_its_labels(tmp_path, mon
   assert datasets.default_output_size(_config(tmp_path, 'tfds:celeb_a')) == 64
   with tfds.testing.mock_data(num_examples=4):  # 218x178 RGB faces, cut square and resized; no class label
     faces = datasets.open_dataset(_config(tmp_path, 'tfds:celeb_a', crop=True, output_height=16, output_width=16),
-                          cache_dir=str(tmp_path / 'faces'))
+                                  cache_dir=str(tmp_path / 'faces'))
   assert faces.images.shape == (4, 16, 16, 3) and faces.labels is None and faces.num_classes == 0
 
 

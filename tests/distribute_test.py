@@ -30,9 +30,9 @@ def tiny(tmp_path):
   """A conditional config and its 64 digits; with TWO_CPUS as its devices."""
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 64)
   cfg = Config(dataset='tiny', data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
-                          sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
-                          output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=16,
-                          epoch=1, sample_num=4, devices=TWO_CPUS)
+               sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
+               output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=16,
+               epoch=1, sample_num=4, devices=TWO_CPUS)
   return completion.prepare(cfg)
 
 

@@ -85,7 +85,7 @@ def digit_evaluator(tmp_path_factory):
   images, labels = digits.make_digits(2500, seed=5)
   dataset = datasets.PixelSource('digits', images[:1500, ..., np.newaxis], labels[:1500].astype(np.int32))
   cfg = Config(dataset='digits', checkpoint_dir=str(tmp_path_factory.mktemp('ckpt')), output_height=28,
-                          output_width=28, c_dim=1, y_dim=10, z_dim=8)
+               output_width=28, c_dim=1, y_dim=10, z_dim=8)
   with evaluation.Evaluator(dataset, cfg, 300, SESSION) as evaluator:
     yield evaluator, images[1500:, ..., np.newaxis], labels[1500:]
 
@@ -154,10 +154,10 @@ class _ScriptedEvaluator:
 def test_keep_best_keeps_the_step_with_the_best_metric_not_the_last(tmp_path):
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 8)
   cfg = Config(dataset='tiny', data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
-                          sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
-                          output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8,
-                          epoch=4, sample_num=4, sample_freq=100, ckpt_freq=1, max_to_keep=10, eval_freq=1,
-                          best_metric='swd')
+               sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
+               output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8,
+               epoch=4, sample_num=4, sample_freq=100, ckpt_freq=1, max_to_keep=10, eval_freq=1,
+               best_metric='swd')
   cfg, dataset = completion.prepare(cfg)
   scripted = _ScriptedEvaluator({1: 5.0, 2: 2.0, 3: float('nan'), 4: 3.0})
   trainer.Trainer(cfg, dataset).train(evaluator=scripted)
@@ -252,11 +252,11 @@ def test_inception_numbers_rank_real_unseen_and_noise_and_the_real_side_is_compu
   images = images[..., np.newaxis]
   dataset = datasets.PixelSource('shapes', images[:240].copy(), None)  # unlabelled: no digit classifier
   cfg = Config(dataset='shapes', checkpoint_dir=str(tmp_path / 'ckpt'), output_height=28, output_width=28,
-                          c_dim=1, y_dim=0, z_dim=8, inception_dir=str(stand_in_inception))
+               c_dim=1, y_dim=0, z_dim=8, inception_dir=str(stand_in_inception))
   computed = []
   features_of = inception.Features.__call__
   monkeypatch.setattr(inception.Features, '__call__', lambda self, x, what='': (computed.append(len(x)),
-                                                                                 features_of(self, x, what))[1])
+                                                                                features_of(self, x, what))[1])
   with evaluation.Evaluator(dataset, cfg, 150, SESSION) as evaluator:
     real = evaluator.score(evaluator.real.copy())
     unseen = evaluator.score(images[240:390])
@@ -269,7 +269,7 @@ def test_inception_numbers_rank_real_unseen_and_noise_and_the_real_side_is_compu
   # the same numbers as formulas written apart from ours, on the same pool_3 features
   # (FID is a difference of traces in the hundreds: two ways of taking the square root agree to about 1e-5)
   assert unseen['fid'] == pytest.approx(_fid_by_eigenvalues(real_features.astype(np.float64),
-                                                        unseen_features.astype(np.float64)), rel=1e-6, abs=1e-4)
+                                                            unseen_features.astype(np.float64)), rel=1e-6, abs=1e-4)
   assert unseen['kid'] == pytest.approx(_mmd_by_matrices(unseen_features, real_features) * 1e3, rel=1e-6)
   assert computed == [150, 150, 150, 150]  # the real sample once, then each generated set
   cache = tmp_path / 'ckpt' / 'datasets' / 'shapes' / 'inception_28x28_150.npz'
@@ -320,7 +320,7 @@ def test_evaluate_images_scores_a_folder_with_a_bad_file_and_other_sizes(tmp_pat
   # An independent computation on the same features: the folder's 27 images against the 27 real ones drawn
   chosen = np.random.default_rng(evaluation.EVAL_SEED).choice(30, 27, replace=False)
   cfg = Config(dataset='faces', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
-                          output_height=16, output_width=16)
+               output_height=16, output_width=16)
   real_images = datasets.read_images(datasets.open_dataset(cfg), cfg, np.sort(chosen))
   mine, _ = datasets.read_folder(str(folder))
   fake, _ = datasets.fit_images(mine, 16, 16, 3)
@@ -328,10 +328,10 @@ def test_evaluate_images_scores_a_folder_with_a_bad_file_and_other_sizes(tmp_pat
     real_features, fake_features = features(real_images), features(fake)
   metrics_ = record['metrics']
   assert metrics_['fid'] == pytest.approx(_fid_by_eigenvalues(real_features.astype(np.float64),
-                                                          fake_features.astype(np.float64)), rel=1e-6, abs=1e-4)
+                                                              fake_features.astype(np.float64)), rel=1e-6, abs=1e-4)
   assert metrics_['kid'] == pytest.approx(_mmd_by_matrices(fake_features, real_features) * 1e3, rel=1e-6)
   assert (metrics_['precision'], metrics_['recall']) == feature_metrics.precision_recall(real_features,
-                                                                                          fake_features)
+                                                                                         fake_features)
 
 
 def test_evaluate_without_the_network_says_what_it_skips_and_fid_cannot_pick_the_best(trained_models, tmp_path,

@@ -249,7 +249,7 @@ def _zip(members, top):
 def test_celeba_through_drive_is_unpacked_into_its_folder(tmp_path, monkeypatch):
   archive = _zip({'000001.jpg': b'one', '000002.jpg': b'two'}, 'img_align_celeba')
   celeba = fetch.Download('celebA', (dataclasses.replace(_remote('img_align_celeba.zip', archive),
-                                                               drive_id='x'),), archive=True)
+                                                         drive_id='x'),), archive=True)
   with LoopbackServer({'uc': archive}) as server:
     monkeypatch.setattr(transfer, 'DRIVE_URL', server.url + 'uc?id={id}')
     result = fetch.get(celeba, str(tmp_path), FAST)
@@ -321,7 +321,7 @@ def test_lsun_from_a_mirror_unpacks_to_an_lmdb_that_trains(tmp_path):
     fetch.get(tower, str(tmp_path / 'data'), FAST, mirrors=[server.url])
   assert _files(tmp_path / 'data') == ['lsun_tower_val']
   cfg = Config(dataset='lsun_tower_val', data_dir=str(tmp_path / 'data'), output_height=16,
-                          output_width=20)
+               output_width=20)
   source = datasets.open_dataset(cfg, cache_dir=str(tmp_path / 'ck'))
   np.testing.assert_array_equal(datasets.read_images(source, cfg, [0, 2, 4])[[0, 2]], pixels[[0, 4]])
 
@@ -336,7 +336,7 @@ def test_real_mnist_files_from_a_mirror_load_as_mnist(tmp_path):
     fetch.get(mnist, str(tmp_path), FAST, mirrors=[server.url])
   assert _files(tmp_path / 'mnist') == sorted(names)
   source = datasets.open_dataset(Config(dataset='mnist', data_dir=str(tmp_path), output_height=28,
-                                           output_width=28))
+                                        output_width=28))
   assert (len(source), source.num_classes) == (19690, 10) and source.labels[:3].tolist() == [5, 0, 4]
 
 

@@ -129,7 +129,7 @@ def test_export_round_trip_in_a_process_that_never_imports_the_project(trained_m
     result, _ = _use(trained_models, name, '--export', str(folder / 'exported'), '--freeze', str(folder / 'frozen.pb'))
     assert result.returncode == 0, result
     cfg = modes.trained_config(Config(dataset=trained_models[name][1], checkpoint_dir=str(run_dir / 'ckpt'),
-                                                 output_height=None, output_width=None))
+                                      output_height=None, output_width=None))
     z = utils.noise(cfg.z_dist, [5, cfg.z_dim], 9)
     np.save(folder / 'z.npy', z)
     labels = np.array([0, 9, 3, 3, 1], np.int32) if cfg.y_dim else None

@@ -46,7 +46,7 @@ def _conv_block(name, inputs, weights, stride, rng):
       _const(f'{name}/batchnorm/gamma', rng.uniform(0.8, 1.2, channels)),
       _node(f'{name}/batchnorm', 'BatchNormWithGlobalNormalization',
             [f'{name}/Conv2D'] + [f'{name}/batchnorm/{part}' for part in ('moving_mean', 'moving_variance', 'beta',
-                                                                             'gamma')],
+                                                                          'gamma')],
             T=float_t, variance_epsilon=_attr(f=0.001), scale_after_normalization=_attr(b=True)),
       _node(name, 'Relu', [f'{name}/batchnorm'], T=float_t),
   ]

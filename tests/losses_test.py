@@ -99,10 +99,10 @@ def tiny(tmp_path_factory):
     ('non_saturating', 0, 1), ('minimax', 0, 1), ('wasserstein', 10, 2), ('hinge', 0, 1), ('least_squares', 1, 1)])
 def test_every_loss_trains_a_few_steps_without_nan(tmp_path, tiny, loss, penalty, d_steps):
   cfg = Config(dataset='tiny', data_dir=tiny, checkpoint_dir=str(tmp_path / 'ckpt'),
-                          sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
-                          output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8,
-                          epoch=2, sample_freq=100, loss=loss, gradient_penalty=penalty, d_steps=d_steps,
-                          conditional=loss not in ('hinge', 'least_squares'))  # both models
+               sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), output_height=28,
+               output_width=28, gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8,
+               epoch=2, sample_freq=100, loss=loss, gradient_penalty=penalty, d_steps=d_steps,
+               conditional=loss not in ('hinge', 'least_squares'))  # both models
   cfg, dataset = completion.prepare(cfg)
   run = trainer.Trainer(cfg, dataset)
   assert run.steps_per_epoch == 4 // d_steps  # every D update takes a batch of its own

@@ -168,7 +168,7 @@ def test_test_mode_without_a_checkpoint_says_where_it_looked(trained, tmp_path):
     (['--loss', 'softmax'], ['--loss=softmax', 'non_saturating|minimax|wasserstein|hinge|least_squares']),
     (['--device', 'gpu zero'], ['flag --device=gpu zero: not a device name']),
     (['--precision', 'mixed_float16', '--device', '/cpu:0'], ['--precision mixed_float16 is for GPUs',
-                                                             'use --precision auto']),
+                                                              'use --precision auto']),
     (['--z_dist', 'cauchy'], ['z_dist', 'uniform_signed']),
     (['--keep_every_hours', '0'], ['flag --keep_every_hours=0.0: must be above 0']),
     (['--check_data', '--train'], ['--check_data only checks the dataset']),

@@ -27,7 +27,7 @@ def _inputs(cfg, batch=None, mix=False):
   labels = tf1.placeholder(tf.float32, [batch, cfg.y_dim]) if cfg.y_dim else None
   z_labels = tf1.placeholder(tf.float32, [batch, cfg.y_dim]) if cfg.y_dim else None
   return stages.GANInputs(images=images, labels=labels, z=z, z_labels=z_labels, z_label_ids=None,
-                         mix=tf1.placeholder(tf.float32, [batch]) if mix else None, augment_seed=None)
+                          mix=tf1.placeholder(tf.float32, [batch]) if mix else None, augment_seed=None)
 
 
 @pytest.mark.parametrize('height,width,c_dim,y_dim,loss,penalty,conditioning', [
@@ -154,8 +154,8 @@ def _training_graph(y_dim=10, **kwargs):
                      'sample_z', 'sampler', 'save', 'train']),
     # TensorFlow names the second derivatives of batch norm for the penalty gradient_tape/ itself
     (0, {'loss': 'wasserstein', 'gradient_penalty': 10}, ['discriminator', 'generator', 'global_step',
-                                                           'gradient_tape', 'inputs', 'losses', 'sample_images',
-                                                           'sample_z', 'sampler', 'save', 'train']),
+                                                          'gradient_tape', 'inputs', 'losses', 'sample_images',
+                                                          'sample_z', 'sampler', 'save', 'train']),
 ])
 def test_the_graph_shows_its_stages_as_a_dozen_top_level_names(y_dim, kwargs, expected):
   graph = _training_graph(y_dim, **kwargs).graph.as_graph_def()

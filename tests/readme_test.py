@@ -51,6 +51,6 @@ def test_the_marked_blocks_run_as_written(tmp_path, monkeypatch):
       assert main_in_process(*command[2:], *(TINY_MODEL if '--train' in command else [])) == (0, None), line
   key = tmp_path / 'checkpoint' / 'mnist_28_28'
   assert os.path.exists(key / 'best' / 'best.json') and len(os.listdir(tmp_path / 'samples' / 'mnist_28_28' /
-                                                                        'generated')) == 1000 + 2
+                                                                       'generated')) == 1000 + 2
   assert {'interp.gif', 'progress.gif'} <= set(os.listdir(tmp_path / 'samples' / 'mnist_28_28' / 'visualize'))
   assert os.path.exists(tmp_path / 'exported' / 'mnist.pb')

@@ -147,7 +147,7 @@ def _wait_until_paused(process, timeout=120):
 
 
 def test_a_second_run_on_the_same_key_stops_at_once_and_the_first_ends_untouched(tmp_path, tiny_idx_root,
-                                                                                   one_epoch):
+                                                                                 one_epoch):
   # the first pauses itself inside its save of step 3, holding the lock: the second meets it whatever the timing
   first = _start(tmp_path, tiny_idx_root, '--epoch', '1', command=signalled_inside_the_save_of(3, signal.SIGSTOP))
   try:
