@@ -1,4 +1,5 @@
 # make demo: train on the built-in digits and write samples/ and logs/.  make test: the whole test suite.
+# make test-fast: the tests that run in process only (not those marked process: signals, kill -9, workers).
 # make lint: ruff, with the rules of pyproject.toml. make docs: docs/flags.md from the flags' definitions.
 # All create .venv and install into it first.
 # GPU: make demo REQUIREMENTS=requirements-gpu.txt
@@ -7,7 +8,7 @@ VENV ?= .venv
 REQUIREMENTS ?= requirements.txt
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint docs clean
+.PHONY: demo test test-fast lint docs clean
 
 $(VENV)/.installed: $(REQUIREMENTS) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,9 @@ test: $(VENV)/.installed
 docs: $(VENV)/.installed
 	$(PY) main.py --markdown_help > docs/flags.md
 	$(PY) download.py --markdown_help >> docs/flags.md
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not process" tests
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,8 +1,10 @@
 """config.py: a config file of an older version loads as the model it held; a checkpoint's mismatch is found in
-the fields the models have."""
+the fields the models have, spectral norm and D's batch norm among them."""
 
 import dataclasses
 import json
+
+import tensorflow as tf
 
 from config import CONDITIONINGS, Config, CONFIG_FILE, save_config, saved_config, shape_differences
 
@@ -46,3 +48,13 @@ def test_a_config_written_before_upsample_loads_as_deconv_and_upsample_sets_shap
   saved = saved_config(str(tmp_path))
   assert saved.upsample == 'deconv'
   assert shape_differences(saved, resized) == [('upsample', 'deconv', 'resize')]
+
+
+tf1 = tf.compat.v1
+
+
+def test_spectral_norm_and_d_batch_norm_are_shape_fields(tmp_path):
+  saved = Config(y_dim=0, c_dim=3)
+  current = dataclasses.replace(saved, spectral_norm=True, d_batch_norm=False)
+  assert shape_differences(saved, current) == [('spectral_norm', False, True), ('d_batch_norm', True,
+                                                                                False)]

@@ -33,15 +33,30 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from app import completion  # noqa: E402
+from config import Config  # noqa: E402
 import datasets  # noqa: E402
 from datasets import digits  # noqa: E402
 import main  # noqa: E402  (defines main.py's flags in this process)
 from absl import flags  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 from errors import UserError  # noqa: E402
+from training import trainer  # noqa: E402
 
 # A model small enough to train a few steps in seconds.
 TINY_MODEL = ['--gf_dim', '8', '--df_dim', '8', '--gfc_dim', '32', '--dfc_dim', '32']
+
+
+# The fixtures that start main.py in a process of its own: a test that uses one is a process story too.
+PROCESS_FIXTURES = ('trained_in_a_process',)
+
+
+def pytest_collection_modifyitems(items):
+  """Marks `process` (the tests whose subject is the process itself, which make test-fast leaves out) the tests
+  that use a PROCESS_FIXTURES fixture, beside those marked by hand."""
+  for item in items:
+    if set(PROCESS_FIXTURES) & set(getattr(item, 'fixturenames', ())):
+      item.add_marker(pytest.mark.process)
 
 
 @pytest.fixture(autouse=True)
@@ -312,3 +327,38 @@ def trained_models(tmp_path_factory):
   folder = once_per_run(tmp_path_factory, 'trained_models', train)
   return {'cond': (folder / 'cond', 'tiny'), 'cond_projection': (folder / 'cond_projection', 'tiny'),
           'cond_concat': (folder / 'cond_concat', 'tiny'), 'uncond': (folder / 'uncond', 'rgb')}
+
+
+def small_config(tmp_path, name, **fields):
+  """A Config of a tiny model on <tmp_path>/data/<name>, its run's folders in tmp_path; `fields` override."""
+  defaults = dict(dataset=name, data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
+                  sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), gf_dim=4, df_dim=4,
+                  gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8, epoch=1, sample_num=6)
+  return Config(**dict(defaults, **fields))
+
+
+def tiny_digits(tmp_path, **fields):
+  """32 digits as IDX files in <tmp_path>/data/tiny and the complete config of a tiny model on them at 28x28:
+  (config, dataset)."""
+  write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 32)
+  return completion.prepare(small_config(tmp_path, 'tiny', output_height=28, output_width=28, **fields))
+
+
+def tiny_rgb_trainer(tmp_path, **fields):
+  """A Trainer of a tiny model on 16 random 16x16 RGB images in <tmp_path>/data/rgb, at float32, 2 epochs of 2
+  steps unless `fields` say otherwise."""
+  write_images(str(tmp_path / 'data' / 'rgb'), 16, size=(16, 16))
+  cfg = Config(dataset='rgb', data_dir=str(tmp_path / 'data'), input_fname_pattern='*.png',
+               checkpoint_dir=str(tmp_path / 'ckpt'), sample_dir=str(tmp_path / 'samples'),
+               log_dir=str(tmp_path / 'logs'), output_height=16, output_width=16, gf_dim=4, df_dim=4,
+               z_dim=8, batch_size=8, sample_num=4, ckpt_freq=100, precision='float32',
+               **{'epoch': 2, **fields})
+  cfg, dataset = completion.prepare(cfg)
+  return trainer.Trainer(cfg, dataset)
+
+
+def one_step(run, sess, step):
+  """One training step of the Trainer `run`, starting an epoch where one begins; its numbers."""
+  if step % run.steps_per_epoch == 0:
+    run.start_epoch(sess, step // run.steps_per_epoch, 0)
+  return run.train_step(sess, step)

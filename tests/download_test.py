@@ -23,6 +23,9 @@ from conftest import (ROOT, TINY_MODEL, assert_user_error, main_in_process, shar
                       write_images)
 from http_server import LoopbackServer
 
+pytestmark = pytest.mark.process  # (each test here runs download.py in a process of its own, as a user does)
+
+
 WRAPPER = '''
 import json, os, runpy, sys
 sys.path.insert(0, {root!r})

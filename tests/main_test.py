@@ -28,7 +28,7 @@ TRAIN = ['--train', '--dataset', 'tiny', '--batch_size', '16', '--train_size', '
 
 
 @pytest.fixture(scope='session')
-def trained(tmp_path_factory, tiny_idx_root):
+def trained_in_a_process(tmp_path_factory, tiny_idx_root):
   """One epoch (4 steps) of training by main.py in a subprocess, made once a test run for the tests that only
   read it (they write elsewhere): (its folder, what it printed to stderr)."""
   def run(run_dir):
@@ -40,8 +40,8 @@ def trained(tmp_path_factory, tiny_idx_root):
   return run_dir, (run_dir / 'stderr.txt').read_text()
 
 
-def test_training_writes_checkpoint_samples_events_and_a_graph_of_a_dozen_stages(trained):
-  tmp_path, stderr = trained
+def test_training_writes_checkpoint_samples_events_and_a_graph_of_a_dozen_stages(trained_in_a_process):
+  tmp_path, stderr = trained_in_a_process
   assert 'started at step 0 (epoch 0, batch 0)' in stderr
   assert '10 label classes (--conditioning projection)' in stderr
   assert 'img/s' in stderr and 'ETA' in stderr
@@ -67,9 +67,9 @@ def test_training_writes_checkpoint_samples_events_and_a_graph_of_a_dozen_stages
   assert len(top_level) <= 15 and {'inputs', 'generator', 'discriminator', 'losses', 'train', 'sampler'} <= top_level
 
 
-def test_training_again_resumes_the_step_counter(trained, tiny_idx_root, caplog, tmp_path):
+def test_training_again_resumes_the_step_counter(trained_in_a_process, tiny_idx_root, caplog, tmp_path):
   run_dir = tmp_path
-  tmp_path, _ = trained
+  tmp_path, _ = trained_in_a_process
   shutil.copytree(tmp_path / 'ckpt', run_dir / 'ckpt')
   with caplog.at_level(std_logging.INFO):
     assert main_in_process(*TRAIN, '--epoch', '2', *dir_flags(run_dir, tiny_idx_root)).returncode == 0
@@ -79,9 +79,9 @@ def test_training_again_resumes_the_step_counter(trained, tiny_idx_root, caplog,
   assert read_events(str(run_dir / 'logs' / 'tiny_28_28')).scalars['g_loss'] == [5, 6, 8]
 
 
-def test_resume_continues_inside_an_epoch(trained, tiny_idx_root, caplog, tmp_path):
+def test_resume_continues_inside_an_epoch(trained_in_a_process, tiny_idx_root, caplog, tmp_path):
   run_dir = tmp_path
-  tmp_path, _ = trained
+  tmp_path, _ = trained_in_a_process
   shutil.copytree(tmp_path / 'ckpt', run_dir / 'ckpt')
   # 96 images per epoch now: 6 steps an epoch, so step 4 is epoch 0, batch 4.
   args = [a if a != '64' else '96' for a in TRAIN]
@@ -91,8 +91,8 @@ def test_resume_continues_inside_an_epoch(trained, tiny_idx_root, caplog, tmp_pa
   assert tf.train.latest_checkpoint(str(run_dir / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-6')
 
 
-def test_test_mode_writes_a_grid_without_the_dataset(trained, tmp_path):
-  run_dir, _ = trained
+def test_test_mode_writes_a_grid_without_the_dataset(trained_in_a_process, tmp_path):
+  run_dir, _ = trained_in_a_process
   # float32: after 4 steps G's batch-norm averages are still near their start, and its images differ from flat
   # grey by less than bfloat16 can show
   assert main_in_process('--dataset', 'tiny', '--sample_num', '20', *dir_flags(run_dir, str(tmp_path / 'no_data')),
@@ -103,9 +103,9 @@ def test_test_mode_writes_a_grid_without_the_dataset(trained, tmp_path):
   assert pixels[2:30, 2:30].std() > 0  # a generated image, not a blank cell
 
 
-def test_one_writer_per_key_and_readers_work_meanwhile(trained, tiny_idx_root, tmp_path):
+def test_one_writer_per_key_and_readers_work_meanwhile(trained_in_a_process, tiny_idx_root, tmp_path):
   run_dir = tmp_path
-  shutil.copytree(trained[0] / 'ckpt', run_dir / 'ckpt')
+  shutil.copytree(trained_in_a_process[0] / 'ckpt', run_dir / 'ckpt')
   key_dir = run_dir / 'ckpt' / 'tiny_28_28'
   with checkpoints.writer_lock(str(key_dir), 'a test'):  # as a run in another terminal holds it
     before = sorted(os.listdir(key_dir))
@@ -123,8 +123,8 @@ def test_one_writer_per_key_and_readers_work_meanwhile(trained, tiny_idx_root, t
     pass
 
 
-def test_checkpoint_from_other_flags_names_the_flag(trained, tiny_idx_root, tmp_path):
-  run_dir, _ = trained
+def test_checkpoint_from_other_flags_names_the_flag(trained_in_a_process, tiny_idx_root, tmp_path):
+  run_dir, _ = trained_in_a_process
   args = [a if a != '32' else '48' for a in TRAIN]  # --gfc_dim 48 --dfc_dim 48, which only the mnist model has
   assert_error(main_in_process(*args, '--epoch', '2', '--z_dim', '50', '--conditioning', 'mnist',
                                *dir_flags(tmp_path, tiny_idx_root), '--checkpoint_dir', str(run_dir / 'ckpt')),
@@ -136,8 +136,8 @@ def test_checkpoint_from_other_flags_names_the_flag(trained, tiny_idx_root, tmp_
   assert tf.train.latest_checkpoint(str(run_dir / 'ckpt' / 'tiny_28_28')).endswith('DCGAN.model-4')
 
 
-def test_test_mode_without_a_checkpoint_says_where_it_looked(trained, tmp_path):
-  run_dir, _ = trained
+def test_test_mode_without_a_checkpoint_says_where_it_looked(trained_in_a_process, tmp_path):
+  run_dir, _ = trained_in_a_process
   assert_error(main_in_process('--dataset', 'tiny', '--output_height', '64', *dir_flags(tmp_path, 'data'),
                                '--checkpoint_dir', str(run_dir / 'ckpt')),
                f'no checkpoint in {run_dir / "ckpt" / "tiny_64_64"}', '--dataset tiny',
@@ -262,6 +262,7 @@ def test_g_s_own_weights_write_their_pictures_apart_from_the_average_s(trained_m
   assert sorted(os.listdir(run_dir / 'logs' / f'{dataset}_28_28')) == ['evaluate', 'evaluate_noema']
 
 
+@pytest.mark.process
 def test_the_process_prints_one_error_line_and_exits_2(tmp_path):
   # (a flag that does not parse takes the same way out: download_test checks it, in a process without TensorFlow)
   error = assert_user_error(run_main('--train', '--dataset', 'nowhere', cwd=tmp_path))
@@ -352,6 +353,7 @@ def test_cache_trains_to_the_same_weights(tmp_path, caplog):
                      tmp_path / 'cached' / 'ckpt' / key / 'DCGAN.model-10')
 
 
+@pytest.mark.process
 def test_a_cache_that_does_not_fit_on_the_disk_is_one_line(tmp_path):
   write_images(str(tmp_path / 'data' / 'faces'), 40, size=(40, 36))
   # A 120 KB cache cannot be written where files may grow to 64 KB: one line, nothing half-written.

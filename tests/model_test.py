@@ -1,5 +1,6 @@
-"""model.py and networks.py: the graph builds for many sizes and every loss, G and D own disjoint variables,
-update ops are split, the graph's stages are a dozen top-level names, checkpoint names stay those of old runs."""
+"""model.py and gan/networks.py: the graph builds for many sizes and every loss, G and D own disjoint variables,
+update ops are split, one power iteration per D update, the graph's stages are a dozen top-level names, checkpoint
+names stay those of old runs."""
 
 import collections
 import dataclasses
@@ -15,9 +16,9 @@ from gan import networks
 from gan import stages
 import model
 from training import trainer
+from conftest import tiny_rgb_trainer
 
 tf1 = tf.compat.v1
-
 SMALL = Config(gf_dim=4, df_dim=4, gfc_dim=16, dfc_dim=16, z_dim=8, c_dim=1, y_dim=0)
 
 
@@ -189,3 +190,23 @@ def test_sample_labels_give_one_row_per_shown_class(count, classes, cols, shown)
   rows = [labels[i:i + cols] for i in range(0, count, cols)]
   assert all(len(set(row)) == 1 for row in rows)
   assert [row[0] for row in rows] == shown  # every shown class has its row, in order
+
+
+def test_one_power_iteration_per_d_update_and_none_in_g_s(tmp_path):
+  run = tiny_rgb_trainer(tmp_path, spectral_norm=True, d_batch_norm=False)
+  dcgan = run.dcgan
+  vectors = [v for v in dcgan.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES) if v.op.name.endswith('/u')]
+  assert sorted(v.op.name for v in vectors) == [f'discriminator/{layer}/u' for layer in
+                                                ('h0_conv', 'h1_conv', 'h2_conv', 'h3_conv', 'h4_lin')]
+  assert not [v for v in dcgan.checkpoint_names() if v.startswith('discriminator/bn')]  # no batch norm in D
+  assert set(v.op.name for v in vectors) <= set(dcgan.checkpoint_names())
+  with run.session() as sess:
+    sess.run(dcgan.init)
+    run.start_epoch(sess, 0, 0)
+    before = sess.run(vectors)
+    sess.run(dcgan.train_ops.g_train, dcgan.step_feed(0))
+    after_g = sess.run(vectors)
+    sess.run(dcgan.train_ops.d_train, dcgan.step_feed(0, 0))
+    after_d = sess.run(vectors)
+  assert all(np.array_equal(a, b) for a, b in zip(before, after_g))
+  assert all(not np.allclose(a, b) for a, b in zip(before, after_d))

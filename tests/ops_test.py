@@ -1,4 +1,4 @@
-"""ops.py: shapes, variable names, sharing, batch-norm modes."""
+"""ops.py: shapes, variable names, sharing, batch-norm modes, spectral norm, the CPU's weight-gradient rule."""
 
 import gc
 import weakref
@@ -276,3 +276,25 @@ def test_a_graph_with_the_replaced_gradients_is_freed_when_dropped():
   graphs = [build() for _ in range(3)]
   gc.collect()
   assert [graph() for graph in graphs] == [None, None, None]
+
+
+def test_spectral_norm_brings_the_largest_singular_value_to_one_and_keeps_u_in_the_checkpoint():
+  rng = np.random.default_rng(0)
+  weights = rng.normal(size=(5, 5, 6, 10)).astype(np.float32)
+  with tf.Graph().as_default():
+    # u starts at random: with these weights' two largest singular values in a ratio of 0.91, 30 iterations reach
+    # 1e-3 from 39 of 40 starts (measured over graph seeds 0-39), so the start is seeded
+    tf1.set_random_seed(0)
+    with tf1.variable_scope('discriminator/h1_conv'):
+      w = tf1.get_variable('w', initializer=weights)
+      normalized = ops.spectrally_normalized(w)
+    updates = ops.power_iteration_updates(tf1.global_variables())
+    assert [u.op.name for u in tf1.global_variables() if not u.trainable] == ['discriminator/h1_conv/u']
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      for _ in range(30):
+        sess.run(updates)
+      result = sess.run(normalized)
+  largest = np.linalg.svd(weights.reshape(-1, 10), compute_uv=False)[0]
+  assert np.linalg.svd(result.reshape(-1, 10), compute_uv=False)[0] == pytest.approx(1.0, abs=1e-3)
+  np.testing.assert_allclose(result, weights / largest, rtol=1e-3)

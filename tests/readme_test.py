@@ -15,6 +15,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, TINY_MODEL, main_in_process, write_idx_dataset
 
 MARK = '<!-- tests/readme_test.py runs this block'
@@ -34,6 +36,7 @@ def test_the_marked_blocks_are_found_with_their_commands():
   assert blocks[0][1][0].startswith('python main.py --train --dataset mnist --eval_freq 500')
 
 
+@pytest.mark.process
 def test_the_marked_blocks_run_as_written(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # main.py's folders are relative, as in the README: data/, checkpoint/, ...
   write_idx_dataset(str(tmp_path / 'data' / 'mnist'), 80)

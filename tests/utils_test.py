@@ -1,14 +1,9 @@
-"""utils.py: grids of any count, PNG round trips, noise, progress lines."""
-
-import logging as std_logging
-import os
+"""utils.py: grids of any count, PNG round trips, noise."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from common import disk
-from common import progress
 import utils
 
 P = utils.GRID_PAD
@@ -52,30 +47,3 @@ def test_noise_distributions_and_determinism():
   assert not np.array_equal(utils.noise('normal', [3, 2], [1, 5]), utils.noise('normal', [3, 2], [1, 6]))
   with pytest.raises(ValueError, match='unknown z distribution'):
     utils.noise('cauchy', [1, 1], 0)
-
-
-def test_progress_logs_rate_and_eta_when_not_a_terminal(caplog):
-  caplog.set_level(std_logging.INFO)
-  meter = progress.Progress(start=0, total=10, steps_per_epoch=4, batch_size=8, log_every=5)
-  stats = {'d_loss': 1.25, 'g_loss': 0.5, 'D(x)': 0.75, 'D(G(z))': 0.25}
-  for step in range(1, 11):
-    meter.update(step, stats)
-  meter.close()
-  lines = [r.getMessage() for r in caplog.records if 'img/s' in r.getMessage()]
-  assert len(lines) == 2
-  assert lines[0].startswith('epoch 1 step 5/10  d_loss 1.250  g_loss 0.500  D(x) 0.750  D(G(z)) 0.250')
-  assert 'ETA' in lines[1] and lines[1].startswith('epoch 2 step 10/10')
-
-
-def test_a_durable_write_syncs_the_bytes_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
-  events, fsync, replace = [], os.fsync, os.replace
-  monkeypatch.setattr(os, 'fsync', lambda fd: (events.append(('fsync', os.readlink(f'/proc/self/fd/{fd}'))),
-                                               fsync(fd)))
-  monkeypatch.setattr(os, 'replace', lambda a, b: (events.append(('rename', b)), replace(a, b)))
-  path = tmp_path / 'config.json'
-  disk.write_text(str(path), 'durable', durable=True)
-  assert events == [('fsync', disk.temporary_name(str(path))), ('rename', str(path)), ('fsync', str(tmp_path))]
-  assert path.read_text() == 'durable'
-  events.clear()
-  disk.write_text(str(path), 'fast')  # sample grids and caches: atomic, not synced
-  assert events == [('rename', str(path))]

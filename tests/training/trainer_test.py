@@ -1,10 +1,8 @@
-"""trainer.py: real training steps, in process, on tiny data in a temp dir: every source, the guards, XLA, the
-moving average of G's weights, old checkpoints, and what TensorBoard gets."""
+"""trainer.py: real training steps, in process, on tiny data in a temp dir: every source, the guards, XLA and the
+precisions, a resumed run with every tool on bit-identical to one that never stopped, and what TensorBoard gets."""
 
 import dataclasses
-import logging as std_logging
 import os
-import re
 
 import numpy as np
 import pytest
@@ -12,24 +10,17 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from app import completion
-from app import modes
-from config import Config, saved_config
+from config import saved_config
 import datasets
 from errors import Diverged
 from training import checkpoints
 from training import runtime
 from training import safety
 from training import trainer
-from conftest import lmdb_of_images, read_events, write_idx_dataset, write_images
+from conftest import assert_same_values, dir_flags, main_in_process
+from conftest import lmdb_of_images, read_events, small_config, tiny_digits, write_idx_dataset, write_images
 
 tf1 = tf.compat.v1
-
-
-def _small_config(tmp_path, name, **kwargs):
-  fields = dict(dataset=name, data_dir=str(tmp_path / 'data'), checkpoint_dir=str(tmp_path / 'ckpt'),
-                sample_dir=str(tmp_path / 'samples'), log_dir=str(tmp_path / 'logs'), gf_dim=4, df_dim=4,
-                gfc_dim=16, dfc_dim=16, z_dim=8, batch_size=8, epoch=1, sample_num=6)
-  return Config(**dict(fields, **kwargs))
 
 
 def _values(run, sess):
@@ -41,15 +32,15 @@ def _values(run, sess):
 def test_one_training_step_moves_every_variable(tmp_path, kind):
   if kind == 'idx':
     write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 8)
-    cfg = _small_config(tmp_path, 'tiny', output_height=28, output_width=28)
+    cfg = small_config(tmp_path, 'tiny', output_height=28, output_width=28)
   elif kind == 'folder':
     write_images(str(tmp_path / 'data' / 'tiny'), 8, size=(24, 20))
-    cfg = _small_config(tmp_path, 'tiny', input_fname_pattern='*.png', output_height=16, output_width=12)
+    cfg = small_config(tmp_path, 'tiny', input_fname_pattern='*.png', output_height=16, output_width=12)
   elif kind == 'lmdb':
     lmdb_of_images(tmp_path / 'data' / 'tiny', 8, size=(30, 20))
-    cfg = _small_config(tmp_path, 'tiny', crop=True, output_height=16, output_width=16)
+    cfg = small_config(tmp_path, 'tiny', crop=True, output_height=16, output_width=16)
   else:
-    cfg = _small_config(tmp_path, 'tfds:mnist', output_height=28, output_width=28)
+    cfg = small_config(tmp_path, 'tfds:mnist', output_height=28, output_width=28)
   with datasets.import_tfds().testing.mock_data(num_examples=8):
     cfg, dataset = completion.prepare(cfg)
   # (channels, classes): 8 digits are 0-7; TFDS's mnist knows its 10 classes whatever the sample
@@ -76,13 +67,8 @@ def test_one_training_step_moves_every_variable(tmp_path, kind):
   assert os.listdir(cfg.sample_path) == ['train_00_000001.png']
 
 
-def _digits_setup(tmp_path, **kwargs):
-  write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 32)
-  return completion.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28, **kwargs))
-
-
 def test_a_nan_loss_stops_training_before_anything_of_it_is_saved(tmp_path, monkeypatch):
-  cfg, dataset = _digits_setup(tmp_path, epoch=2, ckpt_freq=1)  # 4 steps per epoch
+  cfg, dataset = tiny_digits(tmp_path, epoch=2, ckpt_freq=1)  # 4 steps per epoch
   real_step = trainer.Trainer.train_step
 
   def step_that_diverges(self, sess, step):
@@ -99,7 +85,7 @@ def test_a_nan_loss_stops_training_before_anything_of_it_is_saved(tmp_path, monk
 
 
 def test_nan_weights_are_never_saved(tmp_path):
-  cfg, dataset = _digits_setup(tmp_path)
+  cfg, dataset = tiny_digits(tmp_path)
   run = trainer.Trainer(cfg, dataset)
   with run.session() as sess:
     sess.run(run.dcgan.init)
@@ -112,7 +98,7 @@ def test_nan_weights_are_never_saved(tmp_path):
 
 
 def test_d_winning_is_warned_in_the_log_and_in_tensorboard(tmp_path, monkeypatch):
-  cfg, dataset = _digits_setup(tmp_path, epoch=1)
+  cfg, dataset = tiny_digits(tmp_path, epoch=1)
   real_step = trainer.Trainer.train_step
 
   def d_wins(self, sess, step):
@@ -130,7 +116,7 @@ def test_d_winning_is_warned_in_the_log_and_in_tensorboard(tmp_path, monkeypatch
 def test_the_numbers_of_a_step_come_from_one_forward_pass(tmp_path, loss):
   """d_loss, g_loss, D(x) and D(G(z)) (the log line, TensorBoard) all read D's logits of the step's last D update:
   G's loss agrees with D(G(z)) beside it, not with a later phase of the step."""
-  cfg, dataset = _digits_setup(tmp_path, loss=loss)
+  cfg, dataset = tiny_digits(tmp_path, loss=loss)
   run = trainer.Trainer(cfg, dataset)
   with run.session() as sess:
     sess.run(run.dcgan.init)
@@ -150,7 +136,7 @@ def test_the_numbers_of_a_step_come_from_one_forward_pass(tmp_path, loss):
 
 
 def test_a_short_run_writes_the_numbers_of_its_first_and_last_steps(tmp_path):
-  cfg, dataset = _digits_setup(tmp_path, epoch=3, log_freq=50, loss='wasserstein', gradient_penalty=10)  # 12 steps
+  cfg, dataset = tiny_digits(tmp_path, epoch=3, log_freq=50, loss='wasserstein', gradient_penalty=10)  # 12 steps
   trainer.Trainer(cfg, dataset).train()
   events = read_events(cfg.log_path)
   for tag in ('d_loss', 'g_loss', 'D(x)', 'D(G(z))', 'gradient_penalty', 'images_per_second'):
@@ -163,129 +149,8 @@ def test_a_short_run_writes_the_numbers_of_its_first_and_last_steps(tmp_path):
   assert sorted(read_events(cfg.log_path).scalars['g_loss']) == [1, 12, 13, 15, 18, 20]
 
 
-def test_the_moving_average_of_g_is_a_hand_rolled_average_after_three_steps(tmp_path):
-  decay = 0.9
-  cfg, dataset = _digits_setup(tmp_path, ema=decay, g_steps=1)
-  run = trainer.Trainer(cfg, dataset)
-  averages = run.dcgan.averages()
-  assert averages and all(v.op.name.startswith('generator/') for v, _ in averages)
-  with run.session() as sess:
-    sess.run(run.dcgan.init)
-    run.start_epoch(sess, 0, 0)
-    weights, moving = [v for v, _ in averages], [a for _, a in averages]
-    expected = sess.run(weights)  # the averages start at G's initial weights
-    for step in range(3):
-      run.train_step(sess, step)
-      # TensorFlow's warm-up: the decay is min(--ema, (1 + t) / (10 + t)), t the step count when G updates
-      t = step + 1
-      rate = min(decay, (1.0 + t) / (10.0 + t))
-      expected = [rate * value + (1 - rate) * now for value, now in zip(expected, sess.run(weights))]
-    for value, got in zip(expected, sess.run(moving)):
-      np.testing.assert_allclose(got, value, rtol=1e-5, atol=1e-7)
-    assert not np.allclose(sess.run(moving[0]), sess.run(weights[0]))  # an average, not G itself
-    # The sampler draws with the averages: G's own weights do not reach it, the averages do.
-    z = np.random.default_rng(0).uniform(-1, 1, [4, cfg.z_dim]).astype(np.float32)
-    feed = {run.dcgan.sampler.z: z, run.dcgan.sampler.labels: np.arange(4) % cfg.y_dim}
-    images = sess.run(run.dcgan.sampler.images, feed)
-    for variable, _ in averages:
-      variable.load(np.zeros(variable.shape, np.float32), sess)
-    np.testing.assert_array_equal(sess.run(run.dcgan.sampler.images, feed), images)
-    for variable, average in averages:
-      average.load(np.zeros(variable.shape, np.float32), sess)
-    assert not np.array_equal(sess.run(run.dcgan.sampler.images, feed), images)
-
-
-def _statistics(run, layer):
-  """{(own or average, mean or variance): variable} of G's batch norm `layer`."""
-  found = {}
-  for own, average in run.dcgan.average.statistics:
-    if own.op.name.startswith(f'generator/{layer}/'):
-      kind = own.op.name.rsplit('_', 1)[-1]
-      found['own', kind], found['average', kind] = own, average
-  return found
-
-
-def test_the_averaged_g_has_batch_norm_statistics_of_its_own_weights(tmp_path):
-  write_images(str(tmp_path / 'data' / 'rgb'), 16, size=(16, 16))
-  cfg, dataset = completion.prepare(_small_config(tmp_path, 'rgb', input_fname_pattern='*.png', output_height=16,
-                                                  output_width=16, ema=0.9, g_steps=1, precision='float32'))
-  run = trainer.Trainer(cfg, dataset)
-  dcgan, bn0 = run.dcgan, _statistics(run, 'bn0')
-  averaged = {v.op.name: a for v, a in dcgan.averages()}
-  with run.session() as sess:
-    sess.run(dcgan.init)
-    run.start_epoch(sess, 0, 0)
-    run.train_step(sess, 0)
-    before = sess.run(bn0)
-    feed = dcgan.step_feed(1)
-    sess.run(dcgan.train_ops.g_train, feed)
-    after, (w, b) = sess.run(bn0), sess.run([averaged['generator/h0_lin/w'], averaged['generator/h0_lin/b']])
-    # bn0 normalizes G's first layer, z times the averaged weights: its batch statistics, by numpy
-    h0 = (feed[dcgan.inputs.z] @ w + b).reshape(cfg.batch_size, -1, cfg.gf_dim * 8)
-    batch = {'mean': h0.mean(axis=(0, 1)), 'variance': h0.var(axis=(0, 1), ddof=1)}
-    for kind in ('mean', 'variance'):  # moved towards them as ops.batch_norm moves G's own (momentum 0.9)
-      expected = before['average', kind] + 0.1 * (batch[kind] - before['average', kind])
-      np.testing.assert_allclose(after['average', kind], expected, rtol=1e-4, atol=1e-6, err_msg=kind)
-    assert not np.allclose(after['average', 'mean'], after['own', 'mean'])  # G's own are of G's own weights
-  # the sampler's batch norms normalize by the average's statistics, never by G's own
-  norms = [op for op in dcgan.graph.get_operations() if op.name.startswith('sampler/') and op.type.startswith(
-      'FusedBatchNorm')]
-  read = lambda tensor: tensor.op.inputs[0].op.name  # the variable behind a ReadVariableOp
-  averages = {a.op.name for _, a in dcgan.average.statistics}
-  assert len(norms) == 4 and all({read(op.inputs[3]), read(op.inputs[4])} <= averages for op in norms)
-
-
-def test_a_checkpoint_without_the_averages_statistics_starts_them_at_g_s_own(tmp_path, caplog):
-  cfg, dataset = _digits_setup(tmp_path, epoch=1)
-  trainer.Trainer(cfg, dataset).train()
-  path = tf.train.latest_checkpoint(cfg.checkpoint_path)
-  reader = tf.train.load_checkpoint(path)
-  older = [n for n in reader.get_variable_to_shape_map() if not re.search(r'moving_\w+/ExponentialMovingAverage$', n)]
-  assert len(older) < len(reader.get_variable_to_shape_map())
-  with tf.Graph().as_default(), tf1.Session() as sess:  # the checkpoint as written before the statistics existed
-    saver = tf1.train.Saver({n: tf1.Variable(reader.get_tensor(n), name=n) for n in older})
-    sess.run(tf1.global_variables_initializer())
-    saver.save(sess, path, write_meta_graph=False, write_state=False)
-  run = trainer.Trainer(dataclasses.replace(cfg, epoch=2), dataset)
-  with run.session() as sess, caplog.at_level(std_logging.INFO):
-    sess.run(run.dcgan.init)
-    assert run.restore(sess) == path
-    for own, average in sess.run(run.dcgan.average.statistics):
-      np.testing.assert_array_equal(average, own)
-    for _, average in run.dcgan.averages():  # while the averages of the weights are read as saved
-      np.testing.assert_array_equal(sess.run(average), reader.get_tensor(average.op.name))
-  assert 'holds no batch-norm statistics of the average of G' in caplog.text
-
-
-def test_a_checkpoint_without_averages_loads_and_test_mode_samples_the_averages(tmp_path):
-  cfg, dataset = _digits_setup(tmp_path, ema=0.0, epoch=1)
-  trainer.Trainer(cfg, dataset).train()  # a checkpoint as runs before --ema existed wrote them
-  assert not [n for n, _ in tf.train.list_variables(cfg.checkpoint_path) if 'ExponentialMovingAverage' in n]
-  cfg = dataclasses.replace(cfg, ema=0.99, epoch=2)
-  run = trainer.Trainer(cfg, dataset)
-  with run.session() as sess:
-    sess.run(run.dcgan.init)
-    assert run.restore(sess).endswith('DCGAN.model-4')
-    # the averages start at G's weights, and their batch-norm statistics at G's own
-    for weight, average in sess.run(run.dcgan.averages() + run.dcgan.average.statistics):
-      np.testing.assert_array_equal(average, weight)
-  assert trainer.Trainer(cfg, dataset).train() == (8, None)
-  saved = dict(tf.train.list_variables(cfg.checkpoint_path))
-  assert 'generator/h0_lin/w/ExponentialMovingAverage' in saved
-
-  # Test mode loads the averages into G: its grid is the grid the training graph's sampler draws
-  with run.session() as sess:
-    run.restore(sess)
-    training_grid = run.dcgan.sample_grid(sess)
-  with modes.trained_generator(cfg) as (gen, step, _):
-    assert step == 8
-    np.testing.assert_array_equal(gen.dcgan.sample_grid(gen.sess), training_grid)
-  with modes.trained_generator(dataclasses.replace(cfg, ema=0.0)) as (gen, _, _):  # G's own weights differ
-    assert not np.array_equal(gen.dcgan.sample_grid(gen.sess), training_grid)
-
-
 def test_d_steps_take_a_batch_each_and_resume_counts_them(tmp_path):
-  cfg, dataset = _digits_setup(tmp_path, d_steps=2, epoch=2)  # 32 digits, batch 8: 4 batches, 2 steps an epoch
+  cfg, dataset = tiny_digits(tmp_path, d_steps=2, epoch=2)  # 32 digits, batch 8: 4 batches, 2 steps an epoch
   run = trainer.Trainer(cfg, dataset)
   assert run.steps_per_epoch == 2
   assert run.train() == (4, None)
@@ -297,7 +162,7 @@ def test_d_steps_take_a_batch_each_and_resume_counts_them(tmp_path):
 
 
 def test_xla_compiles_the_step_and_trains_like_the_plain_graph(tmp_path):
-  cfg, dataset = _digits_setup(tmp_path)
+  cfg, dataset = tiny_digits(tmp_path)
   results = {}
   for xla in (False, True):
     run = trainer.Trainer(dataclasses.replace(cfg, xla=xla), dataset)
@@ -328,7 +193,7 @@ def _bfloat16_ops(run, sess, fetch, feed):
                     reason='the oneDNN bfloat16 rewrite applies only on CPUs with amx_bf16 or avx512_bf16')
 def test_bfloat16_runs_the_matmuls_in_bfloat16_and_a_checkpoint_resumes_at_either_precision(tmp_path):
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
-  cfg, dataset = completion.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28, epoch=2))
+  cfg, dataset = completion.prepare(small_config(tmp_path, 'tiny', output_height=28, output_width=28, epoch=2))
   steps = {}
   for epoch, precision in ((1, 'float32'), (2, 'bfloat16'), (3, 'float32')):  # each resumes the one before
     run = trainer.Trainer(dataclasses.replace(cfg, epoch=epoch, precision=precision), dataset)
@@ -361,8 +226,8 @@ def test_grappler_s_layout_and_memory_rewrites_are_left_on_only_where_a_gpu_is_n
 
 def test_mixed_float16_scales_the_loss_and_skips_an_update_whose_gradients_overflow(tmp_path):
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
-  cfg, dataset = completion.prepare(_small_config(tmp_path, 'tiny', output_height=28, output_width=28,
-                                                  precision='mixed_float16'))
+  cfg, dataset = completion.prepare(small_config(tmp_path, 'tiny', output_height=28, output_width=28,
+                                                 precision='mixed_float16'))
   run = trainer.Trainer(cfg, dataset)
   rewrites = run.proto.graph_options.rewrite_options
   assert rewrites.auto_mixed_precision == rewriter_config_pb2.RewriterConfig.ON  # (the GPU's: a no-op on a CPU)
@@ -408,3 +273,17 @@ def test_mixed_float16_scales_the_loss_and_skips_an_update_whose_gradients_overf
       if name in saved:
         np.testing.assert_array_equal(value, saved.pop(name))
   assert not saved
+
+
+def test_a_resumed_run_with_every_tool_on_is_bit_identical(tmp_path):
+  write_images(str(tmp_path / 'data' / 'rgb'), 16, size=(16, 16))
+  run = ['--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16', '--batch_size',
+         '8', '--gf_dim', '4', '--df_dim', '4', '--deterministic', '--ckpt_freq', '100', '--augment',
+         'color,translation,cutout', '--mirror', '--spectral_norm', '--r1', '1', '--r1_every', '2', '--ema_start', '2',
+         '--upsample', 'resize']
+  whole, halves = tmp_path / 'whole', tmp_path / 'halves'
+  assert main_in_process(*run, '--epoch', '4', *dir_flags(whole, tmp_path / 'data')) == (0, None)
+  assert main_in_process(*run, '--epoch', '2', *dir_flags(halves, tmp_path / 'data')) == (0, None)
+  assert main_in_process(*run, '--epoch', '4', *dir_flags(halves, tmp_path / 'data')) == (0, None)
+  key = 'rgb_16_16'
+  assert_same_values(whole / 'ckpt' / key / 'DCGAN.model-8', halves / 'ckpt' / key / 'DCGAN.model-8')

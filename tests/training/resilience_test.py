@@ -112,6 +112,7 @@ def _finish(run_dir, data_root, reference=None, epochs=EPOCHS):
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.process
 def test_a_signal_saves_the_current_step_and_resume_ends_bit_identical(tmp_path, tiny_idx_root, reference,
                                                                        signum):
   process = _start(tmp_path, tiny_idx_root, '--ckpt_freq', '1000')  # the only mid-run checkpoint is the signal's
@@ -146,6 +147,7 @@ def _wait_until_paused(process, timeout=120):
     time.sleep(0.01)
 
 
+@pytest.mark.process
 def test_a_second_run_on_the_same_key_stops_at_once_and_the_first_ends_untouched(tmp_path, tiny_idx_root,
                                                                                  one_epoch):
   # the first pauses itself inside its save of step 3, holding the lock: the second meets it whatever the timing
@@ -169,6 +171,7 @@ def test_a_second_run_on_the_same_key_stops_at_once_and_the_first_ends_untouched
 KILLS = 3  # at random moments, with a checkpoint every step (the kill inside a save is planted below)
 
 
+@pytest.mark.process
 def test_sigkill_at_random_moments_never_loses_a_checkpoint(tmp_path, tiny_idx_root, reference):
   rng = random.Random(20)
   directory, kills = _ckpt(tmp_path), 0
@@ -190,6 +193,7 @@ def test_sigkill_at_random_moments_never_loses_a_checkpoint(tmp_path, tiny_idx_r
   _finish(tmp_path, tiny_idx_root, reference)
 
 
+@pytest.mark.process
 def test_sigkill_inside_a_save_resumes_from_the_newest_complete_checkpoint(tmp_path, tiny_idx_root):
   process = _start(tmp_path, tiny_idx_root, command=signalled_inside_the_save_of(5))
   assert process.wait(timeout=120) == -signal.SIGKILL
@@ -218,6 +222,7 @@ def _limit_file_size(size):
   return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
+@pytest.mark.process
 def test_a_failed_save_stops_cleanly_and_keeps_the_last_checkpoint(tmp_path, tiny_idx_root):
   # The MNIST model's big fully connected layers: a checkpoint of about 27 MB, far more than the graph, samples
   # or config files.

@@ -121,6 +121,7 @@ def test_visualize_random_sweeps_of_an_unconditional_model(trained_models, tmp_p
   assert count == 3 and size == (12 + 4, sampling.BASE_ROWS * 18 + 2)  # one column of 8 RGB 16x12 images
 
 
+@pytest.mark.process
 def test_export_round_trip_in_a_process_that_never_imports_the_project(trained_models, tmp_path):
   expected = {}
   for name in ('cond', 'cond_projection', 'cond_concat', 'uncond'):

@@ -20,6 +20,7 @@ from training import checkpoints
 from training import trainer
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, checkpoint_values,
                       dir_flags, main_in_process, signalled_inside_the_save_of, write_idx_dataset)
+from conftest import write_images
 
 tf1 = tf.compat.v1
 TWO_CPUS = ('/cpu:0', '/cpu:1')
@@ -139,6 +140,7 @@ def _outcome(worker):
   return subprocess.CompletedProcess(worker.args, worker.returncode, '', stderr)
 
 
+@pytest.mark.process
 def test_workers_that_fail_and_come_back(tmp_path, tiny_idx_root):
   """Two workers on loopback through one story: the chief killed inside a save, restarted alone, restarted with
   the other reading a folder of its own, then restarted with it. (A checkpoint of several replicas going on on one
@@ -188,7 +190,6 @@ def test_workers_that_fail_and_come_back(tmp_path, tiny_idx_root):
   assert len(events) == 2  # the chief's of (1) and (4): the other worker writes none
 
 
-
 def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
   monkeypatch.delenv('TF_CONFIG', raising=False)
   assert_error(main_in_process('--train', '--dataset', 'tiny', '--strategy', 'multi_worker'),
@@ -201,3 +202,24 @@ def test_multi_worker_on_a_cpu_refuses_bfloat16(tmp_path, monkeypatch):
   assert_error(main_in_process('--train', '--dataset', 'tiny', '--strategy', 'multi_worker', '--device', '/cpu:0',
                                '--precision', 'bfloat16', *dir_flags(tmp_path, tmp_path)),
                '--precision bfloat16 with --strategy multi_worker', 'use --precision float32')
+
+
+def test_the_tools_train_on_two_replicas_at_the_cpus_precision(tmp_path):
+  """Each replica augments its share with draws of its own, and the power iterations run once per D update outside
+  the replicas: the tools work under a strategy, at --precision auto (bfloat16 where the CPU has bfloat16 units)."""
+  write_images(str(tmp_path / 'data' / 'rgb'), 16, size=(16, 16))
+  run = ['--train', '--dataset', 'rgb', '--input_fname_pattern', '*.png', '--output_height', '16', '--batch_size',
+         '8', '--gf_dim', '4', '--df_dim', '4', '--augment', 'color,translation,cutout', '--mirror',
+         '--spectral_norm', '--nod_batch_norm', '--r1', '1', '--r1_every', '2', *dir_flags(tmp_path, tmp_path / 'data')]
+  assert main_in_process(*run, '--epoch', '2', '--ckpt_freq', '2', '--devices', '/cpu:0,/cpu:1', '--precision',
+                         'auto') == (0, None)
+  key = tmp_path / 'ckpt' / 'rgb_16_16'
+  half, whole = (tf.train.load_checkpoint(str(key / f'DCGAN.model-{step}')) for step in (2, 4))
+  stored = dict(tf.train.list_variables(str(key / 'DCGAN.model-4')))
+  assert sorted(name for name in stored if name.endswith('/u')) == [
+      f'discriminator/{layer}/u' for layer in ('h0_conv', 'h1_conv', 'h2_conv', 'h3_conv', 'h4_lin')]
+  for name in stored:
+    assert np.all(np.isfinite(whole.get_tensor(name))), name
+  # the power iterations went on (the last layer's u has one entry: always 1)
+  for name in ('h0_conv', 'h1_conv', 'h2_conv', 'h3_conv'):
+    assert not np.allclose(half.get_tensor(f'discriminator/{name}/u'), whole.get_tensor(f'discriminator/{name}/u'))

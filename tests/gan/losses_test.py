@@ -1,5 +1,5 @@
-"""losses.py: every loss against values computed by hand, the gradient penalty against gradients known in closed
-form, and every loss (with and without the penalty) training a few steps without NaN."""
+"""gan/losses.py: every loss against values computed by hand, the gradient penalty and R1 against gradients known
+in closed form, and every loss (with and without the penalty) training a few steps without NaN."""
 
 import numpy as np
 import pytest
@@ -49,6 +49,8 @@ def test_the_losses_at_reference_points():
 
 # D's outputs on one real and one generated image, over a grid wide enough to reach every loss's least value
 _GRID = np.linspace(-30.0, 30.0, 241)
+
+
 _REAL_GRID, _FAKE_GRID = (a.reshape(-1, 1).astype(np.float32) for a in np.meshgrid(_GRID, _GRID))
 
 
@@ -116,3 +118,17 @@ def test_every_loss_trains_a_few_steps_without_nan(tmp_path, tiny, loss, penalty
     assert (step['gradient_penalty'] > 0) == bool(penalty)
     if losses.LOSSES[loss].probability:
       assert 0 < step['D(x)'] < 1 and 0 < step['D(G(z))'] < 1
+
+
+tf1 = tf.compat.v1
+
+
+def test_r1_of_a_linear_d_is_the_squared_norm_of_its_weights():
+  rng = np.random.default_rng(1)
+  weights = rng.normal(size=(1, 4, 3, 2)).astype(np.float32)
+  with tf.Graph().as_default():
+    images = tf.constant(rng.normal(size=(5, 4, 3, 2)).astype(np.float32))
+    logits = tf.reduce_sum(images * weights, axis=[1, 2, 3])[:, None] + 0.3
+    with tf1.Session() as sess:
+      value = sess.run(losses.r1_penalty(images, logits))
+  assert value == pytest.approx(np.sum(weights ** 2), rel=1e-5)

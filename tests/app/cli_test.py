@@ -43,6 +43,7 @@ def test_every_flag_of_main_is_in_one_help_group():
   assert set(grouped) == defined
 
 
+@pytest.mark.process
 def test_every_flag_of_download_is_in_one_help_group():
   script = ('import sys; sys.path.insert(0, %r); import download; from absl import flags\n'
             'defined = {f.name for f in flags.FLAGS.get_flags_for_module(download)} - set(download.DEPRECATED)\n'
@@ -52,6 +53,7 @@ def test_every_flag_of_download_is_in_one_help_group():
   assert result.stdout.strip() == 'True', result.stderr
 
 
+@pytest.mark.process
 def test_help_shows_the_groups_in_order_with_the_user_s_words_only():
   result = _run('main.py', '--help')
   assert result.returncode == 0, result.stderr
@@ -79,6 +81,7 @@ def test_help_shows_the_groups_in_order_with_the_user_s_words_only():
     ('main.py', ['--device', 'gpu0'], 'error: flag --device=gpu0: not a device name'),
     ('download.py', ['mnist', '--mirror_url', 'localhost:8000'], "error: --mirror_url 'localhost:8000' is not an"),
 ])
+@pytest.mark.process
 def test_a_flag_mistake_is_answered_before_tensorflow_loads(tmp_path, program, args, error):
   result = _run(program, *args)
   assert result.returncode == 2
@@ -86,6 +89,7 @@ def test_a_flag_mistake_is_answered_before_tensorflow_loads(tmp_path, program, a
   assert result.stdout.strip() == 'tensorflow not loaded'
 
 
+@pytest.mark.process
 def test_docs_flags_md_is_what_make_docs_writes_from_the_definitions():
   from app import cli  # pylint: disable=import-outside-toplevel
   download = subprocess.run([sys.executable, os.path.join(ROOT, 'download.py'), '--markdown_help'],
