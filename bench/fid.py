@@ -38,6 +38,7 @@ import runs  # noqa: E402  (bench/)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests'))
 import inception_stand_in  # noqa: E402  (the tests' stand-in of the FID network)
+import suite  # noqa: E402  (bench/)
 
 flags.DEFINE_string('run_dir', '/tmp/fid_bench', 'Folder of the training run and of the results (reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds mnist/.')
@@ -123,7 +124,7 @@ def main(argv):
     json.dump({'records': records, 'inception_v3_gflop': gflop, 'inception_v3_images_per_s': keras_rate,
                'matmul_gflops': rate, 'training_s': trained}, f, indent=1)
 
-  print(f'\nCPU: {_cpu_model()}; float32 matmul {rate:.0f} GFLOP/s')
+  print(f'\nCPU: {suite.machine_line()}; float32 matmul {rate:.0f} GFLOP/s')
   print(f'Inception-v3 at 299x299: {gflop:.2f} GFLOP per image (convolutions) -> 10,000 images need '
         f'{10000 * gflop:.0f} GFLOP: {10000 * gflop / rate / 60:.1f} min at the matmul rate; that architecture ran '
         f'{keras_rate:.1f} images/s here (float32, random weights): {10000 / keras_rate / 60:.1f} min for 10,000')
@@ -146,11 +147,6 @@ def main(argv):
       values = [r['metrics'][name] for r in records if r['samples'] == count and name in r['metrics']]
       cells.append(f'{statistics.mean(values):.4g} +- {statistics.stdev(values):.2g}' if len(values) > 1 else '-')
     print(f'| {name} | ' + ' | '.join(cells) + ' |')
-
-
-def _cpu_model():
-  with open('/proc/cpuinfo') as f:
-    return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), 'unknown')
 
 
 if __name__ == '__main__':

@@ -15,7 +15,6 @@ $ git worktree add /tmp/before c603d66 && .venv/bin/python bench/first_step.py -
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from absl import app, flags  # noqa: E402
 
 import lsun_like  # noqa: E402  (bench/)
 import runs  # noqa: E402  (bench/)
+import suite  # noqa: E402  (bench/)
 
 flags.DEFINE_list('counts', ['5000', '20000'], 'Entries of each synthetic LMDB.')
 flags.DEFINE_list('code', [], 'More checkouts of the program (folders holding main.py) to time beside this one.')
@@ -36,18 +36,6 @@ flags.DEFINE_string('dir', None, 'Work folder (default a temporary one, deleted 
 FLAGS = flags.FLAGS
 
 HEIGHT, WIDTH = 256, 341  # LSUN's images: the short side 256
-
-
-def _cpu():
-  """The CPU's model name and the flags that set TensorFlow's speed here."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      text = f.read()
-  except OSError:
-    return platform.processor() or platform.machine()
-  model = next((line.split(':', 1)[1].strip() for line in text.splitlines() if line.startswith('model name')), '?')
-  words = set(text.split())
-  return f'{model} ({", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in words)})'
 
 
 def timed(code, work, data_dir, name, *args):
@@ -68,7 +56,7 @@ def main(argv):
   work = FLAGS.dir or tempfile.mkdtemp(prefix='first_step_')
   codes = [runs.ROOT, *(os.path.abspath(c) for c in FLAGS.code)]
   try:
-    print(json.dumps({'cpu': _cpu(), 'cpus': os.cpu_count()}), flush=True)
+    print(json.dumps({**suite.machine(), 'cpus': os.cpu_count()}), flush=True)
     records = []
     for count in map(int, FLAGS.counts):
       data_dir = os.path.join(work, f'data_{count}')

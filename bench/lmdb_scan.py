@@ -12,7 +12,6 @@ $ .venv/bin/python bench/lmdb_scan.py --count 20000 --big_count 500
 
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from absl import app, flags, logging  # noqa: E402
 from config import Config  # noqa: E402
 import datasets  # noqa: E402
 from lsun_like import write_lmdb  # noqa: E402  (bench/)
+import suite  # noqa: E402  (bench/)
 
 BEDROOM_ENTRIES = 3033042
 
@@ -79,7 +79,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   work = FLAGS.dir or tempfile.mkdtemp(prefix='lmdb_scan_')
   try:
-    print(json.dumps({'machine': platform.processor() or platform.machine(), 'cpus': os.cpu_count()}), flush=True)
+    print(json.dumps({**suite.machine(), 'cpus': os.cpu_count()}), flush=True)
     records = []
     for name, count, height, width in (('small', FLAGS.count, 64, 64), ('lsun-sized', FLAGS.big_count, 256, 341)):
       folder = os.path.join(work, f'data_{name}', 'lmdb')

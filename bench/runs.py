@@ -2,7 +2,7 @@
 training run made once and reused, the metrics its --evaluate wrote, and the JSON-lines files of results that
 a later invocation continues from.
 
-$ .venv/bin/python bench/conditioning.py --run_dir /tmp/conditioning    # one of the scripts that use it
+$ .venv/bin/python experiments/conditioning/conditioning.py --run_dir /tmp/c   # one of the scripts that use it
 """
 
 import json

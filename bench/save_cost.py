@@ -12,7 +12,6 @@ $ .venv/bin/python bench/save_cost.py --dir checkpoint --saves 40
 
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,28 +22,24 @@ sys.path.insert(0, ROOT)
 
 from training import runtime  # noqa: E402,F401  (before tensorflow)
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from app import completion  # noqa: E402
 from config import Config  # noqa: E402
-import datasets  # noqa: E402
 from training import checkpoints  # noqa: E402
 from training import trainer  # noqa: E402
+import suite  # noqa: E402  (bench/)
 
 flags.DEFINE_string('dir', None, 'Folder to save in (default: a new temporary folder).')
 flags.DEFINE_integer('saves', 20, 'Saves each way per case, alternating.')
 FLAGS = flags.FLAGS
 
-CASES = {'mnist28-cond': (28, 28, 1, 10), 'rgb64': (64, 64, 3, 0)}  # as bench/throughput.py
 
 
 def _case(name, scratch):
-  height, width, channels, classes = CASES[name]
-  rng = np.random.default_rng(0)
-  data = datasets.PixelSource(name, rng.integers(0, 256, [256, height, width, channels], dtype=np.uint8),
-                              rng.integers(0, max(classes, 1), [256]).astype(np.int32), classes)
+  height, width, _, _ = suite.CASES[name]
+  data = suite.random_case(name, 256)
   cfg = completion.complete(Config(dataset=name, output_height=height, output_width=width,
                                    checkpoint_dir=scratch, max_to_keep=2, conditioning='mnist',
                                    upsample='deconv'), data)  # (as the README's numbers)
@@ -70,7 +65,7 @@ def measure(name, scratch):
         else:
           checkpoints.save(run.dcgan.saving.latest, sess, durable_dir, step, None)
         times[way].append(time.perf_counter() - start)
-  size = sum(os.path.getsize(p) for p in checkpoints._files_of(checkpoints.path_of(durable_dir, FLAGS.saves)))
+  size = sum(os.path.getsize(p) for p in checkpoints.files_of(checkpoints.path_of(durable_dir, FLAGS.saves)))
   record = {'case': name, 'checkpoint_bytes': size, 'saves': FLAGS.saves,
             **{f'{way}_ms': 1000 * statistics.median(values) for way, values in times.items()}}
   record['extra_ms'] = record['durable_ms'] - record['plain_ms']
@@ -78,18 +73,11 @@ def measure(name, scratch):
   return record
 
 
-def _cpu_model():
-  try:
-    with open('/proc/cpuinfo') as f:
-      return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-  except (OSError, StopIteration):
-    return platform.processor() or platform.machine()
-
-
 def main(_):
   with tempfile.TemporaryDirectory(dir=FLAGS.dir) as scratch:
-    rows = [measure(name, scratch) for name in CASES]
-  print(f'\n{_cpu_model()}; tensorflow {tf.__version__}; folder {os.path.realpath(FLAGS.dir or tempfile.gettempdir())}')
+    rows = [measure(name, scratch) for name in suite.CASES]
+  folder = os.path.realpath(FLAGS.dir or tempfile.gettempdir())
+  print(f'\n{suite.machine_line()}; tensorflow {tf.__version__}; folder {folder}')
   print('| case | checkpoint | plain save (ms) | durable save (ms) | cost of the fsyncs (ms) |')
   print('| --- | --- | --- | --- | --- |')
   for r in rows:

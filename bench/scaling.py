@@ -24,13 +24,12 @@ sys.path.insert(0, ROOT)
 
 from training import runtime  # noqa: E402,F401
 
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from app import completion  # noqa: E402
 from config import Config  # noqa: E402
-import datasets  # noqa: E402
 from training import trainer  # noqa: E402
+import suite  # noqa: E402  (bench/)
 
 flags.DEFINE_enum('case', 'mnist28-cond', ['mnist28-cond', 'rgb64'], 'The model: the conditional MNIST one or the '
                   '64x64 RGB (CelebA) one.')
@@ -42,15 +41,11 @@ flags.DEFINE_integer('workers', 2, 'Worker processes of the multi-worker run; 0 
 flags.DEFINE_boolean('as_worker', False, 'Run as one worker of the multi-worker run (TF_CONFIG set by the parent).')
 FLAGS = flags.FLAGS
 
-CASES = {'mnist28-cond': (28, 28, 1, 10), 'rgb64': (64, 64, 3, 0)}
 
 
 def run(devices, scratch, multi_worker=False):
-  height, width, channels, classes = CASES[FLAGS.case]
-  count = FLAGS.batch_size * (FLAGS.warmup + FLAGS.steps)
-  rng = np.random.default_rng(0)
-  dataset = datasets.PixelSource(FLAGS.case, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
-                                 rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
+  height, width, _, _ = suite.CASES[FLAGS.case]
+  dataset = suite.random_case(FLAGS.case, FLAGS.batch_size * (FLAGS.warmup + FLAGS.steps))
   cfg = completion.complete(Config(dataset=FLAGS.case, output_height=height, output_width=width,
                                    batch_size=FLAGS.batch_size, checkpoint_dir=scratch, device=devices[0],
                                    devices=tuple(devices) if len(devices) > 1 else (),

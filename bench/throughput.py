@@ -43,6 +43,7 @@ from app import completion  # noqa: E402
 from config import CONDITIONINGS, Config, UPSAMPLINGS  # noqa: E402
 import datasets  # noqa: E402
 from training import trainer  # noqa: E402
+import suite  # noqa: E402  (bench/)
 
 tf1 = tf.compat.v1
 
@@ -68,22 +69,7 @@ flags.DEFINE_integer('pipeline_batches', 40, 'Batches of the input pipeline to t
 flags.DEFINE_alias('compare-torch', 'compare_torch')  # both spellings work
 FLAGS = flags.FLAGS
 
-# name: (height, width, channels, label classes); bench/torch_twin.py has the same. mnist28-cond is the classic
-# conditional MNIST model (--conditioning mnist, the one the twin copies) unless --conditioning says otherwise.
-CASES = {'mnist28-cond': (28, 28, 1, 10), 'rgb64': (64, 64, 3, 0)}
 MATMUL_SIZE = 4096
-
-
-_RELEVANT_FLAGS = {'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_bf16', 'amx_tile',
-                   'amx_int8', 'amx_fp16'}
-
-
-def _cpu_model():
-  try:
-    with open('/proc/cpuinfo') as f:
-      return next((line.partition(':')[2].strip() for line in f if line.startswith('model name')), platform.processor())
-  except OSError:
-    return platform.processor() or 'unknown CPU'
 
 
 def _emit(record):
@@ -93,16 +79,12 @@ def _emit(record):
 
 def case_data(name):
   """The case's random in-memory dataset: enough images for every timed and warm-up step, with labels."""
-  height, width, channels, classes = CASES[name]
-  count = FLAGS.batch_size * (FLAGS.warmup + FLAGS.rounds * FLAGS.steps)
-  rng = np.random.default_rng(0)
-  return datasets.PixelSource(name, rng.integers(0, 256, [count, height, width, channels], dtype=np.uint8),
-                              rng.integers(0, max(classes, 1), [count]).astype(np.int32), classes)
+  return suite.random_case(name, FLAGS.batch_size * (FLAGS.warmup + FLAGS.rounds * FLAGS.steps))
 
 
 def case_config(name, scratch, precision):
   """The case's complete config at `precision` (main.py's --precision; auto resolved), as main.py would make it."""
-  height, width, _, _ = CASES[name]
+  height, width, _, _ = suite.CASES[name]
   precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
   return completion.complete(Config(dataset=name, output_height=height, output_width=width,
                                     batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
@@ -287,13 +269,13 @@ def main(argv):
   del argv
   if FLAGS.matmul_only:
     return _measure_matmul()
-  unknown = set(FLAGS.cases) - set(CASES)
+  unknown = set(FLAGS.cases) - set(suite.CASES)
   if unknown:
-    raise app.UsageError(f'unknown cases {sorted(unknown)}; choose from {sorted(CASES)}')
+    raise app.UsageError(f'unknown cases {sorted(unknown)}; choose from {sorted(suite.CASES)}')
   if FLAGS.compare_torch and FLAGS.conditioning != 'mnist':
     raise app.UsageError('--compare_torch needs --conditioning mnist: the PyTorch twin has that model only')
   _emit({'case': 'machine', 'tensorflow': tf.__version__, 'cpus': os.cpu_count(), 'machine': platform.machine(),
-         'cpu': _cpu_model(), 'flags': sorted(_RELEVANT_FLAGS & runtime.cpu_flags()),
+         **suite.machine(),
          'onednn': os.environ.get('TF_ENABLE_ONEDNN_OPTS')})
   matmul = [_emit(dict(case='matmul', when='start', **matmul_gflops()))]
   results = []
@@ -309,7 +291,7 @@ def main(argv):
       pipeline = run_pipeline(FLAGS.pipeline_data, rgb64, scratch)
 
   peak_bf16 = max(m['tensorflow_bfloat16'] for m in matmul)
-  print(f'\n{_cpu_model()}; flags: {", ".join(sorted(_RELEVANT_FLAGS & runtime.cpu_flags())) or "none relevant"}')
+  print(f'\n{suite.machine_line()}')
   print(f'matmul {MATMUL_SIZE}x{MATMUL_SIZE}: best float32 {peak:.0f} GFLOP/s, bfloat16 {peak_bf16:.0f} GFLOP/s over '
         'the run; "matmul GFLOP/s" below is the median of those of the step\'s precision measured right after each '
         'round of the case\n')

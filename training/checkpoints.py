@@ -58,7 +58,7 @@ def problem(path):
   return None
 
 
-def _files_of(path):
+def files_of(path):
   return [p for p in glob.glob(glob.escape(path) + '.*') if os.path.isfile(p)]
 
 
@@ -66,7 +66,7 @@ def set_aside(path, reason, folder=INCOMPLETE_DIR):
   """Moves the files of checkpoint `path` into `<its folder>/<folder>/`, so that no run picks it again."""
   target = os.path.join(os.path.dirname(path), folder)
   os.makedirs(target, exist_ok=True)
-  for file in _files_of(path):
+  for file in files_of(path):
     os.replace(file, os.path.join(target, os.path.basename(file)))
   logging.warning('set aside %s (%s) in %s', path, reason, target)
 
@@ -151,7 +151,7 @@ def save(saver, sess, directory, step, last_good):
     # What Saver.save does after writing with write_state=True, with fsyncs in between: the state file names
     # the new checkpoint only once its bytes and names are on the disk, so that after a power cut it never
     # names files the page cache had not written yet; older checkpoints go only once the state file is durable.
-    for file in _files_of(path):
+    for file in files_of(path):
       disk.fsync(file)
     disk.fsync(directory)
     saver._RecordLastCheckpoint(path)  # (the Saver's own bookkeeping of --max_to_keep)
@@ -165,7 +165,7 @@ def save(saver, sess, directory, step, last_good):
     return path
   except (tf.errors.OpError, OSError, ValueError) as e:
     shutil.rmtree(prefix + '_temp', ignore_errors=True)
-    for file in _files_of(prefix):
+    for file in files_of(prefix):
       os.remove(file)
     kept = f'the last checkpoint, {last_good}, is intact' if last_good else 'no earlier checkpoint exists'
     raise UserError(f'could not write the checkpoint of step {step} to {directory}: {first_line(e)}; {kept}. '
@@ -224,7 +224,7 @@ def save_best(saver, sess, directory, step, info):
   except OSError as e:
     raise UserError(f'could not write {os.path.join(folder, BEST_FILE)}: {first_line(e)}') from None
   for old in older:
-    for file in _files_of(path_of(folder, old)):
+    for file in files_of(path_of(folder, old)):
       os.remove(file)
   return path
 

@@ -17,6 +17,7 @@ $ python main.py --train --dataset digits    # main.py imports this first
 """
 
 import os
+import platform
 import sys
 import tempfile
 
@@ -67,18 +68,30 @@ BFLOAT16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')  # the CPU flags of bfloat16 ma
 CPUINFO = '/proc/cpuinfo'
 
 
-def cpu_flags(path=None):
-  """The CPU's feature flags, from /proc/cpuinfo (`path`: another file of its format): an x86 CPU's `flags` line,
-  an ARM CPU's `Features`; an empty set where there is no such file or line."""
+def _cpuinfo(names, path=None):
+  """The value of the first line of /proc/cpuinfo (`path`: another file of its format) whose field is one of
+  `names`, or None where there is no such file or line."""
   try:
     with open(path or CPUINFO) as f:
       for line in f:
         name, colon, value = line.partition(':')
-        if colon and name.strip() in ('flags', 'Features'):
-          return set(value.split())
+        if colon and name.strip() in names:
+          return value.strip()
   except OSError:
     pass
-  return set()
+  return None
+
+
+def cpu_flags(path=None):
+  """The CPU's feature flags, from /proc/cpuinfo (`path`: another file of its format): an x86 CPU's `flags` line,
+  an ARM CPU's `Features`; an empty set where there is no such file or line."""
+  return set((_cpuinfo(('flags', 'Features'), path) or '').split())
+
+
+def cpu_model(path=None):
+  """The CPU's model name, from /proc/cpuinfo ('Intel(R) Xeon(R) Processor'); the platform's word for it where the
+  file does not say."""
+  return _cpuinfo(('model name',), path) or platform.processor() or platform.machine() or 'unknown CPU'
 
 
 MULTI_WORKER_NO_BFLOAT16 = ("TensorFlow 2.21's multi-worker runtime leaves the bfloat16 convolutions without "

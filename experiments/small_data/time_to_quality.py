@@ -3,13 +3,13 @@
 --steps (936) on the 5,000 anime faces at 64x64, one run each.
 
 Both are scored every epoch (78 steps) with the issue's yardstick: metrics.swd of 1,000 samples against the last
-1,000 faces (bench/faces.py). The twin is scored in its process with the clock stopped; its time counts its
+1,000 faces (anime_faces.py). The twin is scored in its process with the clock stopped; its time counts its
 training steps only, not loading the faces. Ours checkpoints every epoch and each checkpoint is scored after the
 run (the averaged G, main.py's sampler); its time is the checkpoint file's time since main.py started, so it also
 counts starting up, building the graph, reading the data, sample grids and writing checkpoints.
 PyTorch is a benchmark-only dependency: .venv/bin/pip install -r bench/requirements.txt
 
-$ .venv/bin/python bench/time_to_quality.py --run_dir /tmp/time_to_quality
+$ python experiments/small_data/time_to_quality.py --run_dir /tmp/time_to_quality
 """
 
 import json
@@ -17,7 +17,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]  # the project; bench/'s runs.py, suite.py and torch_twin.py
 
 from training import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 
@@ -26,7 +27,7 @@ from absl import app, flags  # noqa: E402
 
 from evaluation import metrics  # noqa: E402
 from training import checkpoints  # noqa: E402
-import faces as faces_lib  # noqa: E402  (bench/)
+import anime_faces  # noqa: E402  (this folder)
 import runs  # noqa: E402  (bench/)
 import torch_twin  # noqa: E402  (bench/)
 
@@ -35,7 +36,7 @@ flags.DEFINE_string('run_dir', '/tmp/time_to_quality', 'Folder of our run and of
                     'reused).')
 flags.DEFINE_string('data_dir', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Holds anime-faces/.')
 flags.DEFINE_integer('steps', 936, 'Steps of the twin whose SWD is the bar; ours trains as many.')
-flags.DEFINE_integer('every', faces_lib.STEPS_PER_EPOCH, 'Score every this many steps (default an epoch of the '
+flags.DEFINE_integer('every', anime_faces.STEPS_PER_EPOCH, 'Score every this many steps (default an epoch of the '
                      'faces at batch 64).')
 flags.DEFINE_integer('seed', 1, '--seed of our run and the twin\'s torch seed.')
 flags.DEFINE_list('extra', [], 'Flags added to our run (e.g. --augment=none).')
@@ -51,18 +52,18 @@ def twin(faces, swd_real):
 def ours(data_dir, swd_real):
   """[(step, seconds since main.py started, swd)] of ours."""
   run_dir = os.path.join(FLAGS.run_dir, 'ours')
-  ckpt = os.path.join(run_dir, 'checkpoint', f'{faces_lib.DATASET}_64_64')
+  ckpt = os.path.join(run_dir, 'checkpoint', f'{anime_faces.DATASET}_64_64')
   start = time.time()
-  seconds = runs.train_once(['--dataset', faces_lib.DATASET, '--data_dir', data_dir, '--output_height', '64',
-                             '--seed', str(FLAGS.seed)], run_dir, f'{faces_lib.DATASET}_64_64', FLAGS.steps,
-                            *FLAGS.extra, '--epoch', str(-(-FLAGS.steps // faces_lib.STEPS_PER_EPOCH)),
+  seconds = runs.train_once(['--dataset', anime_faces.DATASET, '--data_dir', data_dir, '--output_height', '64',
+                             '--seed', str(FLAGS.seed)], run_dir, f'{anime_faces.DATASET}_64_64', FLAGS.steps,
+                            *FLAGS.extra, '--epoch', str(-(-FLAGS.steps // anime_faces.STEPS_PER_EPOCH)),
                             '--max_to_keep', '100', ckpt_freq=FLAGS.every)
   if seconds is None:  # a run of an earlier call: its start is the time its config was written
     start = os.path.getmtime(os.path.join(ckpt, 'config.json'))
   results = []
   for step in range(FLAGS.every, FLAGS.steps + 1, FLAGS.every):
     elapsed = os.path.getmtime(checkpoints.path_of(ckpt, step) + '.index') - start
-    results.append((step, elapsed, faces_lib.yardstick_swd(run_dir, step, swd_real)))
+    results.append((step, elapsed, anime_faces.yardstick_swd(run_dir, step, swd_real)))
   return results
 
 
@@ -75,7 +76,7 @@ def main(argv):
   del argv
   os.makedirs(FLAGS.run_dir, exist_ok=True)
   data_dir = os.path.abspath(FLAGS.data_dir)
-  faces, swd_real = faces_lib.real_faces(data_dir)
+  faces, swd_real = anime_faces.real_faces(data_dir)
   results = {'twin': twin(faces, swd_real), 'ours': ours(data_dir, swd_real)}
   bar = results['twin'][-1][2]
   print('| step | twin s | twin swd | ours s | ours swd |\n| --- | --- | --- | --- | --- |')

@@ -7,8 +7,8 @@
 
 Prints one JSON line per measurement, then a table.
 
-$ .venv/bin/python bench/quality.py --mnist ../shared/data --num_samples 5000
-$ .venv/bin/python bench/quality.py --mnist ../shared/data --run_dir /tmp/q --steps 100,1500
+$ python experiments/quality_metrics/quality.py --mnist ../shared/data --num_samples 5000
+$ python experiments/quality_metrics/quality.py --mnist ../shared/data --run_dir /tmp/q --steps 100,1500
 """
 
 import json
@@ -17,8 +17,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]  # the project; bench/'s runs.py, suite.py and torch_twin.py
 
 from training import runtime  # noqa: E402,F401
 

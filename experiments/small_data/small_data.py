@@ -7,18 +7,19 @@ and G's own with --ema 0):
 - swd: metrics.swd of 1,000 samples against the last 1,000 files of the folder in name order, resized to 64x64
   with Pillow's Lanczos, seed 0 (the issue's yardstick: the PyTorch twin scores 78.6 at 936 steps, two halves of
   the real faces 11.0);
-- fd, kd, precision, recall: in the features of bench/judge.py's network (trained here to tell the rotation of the
+- fd, kd, precision, recall: in the features of rotation_judge.py's network (trained here to tell the rotation of the
   real faces; the FID paper's Inception network cannot be downloaded here), 5,000 samples against the 5,000 faces.
 Every score goes to <run_dir>/results.jsonl as it is made, and a later invocation skips what is there: the runs
 can stop and go on. Runs and grids stay in <run_dir>/<variant>_s<seed>/.
 
-$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase screen      # each tool alone, 936 steps
-$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase timing      # seconds per step of each
-$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase final --variants default,a,b
-$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase table       # the README's tables
-$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase curve --variants default  # every checkpoint
-$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase done_when   # the issue's own check
-$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data --phase lr_decay --seeds 0,1  # a late fall
+$ python experiments/small_data/small_data.py --run_dir /tmp/small_data --phase screen  # each tool alone, 936 steps
+$ python experiments/small_data/small_data.py --run_dir /tmp/small_data --phase timing  # seconds per step of each
+$ python experiments/small_data/small_data.py --run_dir /tmp/small_data --phase final --variants default,a,b
+$ python experiments/small_data/small_data.py --run_dir /tmp/small_data --phase table  # the README's tables
+$ python experiments/small_data/small_data.py --run_dir /tmp/small_data --phase curve --variants default
+  # every checkpoint
+$ python experiments/small_data/small_data.py --run_dir /tmp/small_data --phase done_when  # the issue's own check
+$ python experiments/small_data/small_data.py --run_dir /tmp/small_data --phase lr_decay --seeds 0,1  # a late fall
 """
 
 import json
@@ -28,7 +29,8 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]  # the project; bench/'s runs.py, suite.py and torch_twin.py
 
 from training import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 
@@ -38,8 +40,8 @@ from absl import app, flags, logging  # noqa: E402
 from evaluation import feature_metrics  # noqa: E402
 from evaluation import metrics  # noqa: E402
 from training import checkpoints  # noqa: E402
-import faces as faces_lib  # noqa: E402  (bench/)
-import judge as judge_lib  # noqa: E402  (bench/)
+import anime_faces  # noqa: E402  (this folder)
+import rotation_judge  # noqa: E402  (this folder)
 import runs  # noqa: E402  (bench/)
 
 flags.DEFINE_string('run_dir', '/tmp/small_data', 'Folder of the runs and of results.jsonl (reused).')
@@ -53,12 +55,12 @@ flags.DEFINE_list('steps', None, 'Checkpoints to score; default 936 for screen, 
 flags.DEFINE_list('extra', [], 'Flags added to every run (e.g. --precision=float32), and to its name.')
 FLAGS = flags.FLAGS
 
-DATASET = faces_lib.DATASET
-STEPS_PER_EPOCH = faces_lib.STEPS_PER_EPOCH
+DATASET = anime_faces.DATASET
+STEPS_PER_EPOCH = anime_faces.STEPS_PER_EPOCH
 CKPT_FREQ = 312
 KEY = f'{DATASET}_64_64'
 DECAY_EPOCHS = 20  # --phase lr_decay: 20 epochs at the default, then 20 with the rates falling (1,560 steps each)
-SWD_SAMPLES = faces_lib.SWD_SAMPLES
+SWD_SAMPLES = anime_faces.SWD_SAMPLES
 JUDGE_SAMPLES = 5000
 # name: main.py flags. 'default' is what main.py does without flags (its defaults at the time of the run: the runs
 # of the README's tables named default were made before the small-data defaults, so they are the classic recipe).
@@ -101,7 +103,7 @@ def score(run_dir, step, judge, real_features, swd_real):
   """{sampler: {swd, fd, kd, precision, recall}} of the checkpoint of `step`."""
   scores = {}
   for sampler, ema in (('average', True), ('own', False)):
-    fake = faces_lib.samples(run_dir, step, JUDGE_SAMPLES, ema)
+    fake = anime_faces.samples(run_dir, step, JUDGE_SAMPLES, ema)
     features = judge.features(fake)
     scale = np.sqrt(np.mean(np.square(real_features)))
     kd, _ = feature_metrics.kernel_distance(real_features / scale, features / scale, seed=0)
@@ -212,7 +214,7 @@ def curve(variants, seeds, swd_real):
       run_dir = os.path.join(FLAGS.run_dir, name)
       for step in sorted(checkpoints.steps(os.path.join(run_dir, 'checkpoint', KEY))):
         if (name, step) not in done:
-          done[name, step] = faces_lib.yardstick_swd(run_dir, step, swd_real)
+          done[name, step] = anime_faces.yardstick_swd(run_dir, step, swd_real)
           runs.append_record(path, {'run': name, 'step': step, 'swd': done[name, step]})
         rows.setdefault(name, {})[step] = done[name, step]
   steps = sorted({step for row in rows.values() for step in row})
@@ -235,7 +237,7 @@ def done_when(data_dir, swd_real):
                  str(epochs), *FLAGS.extra, cwd=run_dir)
     for step in sorted(checkpoints.steps(ckpt)):
       if step not in swds:
-        swds[step] = faces_lib.yardstick_swd(run_dir, step, swd_real)
+        swds[step] = anime_faces.yardstick_swd(run_dir, step, swd_real)
         print(f'step {step}: swd {swds[step]:.1f}', flush=True)
   best = lambda last: min(swd for step, swd in swds.items() if step <= last)
   result = {'swd': swds, 'best_by_936': best(936), 'best_by_3120': best(3120)}
@@ -253,13 +255,13 @@ def main(argv):
     return table(results_path)
   if FLAGS.phase == 'timing':
     return timing(data_dir)
-  faces, swd_real = faces_lib.real_faces(data_dir)
+  faces, swd_real = anime_faces.real_faces(data_dir)
   if FLAGS.phase == 'done_when':
     return done_when(data_dir, swd_real)
   seeds = [int(s) for s in FLAGS.seeds or (['1'] if FLAGS.phase == 'screen' else ['1', '2'])]
   if FLAGS.phase == 'curve':
     return curve(FLAGS.variants or ['default'], seeds, swd_real)
-  judge = judge_lib.Judge(faces, os.path.join(FLAGS.run_dir, 'judge'))
+  judge = rotation_judge.Judge(faces, os.path.join(FLAGS.run_dir, 'judge'))
   logging.info('judge: held-out rotation accuracy %.3f', judge.accuracy)
   real_features = judge.features(faces)
   if FLAGS.phase == 'lr_decay':

@@ -6,18 +6,21 @@ For each --conditioning and seed: main.py --train on the real MNIST digits of ..
 distance (fd: are the digits like real ones?). Runs already in --run_dir are reused. Prints one JSON line per run,
 then a table with each conditioning's mean. Nothing here is run by the tests.
 
-$ .venv/bin/python bench/conditioning.py --run_dir /tmp/conditioning     # 6 runs, about an hour on 2 cores
+$ python experiments/conditioning/conditioning.py --run_dir /tmp/conditioning  # 6 runs, about an hour on 2 cores
 """
 
 import json
 import os
+import sys
 import statistics
 
 from absl import app, flags
 
-import runs  # (bench/)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]  # the project; bench/'s runs.py, suite.py and torch_twin.py
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import runs  # noqa: E402  (bench/)
+
 
 flags.DEFINE_string('run_dir', None, 'Folder for the runs; runs already there are reused.', required=True)
 flags.DEFINE_string('mnist', os.path.join(ROOT, '..', 'shared', 'data'), 'Folder that holds mnist/ (IDX files).')

@@ -1,5 +1,5 @@
 """Why the projection model's fd on MNIST is about 3x the classic MNIST model's: the fd of each run of
-bench/conditioning.py split into its parts, in the digit classifier's features that --evaluate uses.
+conditioning.py split into its parts, in the digit classifier's features that --evaluate uses.
 
 For each run's checkpoint (10,000 samples of the averaged G at float32, z and labels drawn as --evaluate draws them,
 against the same 10,000 real digits):
@@ -16,15 +16,16 @@ against the same 10,000 real digits):
   a class over the real one's.
 Prints a Markdown table; nothing here is run by the tests.
 
-$ .venv/bin/python bench/conditioning.py --run_dir /tmp/conditioning --conditionings mnist,projection --seeds 1
-$ .venv/bin/python bench/conditioning_fd.py --run_dir /tmp/conditioning
+$ python experiments/conditioning/conditioning.py --run_dir /tmp/conditioning --conditionings mnist,projection --seeds 1
+$ python experiments/conditioning/conditioning_fd.py --run_dir /tmp/conditioning
 """
 
 import glob
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]  # the project; bench/'s runs.py, suite.py and torch_twin.py
 
 from training import runtime  # noqa: E402,F401  (first: how TensorFlow loads)
 
@@ -39,7 +40,7 @@ from evaluation import feature_metrics  # noqa: E402
 from training import trainer  # noqa: E402
 import runs  # noqa: E402  (bench/)
 
-flags.DEFINE_string('run_dir', None, 'The --run_dir of bench/conditioning.py.', required=True)
+flags.DEFINE_string('run_dir', None, 'The --run_dir of conditioning.py.', required=True)
 flags.DEFINE_string('mnist', os.path.join(runs.ROOT, '..', 'shared', 'data'), 'Folder that holds mnist/ (IDX files).')
 flags.DEFINE_integer('step', 1500, 'The checkpoint to analyse.')
 flags.DEFINE_integer('samples', 10000, 'Generated and real digits, as --evaluate --num_samples.')
@@ -65,7 +66,7 @@ def _between(features, labels):
 
 
 def analyse(run_dir):
-  """The row of one run of bench/conditioning.py."""
+  """The row of one run of conditioning.py."""
   config = Config(dataset='mnist', data_dir=os.path.abspath(FLAGS.mnist), output_height=28,
                   output_width=28, checkpoint_dir=os.path.join(run_dir, 'checkpoint'), batch_size=500,
                   precision='float32')
@@ -79,7 +80,7 @@ def analyse(run_dir):
     real_labels = dataset.labels[evaluator.real_indices]
   fd = feature_metrics.frechet_distance_of(real_features, fake_features)
   mean_term = float(np.sum(np.square(real_features.mean(0) - fake_features.mean(0))))
-  scored = runs.eval_metrics(run_dir, config.key, FLAGS.step, FLAGS.samples)  # bench/conditioning.py's --evaluate
+  scored = runs.eval_metrics(run_dir, config.key, FLAGS.step, FLAGS.samples)  # conditioning.py's --evaluate
   assert abs(scored['fd'] - fd) < 1e-3 * scored['fd'], (scored['fd'], fd)  # the same digits as --evaluate
   ink = lambda images: images.reshape(len(images), -1).mean(1) / 255.0
   real_ink, fake_ink = ink(real), ink(fake)

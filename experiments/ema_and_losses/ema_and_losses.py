@@ -8,18 +8,21 @@ Part 2 (--losses): trains the 64x64 DCGAN on the 5,000 anime faces of ../shared/
 number of steps, and scores each with --evaluate (SWD; all 5,000 images).
 Everything runs through main.py, as a user would; nothing here is timed or run by the tests.
 
-$ .venv/bin/python bench/ema_and_losses.py --run_dir /tmp/gan_choices            # about an hour on 2 cores
-$ .venv/bin/python bench/ema_and_losses.py --run_dir /tmp/gan_choices --nolosses  # part 1 only
+$ python experiments/ema_and_losses/ema_and_losses.py --run_dir /tmp/gan_choices  # about an hour on 2 cores
+$ python experiments/ema_and_losses/ema_and_losses.py --run_dir /tmp/gan_choices --nolosses  # part 1 only
 """
 
 import json
 import os
+import sys
 
 from absl import app, flags
 
-import runs  # (bench/)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]  # the project; bench/'s runs.py, suite.py and torch_twin.py
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import runs  # noqa: E402  (bench/)
+
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 
 flags.DEFINE_string('run_dir', None, 'Folder for the runs; runs already there are reused.', required=True)

@@ -1,7 +1,7 @@
 """What the bench scripts on the anime faces share: the real faces as the issue's SWD yardstick reads them,
 samples of a checkpoint of a run on them, and that checkpoint's score on the yardstick.
 
-$ .venv/bin/python bench/small_data.py --phase table     # one of the scripts that use it
+$ python experiments/small_data/small_data.py --phase table  # one of the scripts that use it
 """
 
 import glob

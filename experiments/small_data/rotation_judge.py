@@ -1,13 +1,13 @@
 """A judge in a learned feature space for a folder of face images, where the Inception network cannot be
 downloaded: a small convolutional network trained here to tell which way each real image was rotated (0, 90,
 180 or 270 degrees; Gidaris et al. 2018). To do that it must find the eyes, the chin and the hair, so its hidden
-features describe faces; bench/small_data.py compares generated and real faces in them with FD, KID, precision and
+features describe faces; small_data.py compares generated and real faces in them with FD, KID, precision and
 recall, as the FID paper's network would (its numbers are not FID's, and are comparable only with each other).
 
 Trained once on every image of the folder, kept in its own folder (a hash of the images keys it), like the digit
 classifier of evaluation.py.
 
-$ .venv/bin/python bench/small_data.py --run_dir /tmp/small_data     # trains it on first use (about 4 minutes)
+$ python experiments/small_data/small_data.py --run_dir /tmp/small_data  # trains it on first use (about 4 minutes)
 """
 
 import hashlib
@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'bench')]  # the project; bench/'s runs.py, suite.py and torch_twin.py
 
 from ops import batch_norm, conv2d, linear, lrelu  # noqa: E402
 
