@@ -24,18 +24,18 @@ RUN_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,99}')  # a --run_name: one p
 # Fields that set the shapes of the variables: a checkpoint loads only into a graph with the same values.
 SHAPE_FIELDS = ('output_height', 'output_width', 'c_dim', 'y_dim', 'conditioning', 'z_dim', 'gf_dim', 'df_dim',
                 'gfc_dim', 'dfc_dim', 'spectral_norm', 'd_batch_norm', 'upsample')
-# How a conditional model takes its labels (networks.py); the first is the default, chosen on real MNIST
-# (README.md, "Labels and conditioning"). 'mnist' is what checkpoints written before the choice hold.
+# How a conditional model takes its labels (gan/networks.py); the first is the default, chosen on real MNIST
+# (docs/conditioning.md). 'mnist' is what checkpoints written before the choice hold.
 CONDITIONINGS = ('projection', 'concat', 'mnist')
 
 Z_DISTRIBUTIONS = ('uniform_signed', 'normal')
-# How G doubles its maps (networks.py): the 2015 DCGAN's transposed 5x5 convolution, or nearest-neighbour
+# How G doubles its maps (gan/networks.py): the 2015 DCGAN's transposed 5x5 convolution, or nearest-neighbour
 # upsampling then a 3x3 convolution (ops.resize_conv2d)
 UPSAMPLINGS = ('deconv', 'resize')
 # The names main.py's flags accept, kept here (where nothing loads TensorFlow) so that a mistake in a flag is
 # reported before TensorFlow loads; each module that implements them checks at import that they match.
-BUILTIN_DATASETS = ('digits',)  # datasets.py renders them
-MNIST_DATASET, CELEBA_DATASET = 'mnist', 'celebA'  # the folders download.py fetches them into (fetch.py)
+BUILTIN_DATASETS = ('digits',)  # datasets/digits.py renders them
+MNIST_DATASET, CELEBA_DATASET = 'mnist', 'celebA'  # the folders download.py fetches them into (downloads/fetch.py)
 # LSUN's scene categories and splits, as download.py fetches them (fetch.LSUN_ZIPS, which checks at import)
 LSUN_CATEGORIES = ('bedroom', 'bridge', 'church_outdoor', 'classroom', 'conference_room', 'dining_room', 'kitchen',
                    'living_room', 'restaurant', 'tower')
@@ -43,9 +43,9 @@ LSUN_SPLITS = ('train', 'val')
 TFDS_PREFIX = 'tfds:'  # --dataset tfds:NAME is a TensorFlow Datasets dataset
 BEST_CHECKPOINT = 'best'  # --checkpoint best: the one kept by --eval_freq
 LOSS_NAMES = ('non_saturating', 'minimax', 'wasserstein', 'hinge', 'least_squares')  # losses.LOSSES
-VISUALIZE_OPTIONS = ('0', '1', '2', '3', '4', 'interp', 'progress')  # generate.visualize
-AUGMENT_POLICIES = ('color', 'translation', 'cutout')  # augment.py's DiffAugment
-BEST_METRICS = ('swd', 'fd', 'fid', 'kid')  # evaluation.py: what --best_metric may pick
+VISUALIZE_OPTIONS = ('0', '1', '2', '3', '4', 'interp', 'progress')  # app/sampling.visualize
+AUGMENT_POLICIES = ('color', 'translation', 'cutout')  # gan/augment.py's DiffAugment
+BEST_METRICS = ('swd', 'fd', 'fid', 'kid')  # evaluation/evaluator.py: what --best_metric may pick
 EVALUATE_SAMPLES = 10000  # --evaluate's default --num_samples
 TRAINING_EVAL_SAMPLES = 2000  # --eval_freq's
 # Fields that change what training does without changing a variable's shape: a resumed run may change them, and
@@ -59,7 +59,7 @@ EPOCH_FIELDS = ('batch_size', 'train_size', 'd_steps')
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """Everything a run needs; see the flags in main.py for the meaning and units of each field."""
+  """Everything a run needs; each field is the flag of its name (app/options.py, docs/flags.md), where one exists."""
   # Data
   dataset: str = 'digits'
   data_dir: str = 'data'
@@ -208,7 +208,7 @@ def lsun_folder(category, split='train'):
 
 def download_command(dataset):
   """The download.py command that makes the dataset folder `dataset`, or None when it does not make it: what the
-  messages of a missing dataset say, without the download code (fetch.py's table, checked against this)."""
+  messages of a missing dataset say, without the download code (downloads/fetch.py's table, checked against this)."""
   if dataset == MNIST_DATASET:
     return 'python download.py mnist'
   if dataset == CELEBA_DATASET:

@@ -2,7 +2,7 @@
 ready for main.py.
 
 A program of its own, beside main.py (the only other module with flags). The files, their sizes, checksums and
-mirrors stand in one table in fetch.py. Interrupted downloads resume from their `.part` files when run again;
+mirrors stand in one table in downloads/fetch.py. Interrupted downloads resume from their `.part` files when run again;
 files already there are verified and kept, and a file that is not the right one is replaced only by a verified
 download (transfer.fetch_file).
 
@@ -36,7 +36,7 @@ download.py: fetch a dataset into data/, checked against its published size and 
                                                            --evaluate then reports FID, KID, precision, recall
   python download.py mnist --mirror_url http://10.0.0.5:8000/  your own mirror, serving the files by name
 
-Run the same command again to resume an interrupted download. More: README.md, "Get the data".'''
+Run the same command again to resume an interrupted download. More: README.md, "The data".'''
 
 HELP_GROUPS = cli.HelpGroups()
 with HELP_GROUPS.group('What to fetch'):

@@ -2,7 +2,7 @@
 tuple, as TF-GAN's `gan_model` and friends), then the moving average of G's weights, on one device or under a
 `tf.distribute` strategy, each stage under its own name scope (TensorBoard's Graph tab shows a dozen boxes); the
 sampler (G again, on the averaged weights, in inference mode) and what saving and checking need; and Generator, the
-sampler of a restored graph in a session. Running the training step is trainer.py's work.
+sampler of a restored graph in a session. Running the training step is training/trainer.py's work.
 
 $ python main.py --train --dataset digits
 """

@@ -301,7 +301,7 @@ def batch_norm(x, is_training, decay=0.9, epsilon=1e-5, labels=None, name='batch
   towards them are added to `tf.GraphKeys.UPDATE_OPS`; the caller runs them with its train op. In inference
   mode the moving averages normalize `x` and nothing is updated. The moving averages are MEAN-aggregated so
   that replicas under a `tf.distribute` strategy keep one shared value, and in the BATCH_NORM_STATISTICS
-  collection (the averaged G keeps its own: average.py).
+  collection (the averaged G keeps its own: gan/average.py).
 
   Args:
     x: float tensor [batch, channels] or [batch, height, width, channels].

@@ -17,7 +17,7 @@ from training import checkpoints
 
 # What training uses where the flags leave it to the data (complete()): colour images get the tools for small
 # datasets that experiments/small_data measured best on the 5,000 anime faces; grayscale data (digits, letters) keeps
-# the 2015 recipe, under which the MNIST defaults were chosen. README: "Training on a few thousand images".
+# the 2015 recipe, under which the MNIST defaults were chosen. docs/small_data.md.
 DataDefaults = collections.namedtuple('DataDefaults', 'augment mirror upsample')
 COLOUR_DEFAULTS = DataDefaults(augment='translation,cutout', mirror=False, upsample='resize')
 GRAYSCALE_DEFAULTS = DataDefaults(augment='none', mirror=False, upsample='deconv')

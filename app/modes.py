@@ -281,7 +281,7 @@ def generate(config, count, labels=None, out_dir=None, checkpoint=None):
 
 
 def visualize(config, option, labels=None, out_dir=None, checkpoint=None, frames=16, num_dims=10, seeds=(0, 1)):
-  """--visualize: the pictures of --option (see generate.visualize) in `out_dir`; returns their paths."""
+  """--visualize: the pictures of --option (see sampling.visualize) in `out_dir`; returns their paths."""
   label_ids = sampling.parse_labels(labels, config.y_dim, config.class_names)
   if num_dims > config.z_dim:
     raise UserError(f'--num_dims {num_dims} is more than the {config.z_dim} dimensions of z')

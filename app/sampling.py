@@ -29,7 +29,7 @@ GRID_COLUMNS = 16  # the most labels grid.png gives a column each
 GRID_LIMIT = 64  # images in the grid beside generated files
 OPTIONS = VISUALIZE_OPTIONS  # what visualize() draws for each, in its docstring
 BASE_ROWS = 8  # rows of different z in the sweeps of an unconditional model
-# Names in the frozen graph and the SavedModel, documented in the README.
+# Names in the frozen graph and the SavedModel, documented in the README and docs/outputs.md.
 FROZEN_INPUTS = ('sample_z:0', 'sample_labels:0')
 FROZEN_OUTPUT = 'sample_images:0'
 

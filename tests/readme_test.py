@@ -57,3 +57,26 @@ def test_the_marked_blocks_run_as_written(tmp_path, monkeypatch):
                                                                        'generated')) == 1000 + 2
   assert {'interp.gif', 'progress.gif'} <= set(os.listdir(tmp_path / 'samples' / 'mnist_28_28' / 'visualize'))
   assert os.path.exists(tmp_path / 'exported' / 'mnist.pb')
+
+
+def _headings(path):
+  """The anchors GitHub gives the headings of a Markdown file."""
+  text = re.sub(r'```.*?```', '', open(path).read(), flags=re.DOTALL)
+  return {re.sub(r'[^\w\- ]', '', title.strip().lower()).replace(' ', '-') for title in re.findall(r'^#+ (.*)$', text,
+                                                                                                   flags=re.M)}
+
+
+def test_every_link_of_the_guide_and_its_pages_leads_to_a_file_and_its_heading():
+  pages = ['README.md', 'bench/README.md', 'experiments/README.md'] + [
+      os.path.join('docs', name) for name in os.listdir(os.path.join(ROOT, 'docs')) if name.endswith('.md')]
+  broken = []
+  for page in pages:
+    text = re.sub(r'```.*?```', '', open(os.path.join(ROOT, page)).read(), flags=re.DOTALL)  # (not code)
+    for target in re.findall(r'\]\(([^)\s]+)\)', text):
+      if target.startswith(('http://', 'https://')):
+        continue
+      path, _, anchor = target.partition('#')
+      full = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), path)) if path else os.path.join(ROOT, page)
+      if not os.path.exists(full) or (anchor and full.endswith('.md') and anchor not in _headings(full)):
+        broken.append(f'{page}: {target}')
+  assert len(pages) > 10 and not broken, broken

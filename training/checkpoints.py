@@ -234,7 +234,7 @@ def save_best(saver, sess, directory, step, info):
 @contextlib.contextmanager
 def writer_lock(directory, what):
   """Holds the key's lock while the block runs: one run at a time writes checkpoints, config.json, best/ and
-  the caches of `directory` (disk.exclusive_lock; README: "One run per key" for NFS). A run that stops before
+  the caches of `directory` (disk.exclusive_lock; docs/reliability.md for NFS). A run that stops before
   it writes anything leaves no folder behind.
 
   Args:

@@ -9,7 +9,7 @@
   /proc/cpuinfo), mixed float16 on a GPU of compute capability 7.0 or newer, else float32 (auto_precision).
   Grappler's mixed-precision rewrites read their op lists from TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_* each time
   they run; the ops of the losses (FLOAT32_OPS) are moved to the deny list, so that the losses, sigmoid(D) and
-  the losses' own gradients stay float32 (bench/README.md compares bfloat16's quality with float32's).
+  the losses' own gradients stay float32 (docs/precision.md compares bfloat16's quality with float32's).
 - Quiet start: TensorFlow's C++ INFO chatter is off, and the two lines it prints before its logging starts to say
   that oneDNN is on are dropped. Anything else it prints while loading is passed on.
 

@@ -1,4 +1,4 @@
-"""datasets.py and digits.py: IDX files, image folders, the built-in digits, the input pipeline."""
+"""datasets/ and datasets/digits.py: IDX files, image folders, the built-in digits, the input pipeline."""
 
 import dataclasses
 import gzip
