@@ -299,10 +299,10 @@ class Trainer:
       positions, where the images of D's batches were in the epoch's stream.
     """
     dcgan = self.dcgan
-    loss, model_ = dcgan.loss, dcgan.model
+    loss, outputs = dcgan.loss, dcgan.model
     d_fetches = {'train': dcgan.train_ops.d_train, 'd_loss': loss.d_loss, 'g_loss': loss.g_loss, 'D(x)': loss.d_real,
-                 'D(G(z))': loss.d_fake, 'gradient_penalty': loss.penalty, 'real_logits': model_.real_logits,
-                 'fake_logits': model_.fake_logits}
+                 'D(G(z))': loss.d_fake, 'gradient_penalty': loss.penalty, 'real_logits': outputs.real_logits,
+                 'fake_logits': outputs.fake_logits}
     # (1) update D; the last update also counts the step (before G's, whose moving average reads the count).
     # Every --r1_every steps, the first update adds the lazy R1 penalty (StyleGAN2)
     lazy_r1 = dcgan.train_ops.d_train_r1 is not None and step % self.config.r1_every == 0
