@@ -188,6 +188,31 @@ def signalled_inside_the_save_of(step, signum=signal.SIGKILL):
                                                                 step=step, signum=int(signum))]
 
 
+# main.py whose training step {step} never ends by itself (a step of a model too large for the machine), and whose
+# grace after a signal is {grace} s.
+_STALLED_AT = '''
+import os, runpy, sys, time
+sys.path.insert(0, {root!r})
+from training import safety, trainer
+safety.GracefulStop.GRACE_SECONDS = {grace}
+step_of = trainer.Trainer.train_step
+def stalling(self, sess, step):
+  if step == {step}:
+    print('step {step} stalls', file=sys.stderr, flush=True)
+    time.sleep(3600)
+  return step_of(self, sess, step)
+trainer.Trainer.train_step = stalling
+sys.argv = [{main!r}] + sys.argv[1:]
+runpy.run_path({main!r}, run_name='__main__')
+'''
+
+
+def stalled_at(step, grace):
+  """The command (before main.py's flags) of a main.py whose training step `step` (from 0) never ends by itself."""
+  return [sys.executable, '-c', _STALLED_AT.format(root=ROOT, main=os.path.join(ROOT, 'main.py'), step=step,
+                                                   grace=grace)]
+
+
 def run_main(*args, cwd):
   """Runs main.py as a user would; returns the CompletedProcess with text stdout and stderr."""
   return subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *args], cwd=cwd, capture_output=True,

@@ -1,9 +1,10 @@
 """Guards of a training run: stop cleanly on a signal, stop before saving a NaN, warn when D has won, and stop a
 worker that waits for others who will not come.
 
-$ python main.py --train --dataset digits    # Ctrl-C: finishes the step, saves, exits 0; Ctrl-C again: aborts
+$ python main.py --train --dataset digits    # Ctrl-C: finishes the step, saves, exits 0; Ctrl-C again: ends at once
 """
 
+import contextlib
 import math
 import os
 import signal
@@ -20,32 +21,71 @@ D_WON_MARGIN = 0.02  # for the classic loss: about D(x) > 0.99 and D(G(z)) < 0.0
 class GracefulStop:
   """Within `with GracefulStop() as stop:`, SIGINT and SIGTERM set `stop.requested` instead of killing.
 
-  The loop finishes its step, checkpoints and ends. After the first signal Ctrl-C gets its default action back,
-  so a second Ctrl-C ends the process at once, even inside a long step (the last checkpoint is on disk).
+  The loop finishes its step, checkpoints and ends. A signal is seen at once, even inside a step, where Python's
+  own handlers wait for TensorFlow to return: the signal's number reaches a thread through the wakeup fd (see
+  signal.set_wakeup_fd). A step the loop marks (`with stop.step():`) that has not ended GRACE_SECONDS after the
+  first signal, or a second signal, ends the process at once with exit code 130: only the steps since the last
+  checkpoint are lost, and a save is never cut short by it (a save is not a step).
   """
 
   SIGNALS = (signal.SIGINT, signal.SIGTERM)
+  GRACE_SECONDS = 10.0
+  EXIT_CODE = 130
 
   def __init__(self):
     self.requested = None  # the name of the signal that asked to stop
     self._previous = {}
+    self._stepping = threading.Event()
+    self._read = self._write = self._wakeup = None
 
   def __enter__(self):
     for signum in self.SIGNALS:
-      self._previous[signum] = signal.signal(signum, self._handle)
+      self._previous[signum] = signal.signal(signum, lambda *_: None)  # (the thread does the work)
+    self._read, self._write = os.pipe()
+    os.set_blocking(self._write, False)
+    self._wakeup = signal.set_wakeup_fd(self._write)
+    threading.Thread(target=self._watch, name='graceful-stop', daemon=True).start()
     return self
 
   def __exit__(self, *exc_info):
+    signal.set_wakeup_fd(self._wakeup)
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
+    os.close(self._write)  # (the thread reads the end of the pipe, and ends)
     return False
 
-  def _handle(self, signum, frame):
-    del frame
-    self.requested = signal.Signals(signum).name
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    print(f'{self.requested}: finishing this step and saving a checkpoint; press Ctrl-C again to stop at once '
-          '(losing the steps since the last checkpoint)', file=sys.stderr, flush=True)
+  @contextlib.contextmanager
+  def step(self):
+    """Marks a training step: the one thing a signal may cut short."""
+    self._stepping.set()
+    try:
+      yield
+    finally:
+      self._stepping.clear()
+
+  def _watch(self):
+    with os.fdopen(self._read, 'rb', buffering=0) as pipe:
+      while (data := pipe.read(1)):
+        if data[0] not in [int(signum) for signum in self.SIGNALS]:
+          continue
+        name = signal.Signals(data[0]).name
+        if self.requested is None:
+          self.requested = name
+          print(f'{name}: finishing this step and saving a checkpoint (a step that takes more than '
+                f'{self.GRACE_SECONDS:g} s is cut short); press Ctrl-C again to stop at once (losing the steps since '
+                'the last checkpoint)', file=sys.stderr, flush=True)
+          threading.Timer(self.GRACE_SECONDS, self._end_a_long_step).start()
+        else:
+          self._end(f'{name} again: stopped at once')
+
+  def _end_a_long_step(self):
+    if self._stepping.is_set():
+      self._end(f'the step did not end within {self.GRACE_SECONDS:g} s of {self.requested}: stopped at once')
+
+  def _end(self, what):
+    print(f'{what}; the last checkpoint is intact: run the same command to go on from it', file=sys.stderr,
+          flush=True)
+    os._exit(self.EXIT_CODE)
 
 
 class Watchdog:

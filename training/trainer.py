@@ -169,7 +169,8 @@ class Trainer:
         while run.step < run.total and not stop.requested:
           self._start_epoch_if_due(sess, run)
           # (1) update D --d_steps times, (2) update G --g_steps times
-          run.stats = self.train_step(sess, run.step)
+          with stop.step():
+            run.stats = self.train_step(sess, run.step)
           run.step += 1
           self._count_skipped(run)  # the entries that D's batches had to skip
           startup.done()  # every worker took part in a step

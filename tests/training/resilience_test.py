@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from training import checkpoints
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, dir_flags,
-                      main_in_process, once_per_run, signalled_inside_the_save_of)
+                      main_in_process, once_per_run, signalled_inside_the_save_of, stalled_at)
 
 KEY = 'tiny_28_28'
 # 96 digits, batch 16, 64 per epoch: 4 steps an epoch; a checkpoint every step, so kills often land in a save.
@@ -145,6 +145,23 @@ def _wait_until_paused(process, timeout=120):
   while open(f'/proc/{process.pid}/stat').read().rpartition(')')[2].split()[0] != 'T':
     assert process.poll() is None and time.monotonic() < deadline
     time.sleep(0.01)
+
+
+@pytest.mark.process
+def test_ctrl_c_inside_a_step_that_never_ends_stops_within_seconds_and_keeps_the_last_checkpoint(tmp_path,
+                                                                                                 tiny_idx_root):
+  process = _start(tmp_path, tiny_idx_root, command=stalled_at(3, grace=2))
+  _wait_for(tmp_path, r'step 3 stalls', process)
+  signalled = time.monotonic()
+  process.send_signal(signal.SIGINT)
+  assert process.wait(timeout=60) == 130
+  assert time.monotonic() - signalled < 15  # the grace (2 s here), not the step
+  stderr = (tmp_path / 'stderr.txt').read_text()
+  assert 'the step did not end within 2 s of SIGINT: stopped at once; the last checkpoint is intact' in stderr
+  assert 'Traceback' not in stderr
+  assert checkpoints.steps(_ckpt(tmp_path))[0] == 3  # the steps before the stalled one, saved every step
+  resumed = main_in_process(*RUN, '--epoch', '1', *dir_flags(tmp_path, tiny_idx_root))
+  assert resumed.returncode == 0 and checkpoints.steps(_ckpt(tmp_path))[0] == 4
 
 
 @pytest.mark.process

@@ -12,17 +12,49 @@ from errors import Diverged
 from training import safety
 
 
+def _wait_for(condition, seconds=5.0):
+  deadline = time.monotonic() + seconds
+  while not condition() and time.monotonic() < deadline:
+    time.sleep(0.01)
+  return condition()
+
+
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_asks_to_stop_instead_of_killing(signum, capsys):
+def test_a_signal_asks_to_stop_instead_of_killing(signum, capsys, monkeypatch):
+  exits = []
+  monkeypatch.setattr(safety.os, '_exit', exits.append)  # (not this process)
   before = {s: signal.getsignal(s) for s in safety.GracefulStop.SIGNALS}
   with safety.GracefulStop() as stop:
     assert stop.requested is None
     os.kill(os.getpid(), signum)
-    assert stop.requested == signal.Signals(signum).name
-    # the first signal gives Ctrl-C its default action back: a second one ends the process at once
-    assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+    assert _wait_for(lambda: stop.requested == signal.Signals(signum).name)
   assert {s: signal.getsignal(s) for s in safety.GracefulStop.SIGNALS} == before
   assert 'press Ctrl-C again to stop at once' in capsys.readouterr().err
+  assert exits == []  # no step was running: nothing is cut short
+
+
+def test_a_step_that_outlasts_the_grace_after_a_signal_is_cut_short(capsys, monkeypatch):
+  exits = []
+  monkeypatch.setattr(safety.os, '_exit', exits.append)
+  monkeypatch.setattr(safety.GracefulStop, 'GRACE_SECONDS', 0.2)
+  with safety.GracefulStop() as stop:
+    with stop.step():  # a step that does not end by itself within the grace
+      os.kill(os.getpid(), signal.SIGINT)
+      assert _wait_for(lambda: exits)
+  assert exits == [130]
+  assert 'the step did not end within 0.2 s of SIGINT: stopped at once; the last checkpoint is intact' in \
+      capsys.readouterr().err
+
+
+def test_a_second_signal_ends_the_process_at_once_even_inside_a_step(capsys, monkeypatch):
+  exits = []
+  monkeypatch.setattr(safety.os, '_exit', exits.append)
+  with safety.GracefulStop() as stop, stop.step():
+    os.kill(os.getpid(), signal.SIGINT)
+    assert _wait_for(lambda: stop.requested == 'SIGINT')
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert _wait_for(lambda: exits)
+  assert exits == [130] and 'SIGTERM again: stopped at once' in capsys.readouterr().err
 
 
 def _stats(d_loss=0.7, g_loss=1.2, d_real=0.5, d_fake=0.5):
