@@ -11,7 +11,7 @@ import tensorflow as tf
 from absl import logging
 
 from config import TFDS_PREFIX
-from downloads import fetch
+from downloads import transfer
 from errors import UserError, first_line
 
 from . import cache, pipeline
@@ -90,7 +90,7 @@ class TfdsSource(PixelSource):
         builder.download_and_prepare()
         data = builder.as_dataset(split=cls.SPLIT, shuffle_files=False)
       except Exception as e:  # pylint: disable=broad-except; TFDS raises anything from a failed download
-        why = fetch.reason_of(e) if isinstance(e, requests.exceptions.RequestException) else first_line(e)
+        why = transfer.reason_of(e) if isinstance(e, requests.exceptions.RequestException) else first_line(e)
         raise UserError(f'TensorFlow Datasets could not download or prepare tfds:{builder.info.full_name}: {why} '
                         f'(it works in {builder.data_dir})') from None
 

@@ -7,12 +7,14 @@ import logging as std_logging
 import os
 import re
 import shutil
+import socket
 
 import hypothesis
 import hypothesis.strategies as st
 import lmdb
 import numpy as np
 import pytest
+import requests
 import tensorflow as tf
 from PIL import Image
 
@@ -590,6 +592,23 @@ def test_tfds_names_it_cannot_serve_are_one_line(tmp_path):
     datasets.open_dataset(_config(tmp_path, 'tfds:mnsit'), cache_dir=str(tmp_path))
   with pytest.raises(UserError, match=r'lsun needs tensorflow-io.* python download.py lsun --lsun_category'):
     datasets.open_dataset(_config(tmp_path, 'tfds:lsun/bedroom'), cache_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize('failure, why', [
+    (requests.exceptions.ConnectionError(socket.gaierror(-3, 'Temporary failure in name resolution')),
+     'cannot resolve the host name'),
+    (OSError('No space left on device'), 'No space left on device')])
+def test_a_tfds_download_that_fails_is_one_line_saying_why(tmp_path, monkeypatch, failure, why):
+  tfds = datasets.import_tfds()
+
+  def fail(self, *args, **kwargs):
+    raise failure
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', fail)
+  with pytest.raises(UserError) as error:
+    datasets.open_dataset(_config(tmp_path, 'tfds:mnist', tfds_data_dir=str(tmp_path / 'tfds')),
+                          cache_dir=str(tmp_path))
+  assert str(error.value).startswith('TensorFlow Datasets could not download or prepare tfds:mnist/3.0.1: ')
+  assert why in str(error.value) and '\n' not in str(error.value)
 
 
 def test_cache_of_an_lmdb_holds_what_the_decode_pipeline_yields(tmp_path):
