@@ -9,6 +9,7 @@ $ python main.py --train --dataset digits    # writes checkpoint/digits_28_28/co
 """
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -171,6 +172,13 @@ class Config:
     return os.path.join(self.checkpoint_dir, DATA_CACHE_DIR, key_prefix(self.dataset))
 
 
+def square_from_one_side(config):
+  """The config with a missing --output_width taken from --output_height, or the height from the width: one side
+  given means a square, in every mode. Both missing stay missing (the data, or the checkpoint, says)."""
+  height, width = config.output_height, config.output_width
+  return dataclasses.replace(config, output_height=height or width, output_width=width or height)
+
+
 def steps_per_epoch(config, num_images):
   """Training steps in an epoch of `num_images` (or --train_size of them): each epoch visits a fresh shuffle in
   whole steps, and each step's D updates take a batch each."""
@@ -218,6 +226,28 @@ def download_command(dataset):
       if dataset == lsun_folder(category, split):
         return f'python download.py lsun --lsun_category {category}' + ('' if split == 'train' else ' --lsun_split val')
   return None
+
+
+def missing_dataset(dataset, data_dir):
+  """The sentence for a dataset folder <data_dir>/<dataset> that is not there: how to download it, or else a name
+  close to it (of the datasets download.py makes, the built-in ones, the folders of data_dir) and where to put its
+  images."""
+  folder = os.path.abspath(os.path.join(data_dir, dataset))
+  command = download_command(dataset)
+  if dataset == MNIST_DATASET:
+    how = (f'download it with: {command} (or put the MNIST IDX files train-images-idx3-ubyte.gz, '
+           'train-labels-idx1-ubyte.gz there, or train on the built-in --dataset digits)')
+  elif command:
+    how = f'download it with: {command}'
+  else:
+    how = (f'put the images in it (--input_fname_pattern picks them), point --data_dir at the folder that holds '
+           f'{dataset}/, or use a built-in dataset: {", ".join(BUILTIN_DATASETS)}')
+  known = [*BUILTIN_DATASETS, MNIST_DATASET, CELEBA_DATASET, *(lsun_folder(c) for c in LSUN_CATEGORIES)]
+  if os.path.isdir(data_dir):
+    known += sorted(name for name in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, name)))
+  close = [] if command else difflib.get_close_matches(dataset, [name for name in dict.fromkeys(known)
+                                                                  if name != dataset], n=1, cutoff=0.75)
+  return f'no dataset folder {folder}{f" (did you mean --dataset {close[0]}?)" if close else ""}: {how}'
 
 
 def category_dataset(prefix, categories):

@@ -22,14 +22,15 @@ $ python main.py --train --dataset celebA --crop --loss hinge --run_name hinge  
 """
 
 import dataclasses
+import os
 
 from absl import logging
 
 from app import cli
 from app import options
 from app.options import FLAGS, HELP_GROUPS, INTRO
-from config import (augment_policies, BEST_CHECKPOINT, category_dataset, check_lsun_categories, Config,
-                    EVALUATE_SAMPLES, TRAINING_EVAL_SAMPLES)
+from config import (augment_policies, BEST_CHECKPOINT, BUILTIN_DATASETS, category_dataset, check_lsun_categories,
+                    Config, EVALUATE_SAMPLES, missing_dataset, TFDS_PREFIX, TRAINING_EVAL_SAMPLES)
 from errors import UserError
 from training import cluster
 
@@ -98,11 +99,20 @@ def _decay_within_the_run():
 
 
 def _crop_size():
+  """(--input_height without --crop trains, as in the classic code: completion.without_a_crop_size says so.)"""
   if FLAGS.input_width is not None and FLAGS.input_height is None:
     raise UserError('--input_width needs --input_height: together they are the size of the --crop')
-  if FLAGS.input_height is not None and not FLAGS.crop:
-    raise UserError(f'--input_height {FLAGS.input_height} is the height of the centre crop, and there is none: add '
-                    '--crop to cut it, or drop --input_height to resize each whole image')
+
+
+def _a_dataset_that_is_there():
+  """A mode that reads the data (--train, --check_data, --evaluate) needs its folder: a name that is not one is
+  answered before TensorFlow loads, with the name it is close to."""
+  if not (FLAGS.train or FLAGS.check_data or FLAGS.evaluate) or FLAGS.lsun_category is not None:
+    return
+  if FLAGS.dataset.startswith(TFDS_PREFIX) or FLAGS.dataset in BUILTIN_DATASETS:
+    return  # (TFDS checks its own names; the built-in ones are made on first use)
+  if not os.path.exists(os.path.join(FLAGS.data_dir, FLAGS.dataset)):
+    raise UserError(missing_dataset(FLAGS.dataset, FLAGS.data_dir))
 
 
 def _a_batch_that_trains():
@@ -140,13 +150,14 @@ def check_flags():
   """
   for rule in RULES:
     rule()
+  workers = None
   if FLAGS.strategy == 'multi_worker' and FLAGS.train:
     workers = cluster.from_environment()  # (TF_CONFIG: read here, once; the config carries it from here on)
     if FLAGS.batch_size % len(workers.workers):
       raise UserError(f'--batch_size {FLAGS.batch_size} does not split evenly across the {len(workers.workers)} '
                       f'workers of TF_CONFIG; use a multiple of {len(workers.workers)}')
-    return workers
-  return None
+  _a_dataset_that_is_there()  # (last: the flags' own mistakes first)
+  return workers
 
 
 def config_from_flags(workers=None):

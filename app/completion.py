@@ -7,7 +7,9 @@ $ python main.py --train --dataset anime-faces   # prepare(): 64x64, 3 channels,
 import collections
 import dataclasses
 
-from config import saved_config
+from absl import logging
+
+from config import saved_config, square_from_one_side
 import datasets
 from errors import UserError
 import evaluation
@@ -63,17 +65,33 @@ def data_defaults(dataset):
 
 
 def with_output_size(config):
-  """The config with its output size: as given (a width not given is the height), else the data's default (28 for
+  """The config with its output size: as given (one side given is a square), else the data's default (28 for
   MNIST-style data, the native size of small TFDS images, else 64: its kind says, no image is read)."""
-  if config.output_height is not None and config.output_width is not None:
+  config = square_from_one_side(config)
+  if config.output_height is not None:
     return config
-  height = config.output_height or datasets.default_output_size(config)
-  return dataclasses.replace(config, output_height=height, output_width=config.output_width or height)
+  height = datasets.default_output_size(config)
+  return dataclasses.replace(config, output_height=height, output_width=height)
+
+
+def without_a_crop_size(config, dataset):
+  """--input_height (and --input_width) without --crop: the config without them, since each whole image is resized
+  and they size nothing (as in the classic DCGAN-tensorflow code, whose README gives --input_height=28 for MNIST);
+  a warning says so, unless they are the output's size or the images' own."""
+  if config.crop or config.input_height is None:
+    return config
+  given = (config.input_height, config.input_width or config.input_height)
+  if given != (config.output_height, config.output_width) and set(datasets.image_sizes(dataset)) != {given}:
+    logging.warning('--input_height %d%s has no effect without --crop: each whole image is resized to %dx%d; add '
+                    '--crop to cut its centre %dx%d first', given[0],
+                    f' --input_width {given[1]}' if given[1] != given[0] else '', config.output_height,
+                    config.output_width, *given)
+  return dataclasses.replace(config, input_height=None, input_width=None)
 
 
 def prepare(config):
   """Opens the dataset of `config` (decoding it into the --cache file when asked) and completes the config with
-  what only the data knows: the one place that does (with_output_size, then complete).
+  what only the data knows: the one place that does (with_output_size, without_a_crop_size, then complete).
 
   Returns:
     (the complete config, the datasets.Source).
@@ -83,6 +101,7 @@ def prepare(config):
   """
   config = with_output_size(config)
   dataset = datasets.open_dataset(config, strict=config.strict, cache_dir=config.data_cache_path)
+  config = without_a_crop_size(config, dataset)
   if config.cache:
     dataset = datasets.cache_images(dataset, config, config.data_cache_path)
   return complete(config, dataset), dataset

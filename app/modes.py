@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from common import disk
-from config import EPOCH_FIELDS, key_prefix, saved_config, training_differences
+from config import EPOCH_FIELDS, key_prefix, saved_config, square_from_one_side, training_differences
 import datasets
 from errors import UserError, op_error_text
 import evaluation
@@ -196,16 +196,13 @@ def trained_config(config, data_dir_given=True, ema_given=False):
   """
   runs = _trained_runs(config)
   found = ', '.join(f'{name} ({_flags_of(*run)})' for name, run in runs.items())
-  if config.output_height is None and config.output_width is not None:
-    config = dataclasses.replace(config, output_height=config.output_width)
-  if config.output_height is not None and config.output_width is None:
-    config = dataclasses.replace(config, output_width=config.output_height)
+  config = square_from_one_side(config)
   if config.output_height is None:
     sizes = [(height, width) for height, width, run_name in runs.values() if run_name == config.run_name]
     if len(sizes) != 1:
       named = f' --run_name {config.run_name}' if config.run_name else ''
       what = f'runs of {len(sizes)} sizes' if sizes else 'no checkpoint'
-      raise UserError(f'--dataset {config.dataset}{named} has {what} in {config.checkpoint_dir}'
+      raise UserError(f'--dataset {config.dataset}{named} has {what} in {os.path.abspath(config.checkpoint_dir)}'
                       f'{": pick one with --output_height" if sizes else ""}'
                       f'{f"; there are: {found}" if found else ""}{"" if sizes else "; train first with --train"}')
     (height, width), = sizes  # the only size trained for this dataset (and run name)
@@ -215,8 +212,8 @@ def trained_config(config, data_dir_given=True, ema_given=False):
     others = [f'{name} ({_flags_of(*run)})' for name, run in runs.items() if name != config.key]
     hint = f'; found instead: {", ".join(others)}' if others else ''
     made_of = _flags_of(config.output_height, config.output_width, config.run_name)
-    raise UserError(f'no checkpoint in {config.checkpoint_path} (the folder comes from --dataset {config.dataset} '
-                    f'{made_of}){hint}; train first with --train')
+    raise UserError(f'no checkpoint in {os.path.abspath(config.checkpoint_path)} (the folder comes from --dataset '
+                    f'{config.dataset} {made_of}){hint}; train first with --train')
   return dataclasses.replace(saved, checkpoint_dir=config.checkpoint_dir, sample_dir=config.sample_dir,
                              log_dir=config.log_dir, sample_num=config.sample_num, batch_size=config.batch_size,
                              run_name=config.run_name, inception_dir=config.inception_dir, device=config.device,
@@ -268,16 +265,42 @@ def sample(config, checkpoint=None):
 def generate(config, count, labels=None, out_dir=None, checkpoint=None):
   """--generate: `count` PNG files, grid.png and manifest.json in `out_dir`; returns the manifest.
 
+  A folder that holds the images of an earlier --generate from another checkpoint or seed is not mixed with them:
+  the default folder gives way to generated_<step>_seed<seed> beside it, and an --out_dir given is refused.
+
   Args:
     labels: --labels as given ('all', '3,3,7' or None).
   """
   label_ids = sampling.parse_labels(labels, config.y_dim, config.class_names)
-  out_dir = out_dir or os.path.join(config.sample_path, 'generated' + _own_weights_suffix(config))
-  disk.ensure_writable(out_dir)
+  default = os.path.join(config.sample_path, 'generated' + _own_weights_suffix(config))
+  disk.ensure_writable(out_dir or default)
   with trained_generator(config, checkpoint) as (gen, step, _):
-    manifest = sampling.generate(gen, count, label_ids, config.seed, out_dir)
-  logging.info('wrote %d images, grid.png and manifest.json to %s (step %d)', count, out_dir, step)
+    folder = _generate_folder(out_dir or default, out_dir is None, step, config.seed)
+    manifest = sampling.generate(gen, count, label_ids, config.seed, folder, step)
+  logging.info('wrote %d images, grid.png and manifest.json to %s (step %d)', count, folder, step)
   return manifest
+
+
+def _generate_folder(out_dir, is_default, step, seed):
+  """`out_dir`, unless it holds the images of an earlier --generate from another checkpoint or seed: then, for
+  the default folder, generated_<step>_seed<seed> beside it (said in the log).
+
+  Raises:
+    UserError: an --out_dir given holds another checkpoint's or seed's images.
+  """
+  previous = sampling.read_manifest(out_dir)
+  if not previous or all(entry.get('step') == step and entry.get('seed') == seed for entry in previous):
+    return out_dir
+  steps = sorted({entry.get('step') for entry in previous}, key=str)
+  seeds = sorted({entry.get('seed') for entry in previous}, key=str)
+  held = (f'{os.path.abspath(out_dir)} holds {len(previous)} images of an earlier --generate (step '
+          f'{", ".join(map(str, steps))}, seed {", ".join(map(str, seeds))}; this is step {step}, seed {seed})')
+  if not is_default:
+    raise UserError(f'{held}: give another --out_dir, or empty it first')
+  other = f'{out_dir}_{step:06d}_seed{seed}'
+  logging.warning('%s: these go to %s', held, other)
+  disk.ensure_writable(other)
+  return _generate_folder(other, False, step, seed)
 
 
 def visualize(config, option, labels=None, out_dir=None, checkpoint=None, frames=16, num_dims=10, seeds=(0, 1)):
@@ -353,9 +376,9 @@ def evaluate_images(config, images_dir, num_samples=evaluation.DEFAULT_SAMPLES, 
   """--evaluate --images DIR: scores a folder of image files (another tool's samples, --generate's) against the
   dataset, with the numbers and the cached real features of --evaluate.
 
-  The images are compared at --output_height x --output_width when given, else at the size most of them have;
-  images of another size are resized to it, with a note. The first num_samples of them (in name order; the files
-  of manifest.json for a --generate folder) are scored against as many real images.
+  The images are compared at --output_height x --output_width when given (one of them: a square), else at the
+  size most of them have; images of another size are resized to it, with a note. The first num_samples of them
+  (in name order; the files of manifest.json for a --generate folder) are scored against as many real images.
 
   Returns:
     {metric: value}.
@@ -366,6 +389,7 @@ def evaluate_images(config, images_dir, num_samples=evaluation.DEFAULT_SAMPLES, 
   images, notes = datasets.read_folder(images_dir, limit=num_samples, strict=config.strict)
   for note in notes:
     logging.warning('%s', note)
+  config = square_from_one_side(config)
   if config.output_height is None:
     sizes = collections.Counter(image.shape[:2] for image in images)
     (height, width), _ = sizes.most_common(1)[0]

@@ -83,8 +83,8 @@ with HELP_GROUPS.group('Data'):
                        'square output). Without --crop the whole image is resized, whatever its aspect ratio.')
   flags.DEFINE_string('input_fname_pattern', '*.jpg', 'Glob of the image files inside the dataset folder (or its '
                       'class folders), e.g. \'*.png\'. Ignored for IDX, LMDB and TFDS datasets.')
-  flags.DEFINE_integer('input_height', None, 'Height of the centre crop in pixels; needs --crop. Default the largest '
-                       'centred square.', lower_bound=1)
+  flags.DEFINE_integer('input_height', None, 'Height of the centre crop in pixels, with --crop (default the largest '
+                       'centred square); without --crop it has no effect: each whole image is resized.', lower_bound=1)
   flags.DEFINE_integer('input_width', None, 'Width of the centre crop in pixels; default --input_height.',
                        lower_bound=1)
   flags.DEFINE_integer('train_size', None, 'Images per epoch, drawn afresh from a shuffle of the whole dataset every '

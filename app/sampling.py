@@ -8,6 +8,7 @@ $ python main.py --dataset mnist --visualize --option interp --seeds 1,2,3
 $ python main.py --dataset mnist --export exported/mnist --freeze exported/mnist.pb
 """
 
+import contextlib
 import glob
 import json
 import os
@@ -32,6 +33,7 @@ BASE_ROWS = 8  # rows of different z in the sweeps of an unconditional model
 # Names in the frozen graph and the SavedModel, documented in the README and docs/outputs.md.
 FROZEN_INPUTS = ('sample_z:0', 'sample_labels:0')
 FROZEN_OUTPUT = 'sample_images:0'
+MANIFEST = 'manifest.json'  # --generate's list of the files it wrote
 
 
 def parse_labels(text, y_dim, class_names=None):
@@ -66,12 +68,24 @@ def parse_labels(text, y_dim, class_names=None):
   return labels
 
 
-def generate(gen, count, labels, seed, out_dir):
-  """Writes `count` PNG files, grid.png of the first ones and manifest.json into `out_dir`.
+def read_manifest(folder):
+  """The manifest.json of an earlier --generate into `folder`, or None where there is none (or none of ours)."""
+  try:
+    with open(os.path.join(folder, MANIFEST)) as f:
+      manifest = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return manifest if isinstance(manifest, list) and all(isinstance(e, dict) and 'file' in e for e in manifest) \
+      else None
+
+
+def generate(gen, count, labels, seed, out_dir, step):
+  """Writes `count` PNG files, grid.png of the first ones and manifest.json into `out_dir`; the files an earlier
+  --generate of the same checkpoint and seed listed beyond `count` are removed (they can be made again).
 
   Returns:
-    The manifest: a list of {file, index, seed[, label[, class]]}: class is the label's name, when the data named
-    its classes.
+    The manifest: a list of {file, index, seed, step[, label[, class]]}: step is the checkpoint's, class the
+    label's name when the data named its classes.
   """
   z = np.stack([gen.z_for(seed, i) for i in range(count)])
   label_ids = gen.labels_for(labels, count)
@@ -81,7 +95,7 @@ def generate(gen, count, labels, seed, out_dir):
   for i, image in enumerate(images):
     name = f'{i:0{width}d}.png'
     utils.save_png(os.path.join(out_dir, name), image)
-    entry = {'file': name, 'index': i, 'seed': seed}
+    entry = {'file': name, 'index': i, 'seed': seed, 'step': step}
     if label_ids is not None:
       entry['label'] = int(label_ids[i])
       if gen.config.class_names:
@@ -92,8 +106,12 @@ def generate(gen, count, labels, seed, out_dir):
   period = len(labels) if labels else gen.config.y_dim
   cols = min(len(shown), period) if label_ids is not None and period <= GRID_COLUMNS else None
   utils.save_png(os.path.join(out_dir, 'grid.png'), utils.make_grid(shown, cols))
-  with open(os.path.join(out_dir, 'manifest.json'), 'w') as f:
-    json.dump(manifest, f, indent=1)
+  written = {entry['file'] for entry in manifest}
+  for entry in read_manifest(out_dir) or ():
+    if entry['file'] not in written and os.path.basename(entry['file']) == entry['file']:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out_dir, entry['file']))
+  disk.write_text(os.path.join(out_dir, MANIFEST), json.dumps(manifest, indent=1))
   return manifest
 
 

@@ -24,8 +24,8 @@ $ python main.py --train --dataset tfds:cifar10
 
 from .cache import IMAGE_CACHE_FILE, cache_images, fit_name, image_cache_folder
 from .categories import LmdbCategoriesSource
-from .entries import (SAMPLE, SCAN_FILE, Report, Scan, check, check_entries, open_dataset, sample_indices,
-                      why_unreadable)
+from .entries import (SAMPLE, SCAN_FILE, Report, Scan, check, check_entries, image_sizes, open_dataset,
+                      sample_indices, why_unreadable)
 from .folder import FolderSource, fit_images, read_folder
 from .idx import IdxSource, is_idx_folder, load_idx_folder, read_idx, write_idx
 from .kinds import SOURCES, default_output_size, source_class
@@ -38,7 +38,7 @@ from .tfds import TfdsSource, import_tfds
 __all__ = ['BUILTIN', 'DECODABLE_FORMATS', 'IMAGE_CACHE_FILE', 'IMAGE_EXTENSIONS', 'LMDB_KEYS_FILE', 'SAMPLE',
            'SCAN_FILE', 'SOURCES', 'EncodedSource', 'FolderSource', 'IdxSource', 'InputPipeline',
            'LmdbCategoriesSource', 'LmdbSource', 'PixelSource', 'Report', 'Scan', 'Source', 'TfdsSource',
-           'cache_images', 'check', 'check_entries', 'default_output_size', 'epoch_order',
+           'cache_images', 'check', 'check_entries', 'image_sizes', 'default_output_size', 'epoch_order',
            'fit_images', 'fit_name', 'folder_of', 'image_cache_folder', 'import_tfds', 'is_idx_folder', 'load_arrays',
            'load_idx_folder', 'make_pipeline', 'open_dataset', 'read_folder', 'read_idx', 'read_images',
            'sample_images', 'sample_indices', 'save_arrays', 'source_class', 'why_unreadable', 'write_idx']

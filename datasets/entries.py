@@ -263,6 +263,15 @@ def _most_common(counter, limit=5):
       f', {len(counter) - limit} more' if len(counter) > limit else '')
 
 
+def image_sizes(source):
+  """The (height, width) of the images of `source` as they are stored, and how many have each, as a Counter: of
+  the entries checked (a sample of a large encoded dataset), or of all the pixels held in memory."""
+  if isinstance(source, EncodedSource):
+    good = source.scan.good()
+    return collections.Counter(zip(source.scan.heights[good].tolist(), source.scan.widths[good].tolist()))
+  return collections.Counter({tuple(source.images.shape[1:3]): len(source)})
+
+
 def open_dataset(config, strict=False, cache_dir=None):
   """Finds and opens the dataset that `config` names, checking SAMPLE of its entries spread evenly (all of a
   small dataset), so that even LSUN's millions start at once.
@@ -330,6 +339,8 @@ def check(config, cache_dir=None):
     return Report([f'{folder_of(config)}: {IdxSource.kind}', f'  problem: {e}'], [str(e)])
   if source.labels is not None:
     histogram = collections.Counter(source.labels.tolist())
-    lines.append(f'  labels: {len(histogram)} classes: ' + ', '.join(f'{k} x{v}' for k, v in sorted(histogram.items())))
+    name = lambda label: source.class_names[label] if source.class_names else str(label)  # (a folder's, TFDS's)
+    lines.append(f'  labels: {len(histogram)} classes: ' + ', '.join(f'{name(k)} x{v}' for k, v in
+                                                                    sorted(histogram.items())))
   lines += [f'  problem: {problem}' for problem in problems]
   return Report(lines, problems, bad=len(source.scan.bad) if isinstance(source, EncodedSource) else 0)

@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 
 from common import disk
-from config import BUILTIN_DATASETS, download_command, MNIST_DATASET
+from config import BUILTIN_DATASETS, missing_dataset
 from errors import UserError
 
 BUILTIN = BUILTIN_DATASETS
@@ -150,17 +150,8 @@ def folder_of(config):
 
 
 def missing(config):
-  folder = folder_of(config)
-  command = download_command(config.dataset)
-  if config.dataset == MNIST_DATASET:
-    how = (f'download it with: {command} (or put the MNIST IDX files train-images-idx3-ubyte.gz, '
-           'train-labels-idx1-ubyte.gz there, or train on the built-in --dataset digits)')
-  elif command:
-    how = f'download it with: {command}'
-  else:
-    how = (f'put the images in it (--input_fname_pattern picks them), point --data_dir at the folder that holds '
-           f'{config.dataset}/, or use a built-in dataset: {", ".join(BUILTIN)}')
-  return UserError(f'no dataset folder {folder}: {how}')
+  """The UserError of a dataset folder that is not there (config.missing_dataset says what to do)."""
+  return UserError(missing_dataset(config.dataset, config.data_dir))
 
 
 def save_arrays(path, **arrays):

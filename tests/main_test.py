@@ -182,7 +182,8 @@ def test_test_mode_without_a_checkpoint_says_where_it_looked(trained_in_a_proces
     (['stray'], ["unexpected argument 'stray'"]),
     (['--batch_size', '1'], ['--batch_size 1 cannot train: batch norm normalizes each feature over the batch',
                              'use 2 or more']),
-    (['--input_height', '20'], ['--input_height 20 is the height of the centre crop, and there is none: add --crop']),
+    (['--input_width', '20'], ['--input_width needs --input_height: together they are the size of the --crop']),
+    (['--dataset', 'pgns'], ["no dataset folder", "/data/pgns (did you mean --dataset pngs?): put the images in it"]),
     (['--run_name', '../other'], ['flag --run_name=../other: must be a plain name']),
     (['--devices', '/cpu:0,cpu1'], ["'cpu1' is not a device name"]),
 ])
@@ -266,8 +267,8 @@ def test_g_s_own_weights_write_their_pictures_apart_from_the_average_s(trained_m
 def test_the_process_prints_one_error_line_and_exits_2(tmp_path):
   # (a flag that does not parse takes the same way out: download_test checks it, in a process without TensorFlow)
   error = assert_user_error(run_main('--train', '--dataset', 'nowhere', cwd=tmp_path))
-  assert error == 'error: no dataset folder data/nowhere: put the images in it (--input_fname_pattern picks them), ' \
-                  'point --data_dir at the folder that holds nowhere/, or use a built-in dataset: digits'
+  assert error == f'error: no dataset folder {tmp_path}/data/nowhere: put the images in it (--input_fname_pattern ' \
+                  'picks them), point --data_dir at the folder that holds nowhere/, or use a built-in dataset: digits'
 
 
 def test_real_jpegs_train_a_step_at_64x64(tmp_path, caplog):
@@ -322,6 +323,14 @@ def test_check_data_on_idx_files_counts_labels(tiny_idx_root, tmp_path, capsys):
                          str(tmp_path)).returncode == 0
   report = capsys.readouterr().out
   assert '96 grayscale images of 28x28' in report and 'labels: 10 classes:' in report
+
+
+def test_check_data_on_class_folders_names_the_classes(tmp_path, capsys):
+  for name in ('cat', 'dog'):
+    write_images(str(tmp_path / 'data' / 'pets' / name), 3 if name == 'cat' else 2)
+  assert main_in_process('--check_data', '--dataset', 'pets', '--input_fname_pattern', '*.png',
+                         *dir_flags(tmp_path, tmp_path / 'data')) == (0, None)
+  assert 'labels: 2 classes: cat x3, dog x2' in capsys.readouterr().out
 
 
 def test_checkpoint_best_needs_a_best_checkpoint(tmp_path, tiny_idx_root):

@@ -2,6 +2,7 @@
 models; the exported models are loaded by a process that never imports this project."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -37,9 +38,10 @@ for folder in sys.argv[1:]:
 """
 
 
-def _use(trained_models, name, *args):
+def _use(trained_models, name, *args, then=()):
+  """main.py on a trained model with `args`, its folders, then the flags `then` (which win over the folders)."""
   run_dir, dataset = trained_models[name]
-  return main_in_process('--dataset', dataset, *args, *dir_flags(run_dir, run_dir / 'no_data')), run_dir
+  return main_in_process('--dataset', dataset, *args, *dir_flags(run_dir, run_dir / 'no_data'), *then), run_dir
 
 
 def _frames(path):
@@ -53,7 +55,8 @@ def test_generate_writes_n_images_a_grid_and_a_manifest(trained_models, tmp_path
                    '3', '--out_dir', str(tmp_path / 'a'))
   assert result.returncode == 0, result
   manifest = json.loads((tmp_path / 'a' / 'manifest.json').read_text())
-  assert manifest == [{'file': f'{i:05d}.png', 'index': i, 'seed': 3, 'label': label}
+  step = manifest[0]['step']
+  assert manifest == [{'file': f'{i:05d}.png', 'index': i, 'seed': 3, 'step': step, 'label': label}
                       for i, label in enumerate([3, 3, 7, 3, 3])]
   assert sorted(os.listdir(tmp_path / 'a')) == [f'{i:05d}.png' for i in range(5)] + ['grid.png', 'manifest.json']
   for entry in manifest:
@@ -63,6 +66,31 @@ def test_generate_writes_n_images_a_grid_and_a_manifest(trained_models, tmp_path
                    '--labels', '2,5', '--out_dir', str(tmp_path / 'b'))
   assert result.returncode == 0, result
   assert utils.read_png(tmp_path / 'b' / 'sweep_z000.png').shape == (2 * 30 + 2, 4 * 30 + 2, 1)  # 2 labels, 4 steps
+
+
+def test_generate_never_mixes_its_images_with_another_checkpoint_s(trained_models, tmp_path, caplog):
+  _, dataset = trained_models['cond']
+  mine = ['--sample_dir', str(tmp_path / 'samples')]  # (the models are shared: their samples stay as they are)
+  first, _ = _use(trained_models, 'cond', '--generate', '6', '--seed', '1', then=mine)
+  assert first.returncode == 0, first
+  default = tmp_path / 'samples' / f'{dataset}_28_28' / 'generated'
+  step = json.loads((default / 'manifest.json').read_text())[0]['step']
+  # the same checkpoint and seed: in place
+  again, _ = _use(trained_models, 'cond', '--generate', '2', '--seed', '1', then=mine)
+  assert again.returncode == 0
+  assert sorted(os.listdir(default)) == ['00000.png', '00001.png', 'grid.png', 'manifest.json']  # none left over
+  with caplog.at_level(logging.WARNING):
+    other, _ = _use(trained_models, 'cond', '--generate', '3', '--seed', '2', then=mine)  # another seed: beside
+  assert other.returncode == 0
+  beside = default.parent / f'generated_{step:06d}_seed2'
+  assert f'holds 2 images of an earlier --generate (step {step}, seed 1; this is step {step}, seed 2): these go to ' \
+         f'{beside}' in caplog.text
+  assert len(json.loads((beside / 'manifest.json').read_text())) == 3 and len(os.listdir(default)) == 4
+  given = tmp_path / 'mine'
+  assert _use(trained_models, 'cond', '--generate', '2', '--seed', '1', '--out_dir', str(given))[0].returncode == 0
+  assert_error(_use(trained_models, 'cond', '--generate', '2', '--seed', '3', '--out_dir', str(given))[0],
+               f'{given} holds 2 images of an earlier --generate (step {step}, seed 1; this is step {step}, seed 3): '
+               'give another --out_dir, or empty it first')
 
 
 def test_generate_is_deterministic_per_seed_and_independent_of_n(trained_models, tmp_path):

@@ -293,6 +293,21 @@ def _mmd_by_matrices(x, y):
           - 2 * k(x, y).mean())
 
 
+@pytest.mark.parametrize('sizes, size', [
+    ([], (16, 16)),  # the size most of them have
+    (['--output_height', '12'], (12, 12)),  # one side: a square, as in training
+    (['--output_width', '12'], (12, 12)),
+    (['--output_height', '12', '--output_width', '8'], (12, 8)),
+])
+def test_evaluate_images_of_a_folder_dataset_takes_any_of_the_size_flags(tmp_path, sizes, size):
+  write_images(str(tmp_path / 'data' / 'real'), 12, size=(16, 16), seed=1)
+  write_images(str(tmp_path / 'gen'), 10, size=(16, 16), seed=2)
+  assert main_in_process('--evaluate', '--images', str(tmp_path / 'gen'), '--dataset', 'real', '--input_fname_pattern',
+                         '*.png', '--num_samples', '8', *sizes, *dir_flags(tmp_path, tmp_path / 'data')) == (0, None)
+  (record,) = glob.glob(str(tmp_path / 'samples' / f'real_{size[0]}_{size[1]}' / 'evaluate_gen' / 'eval_8.json'))
+  assert json.loads(open(record).read())['size'] == list(size)
+
+
 def test_evaluate_images_scores_a_folder_with_a_bad_file_and_other_sizes(tmp_path, stand_in_inception, capsys,
                                                                          caplog):
   write_images(str(tmp_path / 'data' / 'faces'), 30, size=(16, 16), seed=1)

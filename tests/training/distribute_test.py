@@ -111,6 +111,7 @@ def test_devices_flag_trains_and_test_mode_uses_the_checkpoint(tmp_path, tiny_id
     (['--devices', 'gpu zero,/cpu:0'], ["'gpu zero' is not a device name"]),
 ])
 def test_device_flags_are_checked(tmp_path, args, fragments):
+  (tmp_path / 'tiny').mkdir()  # (a folder: the device flags are the subject)
   assert_error(main_in_process('--train', '--dataset', 'tiny', *args, *dir_flags(tmp_path, tmp_path)), *fragments)
 
 
@@ -199,6 +200,7 @@ def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
 def test_multi_worker_on_a_cpu_refuses_bfloat16(tmp_path, monkeypatch):
   monkeypatch.setenv('TF_CONFIG', json.dumps({'cluster': {'worker': ['127.0.0.1:1', '127.0.0.1:2']},
                                               'task': {'type': 'worker', 'index': 0}}))
+  (tmp_path / 'tiny').mkdir()  # (the data is not read: the precision is refused first)
   assert_error(main_in_process('--train', '--dataset', 'tiny', '--strategy', 'multi_worker', '--device', '/cpu:0',
                                '--precision', 'bfloat16', *dir_flags(tmp_path, tmp_path)),
                '--precision bfloat16 with --strategy multi_worker', 'use --precision float32')
