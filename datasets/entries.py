@@ -229,10 +229,10 @@ def _open_checked(config, cache_dir, fresh=False, sample=False):
   lines = [f'{source.location}: {entries}, {len(good)} readable images, {len(scan.bad)} bad']
   if len(good):
     counts = lambda column, names: _most_common(collections.Counter(names[c] for c in column[good].tolist()))
-    sizes = collections.Counter(zip(scan.heights[good].tolist(), scan.widths[good].tolist()))
+    sizes = collections.Counter({f'{h}x{w}': n for (h, w), n in image_sizes(source).items()})
     lines += [f'  formats: {counts(scan.formats, scan.format_names)}',
               f'  modes: {counts(scan.modes, scan.mode_names)} -> trained as {channels_text(source.channels)}',
-              f'  sizes (height x width): {_most_common(collections.Counter(f"{h}x{w}" for h, w in sizes.elements()))}']
+              f'  sizes (height x width): {_most_common(sizes)}']
   if scan.bad:
     lines.append(f'  bad {source.unit} (skipped when training, fatal with --strict):')
     lines += [f'    {source.entry_name(i)}: {why}' for i, why in sorted(scan.bad.items())[:20]]
