@@ -7,7 +7,7 @@ groups (no absl test, TPU or developer flags) and --markdown_help with the same 
 code. Nothing here loads TensorFlow: a program that loads it only after its flags are checked answers at once.
 
 $ python main.py --help
-$ python main.py --train --epoch 0      # error: --epoch must be at least 1, not 0
+$ python main.py --train --epoch 0      # error: flag --epoch=0: 0 is not a positive integer (see --help)
 """
 
 import contextlib
@@ -52,6 +52,11 @@ def check_flag(name, holds, message):
   flags.register_validator(name, checker)
 
 
+def _flag_name(flag):
+  """How --help writes a flag: --[no]crop for a boolean, --epoch for the others."""
+  return f'--[no]{flag.name}' if isinstance(flag, flags.BooleanFlag) else f'--{flag.name}'
+
+
 def _default_text(flag):
   """A flag's default as --help says it: 'on'/'off' for a boolean, None where there is none."""
   if isinstance(flag, flags.BooleanFlag):
@@ -62,7 +67,7 @@ def _default_text(flag):
 
 def _flag_line(flag):
   """'  --[no]crop  Cut the centre ... (default: off)' wrapped to WIDTH, the help under its name when long."""
-  name, default = f'--[no]{flag.name}' if isinstance(flag, flags.BooleanFlag) else f'--{flag.name}', _default_text(flag)
+  name, default = _flag_name(flag), _default_text(flag)
   text = flag.help.strip() + (f' (default: {default})' if default is not None else '')
   indent = ' ' * (_NAME_COLUMN + 4)
   head = f'  {name}'
@@ -99,9 +104,8 @@ def help_markdown(program, intro, groups):
     parts += [f'## {title}', '', '| flag | default | what it does |', '| --- | --- | --- |']
     for name in names:
       flag = registered[name]
-      shown = f'--[no]{name}' if isinstance(flag, flags.BooleanFlag) else f'--{name}'
       default = _default_text(flag)
-      parts.append(f'| `{shown}` | {f"`{pipes(default)}`" if default else ""} | {html(flag.help)} |')
+      parts.append(f'| `{_flag_name(flag)}` | {f"`{pipes(default)}`" if default else ""} | {html(flag.help)} |')
     parts.append('')
   return '\n'.join(parts)
 
