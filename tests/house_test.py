@@ -10,6 +10,7 @@ from conftest import ROOT
 # The floors of docs/development.md's picture, from the ground up: a unit (a package, or a module at the root)
 # imports only from the floors below its own.
 FLOORS = [
+    ('hardware',),
     ('errors', 'ops'),
     ('common',),
     ('config', 'utils'),

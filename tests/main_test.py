@@ -195,6 +195,14 @@ def test_bad_input_gets_one_sentence_and_exit_code_2(tmp_path, args, fragments):
   assert set(os.listdir(tmp_path / 'ckpt')) <= {'datasets'} if os.path.exists(tmp_path / 'ckpt') else True
 
 
+def test_bfloat16_under_a_onednn_cap_below_it_is_refused_before_it_would_stop_the_process(tmp_path, monkeypatch):
+  monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', 'AVX2')  # (read when a step first runs: nothing here gets that far)
+  write_images(str(tmp_path / 'data' / 'pngs'), 3)
+  assert_error(main_in_process('--train', '--dataset', 'pngs', '--input_fname_pattern', '*.png', '--precision',
+                               'bfloat16', *dir_flags(tmp_path, str(tmp_path / 'data'))),
+               '--precision bfloat16 with ONEDNN_MAX_CPU_ISA=AVX2', 'use --precision float32 (auto picks it)')
+
+
 def test_check_data_and_failed_runs_leave_nothing_that_changes_what_later_commands_find(tmp_path):
   write_images(str(tmp_path / 'data' / 'pngs'), 8)
   data = ['--dataset', 'pngs', '--input_fname_pattern', '*.png', *dir_flags(tmp_path, tmp_path / 'data')]

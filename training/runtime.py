@@ -6,7 +6,8 @@
 - XLA on a CPU: a session's `global_jit_level` (main.py --xla) compiles nothing on a CPU unless TF_XLA_FLAGS holds
   --tf_xla_cpu_global_jit; with that flag and without --xla, nothing is compiled either.
 - Precision: --precision auto picks bfloat16 where the CPU has bfloat16 units (AMX or AVX512_BF16, read from
-  /proc/cpuinfo), mixed float16 on a GPU of compute capability 7.0 or newer, else float32 (auto_precision).
+  /proc/cpuinfo by hardware.py), mixed float16 on a GPU of compute capability 7.0 or newer, else float32
+  (auto_precision).
   Grappler's mixed-precision rewrites read their op lists from TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_* each time
   they run; the ops of the losses (FLOAT32_OPS) are moved to the deny list, so that the losses, sigmoid(D) and
   the losses' own gradients stay float32 (docs/precision.md compares bfloat16's quality with float32's).
@@ -17,11 +18,11 @@ $ python main.py --train --dataset digits    # main.py imports this first
 """
 
 import os
-import platform
 import sys
 import tempfile
 
 from common import progress
+import hardware
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
@@ -62,38 +63,6 @@ _import_tensorflow()
 import tensorflow as tf  # noqa: E402
 
 
-BFLOAT16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')  # the CPU flags of bfloat16 matrix units and instructions
-
-
-CPUINFO = '/proc/cpuinfo'
-
-
-def _cpuinfo(names, path=None):
-  """The value of the first line of /proc/cpuinfo (`path`: another file of its format) whose field is one of
-  `names`, or None where there is no such file or line."""
-  try:
-    with open(path or CPUINFO) as f:
-      for line in f:
-        name, colon, value = line.partition(':')
-        if colon and name.strip() in names:
-          return value.strip()
-  except OSError:
-    pass
-  return None
-
-
-def cpu_flags(path=None):
-  """The CPU's feature flags, from /proc/cpuinfo (`path`: another file of its format): an x86 CPU's `flags` line,
-  an ARM CPU's `Features`; an empty set where there is no such file or line."""
-  return set((_cpuinfo(('flags', 'Features'), path) or '').split())
-
-
-def cpu_model(path=None):
-  """The CPU's model name, from /proc/cpuinfo ('Intel(R) Xeon(R) Processor'); the platform's word for it where the
-  file does not say."""
-  return _cpuinfo(('model name',), path) or platform.processor() or platform.machine() or 'unknown CPU'
-
-
 MULTI_WORKER_NO_BFLOAT16 = ("TensorFlow 2.21's multi-worker runtime leaves the bfloat16 convolutions without "
                             "oneDNN's kernels")
 
@@ -111,9 +80,11 @@ def auto_precision(device, multi_worker=False):
       return 'mixed_float16', f'GPU {index} has compute capability {capability[0]}.{capability[1]}: tensor cores'
     known = f'{capability[0]}.{capability[1]}' if capability else 'unknown'
     return 'float32', f'GPU {index} has compute capability {known}, not 7.0 or newer'
-  units = [flag for flag in BFLOAT16_CPU_FLAGS if flag in cpu_flags()]
+  units = [flag for flag in hardware.BFLOAT16_CPU_FLAGS if flag in hardware.cpu_flags()]
   if units and multi_worker:
     return 'float32', f'this CPU has bfloat16 units, but {MULTI_WORKER_NO_BFLOAT16}'
   if units:
     return 'bfloat16', f'this CPU has bfloat16 units ({", ".join(units)})'
-  return 'float32', f'this CPU has no bfloat16 units (no {" or ".join(BFLOAT16_CPU_FLAGS)} flag)'
+  if hardware.onednn_isa_cap():
+    return 'float32', f'ONEDNN_MAX_CPU_ISA={hardware.onednn_isa_cap()} holds oneDNN below the bfloat16 units, if any'
+  return 'float32', f'this CPU has no bfloat16 units (no {" or ".join(hardware.BFLOAT16_CPU_FLAGS)} flag)'

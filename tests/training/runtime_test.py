@@ -1,7 +1,9 @@
-"""runtime.py: what --precision auto picks for the hardware (CPU flags and GPU compute capability faked)."""
+"""runtime.py and hardware.py: the CPU's flags as its kernels see them, and what --precision auto picks for the
+hardware (CPU flags and GPU compute capability faked)."""
 
 import pytest
 
+import hardware
 from training import runtime
 
 
@@ -11,13 +13,13 @@ from training import runtime
     ({'avx2', 'fma'}, ('float32', 'no amx_bf16 or avx512_bf16 flag')),
 ])
 def test_auto_precision_on_a_cpu_follows_its_bfloat16_flags(monkeypatch, flags, expected):
-  monkeypatch.setattr(runtime, 'cpu_flags', lambda: flags)
+  monkeypatch.setattr(hardware, 'cpu_flags', lambda: flags)
   precision, why = runtime.auto_precision('/cpu:0')
   assert precision == expected[0] and expected[1] in why, why
 
 
 def test_auto_precision_of_a_worker_of_several_is_float32(monkeypatch):
-  monkeypatch.setattr(runtime, 'cpu_flags', lambda: {'avx512_bf16', 'amx_bf16'})
+  monkeypatch.setattr(hardware, 'cpu_flags', lambda: {'avx512_bf16', 'amx_bf16'})
   precision, why = runtime.auto_precision('/cpu:0', multi_worker=True)
   assert precision == 'float32' and 'multi-worker runtime' in why, why
 
@@ -69,11 +71,39 @@ CPU implementer\t: 0x41
 def test_cpu_flags_and_auto_precision_from_a_cpuinfo_file(monkeypatch, tmp_path, text, present, absent, precision):
   path = tmp_path / 'cpuinfo'
   path.write_text(text)
-  flags = runtime.cpu_flags(str(path))
+  flags = hardware.cpu_flags(str(path))
   assert present <= flags and not absent & flags
-  monkeypatch.setattr(runtime, 'CPUINFO', str(path))
+  monkeypatch.setattr(hardware, 'CPUINFO', str(path))
   assert runtime.auto_precision('/cpu:0')[0] == precision
 
 
 def test_no_cpuinfo_is_no_flags(tmp_path):
-  assert runtime.cpu_flags(str(tmp_path / 'missing')) == set()
+  assert hardware.cpu_flags(str(tmp_path / 'missing')) == set()
+
+
+@pytest.mark.parametrize('cap, present, absent, precision', [
+    ('AVX2', {'avx', 'avx2', 'fpu'}, {'avx512f', 'avx512bw', 'avx512_bf16', 'avx512_fp16', 'amx_bf16'}, 'float32'),
+    ('avx512_core', {'avx2', 'avx512f', 'avx512bw'}, {'avx512_bf16', 'amx_bf16', 'amx_tile'}, 'float32'),
+    ('AVX512_CORE_BF16', {'avx512f', 'avx512_bf16'}, {'avx512_fp16', 'amx_bf16'}, 'bfloat16'),
+    ('AVX512_CORE_AMX', {'avx512_bf16', 'amx_bf16', 'amx_tile'}, set(), 'bfloat16'),
+    ('NO_SUCH_LEVEL', {'avx512_bf16', 'amx_bf16'}, set(), 'bfloat16'),
+])
+def test_a_onednn_cap_leaves_out_the_flags_above_it(monkeypatch, tmp_path, cap, present, absent, precision):
+  path = tmp_path / 'cpuinfo'
+  path.write_text(XEON_AMX)
+  monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', cap)
+  flags = hardware.cpu_flags(str(path))
+  assert present <= flags and not absent & flags, flags
+  monkeypatch.setattr(hardware, 'CPUINFO', str(path))
+  assert runtime.auto_precision('/cpu:0')[0] == precision
+
+
+@pytest.mark.parametrize('text, cap, avx2_only', [(EPYC_AVX2, None, True), (XEON_AMX, None, False),
+                                                (XEON_AMX, 'AVX2', True), (ARM, None, False)])
+def test_avx2_only_is_an_x86_cpu_without_avx512_as_onednn_sees_it(monkeypatch, tmp_path, text, cap, avx2_only):
+  path = tmp_path / 'cpuinfo'
+  path.write_text(text)
+  if cap:
+    monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', cap)
+  monkeypatch.setattr(hardware, 'CPUINFO', str(path))
+  assert hardware.avx2_only() is avx2_only
