@@ -5,18 +5,24 @@ Prints one JSON line per measurement, then a table. Measurements:
   each the best of 3: at the start and the end of the run, and after each round of each case. This VM's speed
   drifts by 10-20% over minutes, so a case's GFLOP/s is compared with the median matmul rate of its step's
   precision measured beside its own rounds (`of_matmul`).
-- one line per case (`mnist28-cond`, `rgb64`): a step is what `main.py --train` does per batch (one D update, then
-  --g_steps G updates), built from the real training graph on random in-memory images. Step time is the median of
-  --rounds x --steps timed steps after --warmup; GFLOP/s comes from the analytic FLOP count of one step
+- one line per case (`mnist28-cond`, `rgb64`, `rgb64-default`: bench/suite.py's CASES, each a size and a recipe):
+  a step is what `main.py --train` does per batch (one D update, then --g_steps G updates, with the case's
+  augmentation and G's moving average), built from the real training graph on random in-memory images. Step time
+  is the median of --rounds x --steps timed steps after --warmup; GFLOP/s comes from the analytic FLOP count of one step
   (step_flops below); --precision picks our step's precisions (main.py's flag; auto and float32 by default, each
   timed in every round). With
-  --compare_torch, bench/torch_twin.py runs the same case in a subprocess after each round of ours, in float32
-  and under bfloat16 autocast (alternating, so drift hits all alike); the ratios are its step times over ours.
+  --compare_torch, bench/torch_twin.py runs the same case and recipe in a subprocess after each round of ours, in
+  float32 and, where the CPU has bfloat16 units, under bfloat16 autocast (alternating, so drift hits all alike; on
+  other CPUs PyTorch emulates bfloat16, minutes a step); the ratios are its step times over ours, and `vs best`
+  is over the faster of its two.
+- --avx2_stand_in: the whole run (PyTorch's too) with oneDNN, PyTorch's kernels, MKL and OpenBLAS held to AVX2
+  (bench/suite.py AVX2_STAND_IN): an AVX2-only CPU played by this one, named so in every record.
 - `pipeline-decode`, `pipeline-cache`: the input pipeline alone (datasets.make_pipeline: read, decode, resize to
   64x64, batch; or read the --cache file) on the --pipeline_data folder, in images/s, against the images/s the
   rgb64 step consumes.
 
 $ .venv/bin/python bench/throughput.py --compare_torch      # needs: .venv/bin/pip install -r bench/requirements.txt
+$ .venv/bin/python bench/throughput.py --compare_torch --avx2_stand_in --cases rgb64-default
 $ .venv/bin/python bench/throughput.py --cases mnist28-cond --steps 20
 """
 
@@ -40,14 +46,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from app import completion  # noqa: E402
-from config import CONDITIONINGS, Config, UPSAMPLINGS  # noqa: E402
+from config import CONDITIONINGS, Config  # noqa: E402
+import hardware  # noqa: E402
 import datasets  # noqa: E402
 from training import trainer  # noqa: E402
 import suite  # noqa: E402  (bench/)
 
 tf1 = tf.compat.v1
 
-flags.DEFINE_list('cases', ['mnist28-cond', 'rgb64'], 'Cases to run: mnist28-cond, rgb64.')
+flags.DEFINE_list('cases', list(suite.CASES), f'Cases to run, of {", ".join(suite.CASES)} (bench/suite.py).')
 flags.DEFINE_integer('steps', 5, 'Timed steps per case and round.')
 flags.DEFINE_integer('rounds', 3, 'Rounds per case; with --compare_torch each round of ours is followed by one of '
                      'PyTorch.')
@@ -59,8 +66,8 @@ flags.DEFINE_multi_enum('precision', ['auto', 'float32'], ['auto', 'float32', 'b
                         "times every precision, then PyTorch's twin).")
 flags.DEFINE_enum('conditioning', 'mnist', CONDITIONINGS, "main.py --conditioning of mnist28-cond; "
                   "the PyTorch twin has the classic MNIST model only, so --compare_torch needs 'mnist'.")
-flags.DEFINE_enum('upsample', 'deconv', UPSAMPLINGS, "main.py --upsample: deconv by default, the "
-                  "PyTorch twin's layers (main.py's default for colour data is resize: --upsample resize times it).")
+flags.DEFINE_boolean('avx2_stand_in', False, 'Play an AVX2-only CPU: the run again with bench/suite.py '
+                     'AVX2_STAND_IN in its environment.')
 flags.DEFINE_boolean('compare_torch', False, 'Also time bench/torch_twin.py, alternating with our rounds.')
 flags.DEFINE_string('pipeline_data', os.path.join(ROOT, '..', 'shared', 'data', 'anime-faces'),
                     'Folder of images for the input pipeline measurement; skipped when absent. Empty: skip.')
@@ -84,12 +91,12 @@ def case_data(name):
 
 def case_config(name, scratch, precision):
   """The case's complete config at `precision` (main.py's --precision; auto resolved), as main.py would make it."""
-  height, width, _, _ = suite.CASES[name]
+  case = suite.CASES[name]
   precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
-  return completion.complete(Config(dataset=name, output_height=height, output_width=width,
+  return completion.complete(Config(dataset=name, output_height=case.height, output_width=case.width,
                                     batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
                                     precision=precision, conditioning=FLAGS.conditioning,
-                                    upsample=FLAGS.upsample),
+                                    upsample=case.upsample, augment=case.augment, ema=case.ema),
                              case_data(name))
 
 
@@ -132,12 +139,13 @@ def step_flops(cfg):
   (1) D update: G forward; D forward on real and on fake; D weight gradients for both; D input gradients for both
       but the first layer's (nothing upstream of the images is trained).
   (2) each G update: G forward; D forward on fake; D input gradients of every layer (they flow into G); G weight
-      gradients; G input gradients but the first layer's (z is not trained).
+      gradients; G input gradients but the first layer's (z is not trained); with G's moving average (--ema), one
+      more G forward, the average's, on the update's z (gan/average.py).
   """
   g, d = layer_flops(cfg)
   g_fwd, d_fwd = sum(f for _, f in g), sum(f for _, f in d)
   d_update = g_fwd + 2 * d_fwd + 2 * d_fwd + 2 * (d_fwd - d[0][1])
-  g_update = g_fwd + d_fwd + d_fwd + g_fwd + (g_fwd - g[0][1])
+  g_update = g_fwd + d_fwd + d_fwd + g_fwd + (g_fwd - g[0][1]) + (g_fwd if cfg.ema else 0)
   return cfg.batch_size * (d_update + cfg.g_steps * g_update)
 
 
@@ -157,7 +165,8 @@ def _measure_matmul():
     start = time.perf_counter()
     np.dot(a, a)
     best['numpy'] = max(best['numpy'], flops / (time.perf_counter() - start) / 1e9)
-  for key, dtype in (('tensorflow', tf.float32), ('tensorflow_bfloat16', tf.bfloat16)):
+  bfloat16 = set(hardware.BFLOAT16_CPU_FLAGS) & hardware.cpu_flags()  # (under a oneDNN cap below it, it would crash)
+  for key, dtype in (('tensorflow', tf.float32), ('tensorflow_bfloat16', tf.bfloat16))[:2 if bfloat16 else 1]:
     best[key] = 0.0
     with tf.Graph().as_default():
       x = tf1.get_variable('x', initializer=a)  # a variable, not a constant that Grappler would fold away
@@ -188,7 +197,9 @@ def torch_round(name, autocast=False):
 
 def run_case(name, scratch):
   """Times the case at each --precision and, with --compare_torch, PyTorch's twin; one record per precision."""
-  precisions = list(dict.fromkeys(FLAGS.precision))  # (each once, in order)
+  resolved = {flag: case_config(name, scratch, flag).precision for flag in FLAGS.precision}
+  precisions = [flag for flag in dict.fromkeys(FLAGS.precision)  # each step precision once (auto: the first)
+                if flag == next(f for f in FLAGS.precision if resolved[f] == resolved[flag])]
   runs = {precision: trainer.Trainer(case_config(name, scratch, precision), case_data(name))
           for precision in precisions}
   sessions = {precision: run.session() for precision, run in runs.items()}
@@ -208,11 +219,12 @@ def run_case(name, scratch):
         ours[precision].append(time.perf_counter() - start)
     rates = matmul_gflops()
     for precision, run in runs.items():
-      matmul[precision].append(rates['tensorflow_bfloat16'] if run.config.precision == 'bfloat16' else
+      matmul[precision].append(rates.get('tensorflow_bfloat16', 0.0) if run.config.precision == 'bfloat16' else
                                max(rates['numpy'], rates['tensorflow']))
     if FLAGS.compare_torch:
       theirs.extend(torch_round(name))
-      theirs_bf16.extend(torch_round(name, autocast=True))
+      if set(hardware.BFLOAT16_CPU_FLAGS) & hardware.cpu_flags():
+        theirs_bf16.extend(torch_round(name, autocast=True))
   for sess in sessions.values():
     sess.close()
   records = []
@@ -230,6 +242,9 @@ def run_case(name, scratch):
         record.update({f'{prefix}_step_time_s': round(torch_time, 4),
                        f'{prefix}_images_per_s': round(cfg.batch_size / torch_time, 1),
                        f'speedup_vs_{prefix}': round(torch_time / step_time, 3)})
+    if theirs:  # over PyTorch's best precision here
+      best = min(statistics.median(times) for times in (theirs, theirs_bf16) if times)
+      record.update(speedup_vs_torch_best=round(best / step_time, 3))
     records.append(_emit(record))
   return records
 
@@ -267,6 +282,8 @@ def run_pipeline(folder, consumed_images_per_s, scratch):
 
 def main(argv):
   del argv
+  if FLAGS.avx2_stand_in:
+    suite.play_avx2()
   if FLAGS.matmul_only:
     return _measure_matmul()
   unknown = set(FLAGS.cases) - set(suite.CASES)
@@ -290,21 +307,22 @@ def main(argv):
     with tempfile.TemporaryDirectory() as scratch:
       pipeline = run_pipeline(FLAGS.pipeline_data, rgb64, scratch)
 
-  peak_bf16 = max(m['tensorflow_bfloat16'] for m in matmul)
+  peak_bf16 = max(m.get('tensorflow_bfloat16', 0.0) for m in matmul)
   print(f'\n{suite.machine_line()}')
   print(f'matmul {MATMUL_SIZE}x{MATMUL_SIZE}: best float32 {peak:.0f} GFLOP/s, bfloat16 {peak_bf16:.0f} GFLOP/s over '
         'the run; "matmul GFLOP/s" below is the median of those of the step\'s precision measured right after each '
         'round of the case\n')
   print('| case | precision | step time (s) | images/s | GFLOP/s | matmul GFLOP/s | of matmul | PyTorch float32 '
-        'images/s | vs it | PyTorch bfloat16 autocast images/s | vs it |')
-  print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+        'images/s | vs it | PyTorch bfloat16 autocast images/s | vs it | vs its best |')
+  print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for r in results:
     torch_cells = ' | '.join(
         f"{r[f'{prefix}_images_per_s']:.1f} | {r[f'speedup_vs_{prefix}']:.2f}x" if f'speedup_vs_{prefix}' in r
         else '- | -' for prefix in ('torch', 'torch_bf16'))
     print(f"| {r['case']} | {r['precision_flag']}: {r['precision']} | {r['step_time_s']:.3f} | "
           f"{r['images_per_s']:.1f} | "
-          f"{r['gflops']:.0f} | {r['matmul_gflops']:.0f} | {100 * r['of_matmul']:.0f}% | {torch_cells} |")
+          f"{r['gflops']:.0f} | {r['matmul_gflops']:.0f} | {100 * r['of_matmul']:.0f}% | {torch_cells} | "
+          + (f"{r['speedup_vs_torch_best']:.2f}x |" if 'speedup_vs_torch_best' in r else '- |'))
   for p in pipeline:
     print(f"\ninput pipeline ({p['case']}) on {p['files']} files: {p['images_per_s']:.0f} images/s"
           + (f", {p['headroom']:.0f}x what the rgb64 step consumes" if 'headroom' in p else ''), end='')

@@ -3,10 +3,15 @@ bench/throughput.py --compare-torch measures us against.
 
 Same layers and sizes (5x5 stride-2 convolutions, batch norm, the conditional MNIST model's label concatenation),
 same losses (sigmoid cross-entropy on D's logits), same optimizers (two Adams, lr 2e-4, beta1 0.5) and the same
-step: one D update on a real and a generated batch, then --g_steps G updates on the same z. Images are random
-(the input pipeline is measured apart). PyTorch is a benchmark-only dependency: pip install -r bench/requirements.txt
+step: one D update on a real and a generated batch, then --g_steps G updates on the same z. And each case's recipe
+(bench/suite.py CASES), as a PyTorch user would add it: G's upsampling by nn.Upsample then a 3x3 convolution
+(--upsample resize), DiffAugment's translation and cutout on every image D sees (the authors' DiffAugment_pytorch.py,
+mit-han-lab/data-efficient-gans), and G's moving average (torch.optim.swa_utils.AveragedModel, updated after each
+G update, then run in training mode on that update's z so that its batch norms keep statistics of its own, as
+gan/average.py's do). Images are random (the input pipeline is measured apart). PyTorch is a benchmark-only
+dependency: pip install -r bench/requirements.txt
 
-$ .venv/bin/python bench/torch_twin.py --case rgb64 --steps 5
+$ .venv/bin/python bench/torch_twin.py --case rgb64-default --steps 5
 """
 
 import argparse
@@ -18,8 +23,9 @@ import time
 import torch
 from torch import nn
 import torch.nn.functional as F
+from torch.optim import swa_utils
 
-from suite import CASES  # noqa: E402  (name: (height, width, channels, label classes), as our side's)
+from suite import CASES  # noqa: E402  (name: a Case of size and recipe, as our side's)
 Z_DIM, GF, DF, GFC, DFC = 100, 64, 64, 1024, 1024
 
 
@@ -29,6 +35,51 @@ def _conv(cin, cout):
 
 def _deconv(cin, cout):
   return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
+
+
+def _resize_conv(cin, cout):
+  return nn.Sequential(nn.Upsample(scale_factor=2, mode='nearest'), nn.Conv2d(cin, cout, 3, padding=1))
+
+
+UPSAMPLINGS = {'deconv': _deconv, 'resize': _resize_conv}
+
+
+def rand_translation(x, ratio=0.125):
+  """DiffAugment's translation (DiffAugment_pytorch.py): each image moved by up to `ratio` of its size, zeros in."""
+  shift_x, shift_y = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
+  translation_x = torch.randint(-shift_x, shift_x + 1, size=[x.size(0), 1, 1])
+  translation_y = torch.randint(-shift_y, shift_y + 1, size=[x.size(0), 1, 1])
+  grid_batch, grid_x, grid_y = torch.meshgrid(torch.arange(x.size(0)), torch.arange(x.size(2)),
+                                              torch.arange(x.size(3)), indexing='ij')
+  grid_x = torch.clamp(grid_x + translation_x + 1, 0, x.size(2) + 1)
+  grid_y = torch.clamp(grid_y + translation_y + 1, 0, x.size(3) + 1)
+  x_pad = F.pad(x, [1, 1, 1, 1, 0, 0, 0, 0])
+  return x_pad.permute(0, 2, 3, 1).contiguous()[grid_batch, grid_x, grid_y].permute(0, 3, 1, 2)
+
+
+def rand_cutout(x, ratio=0.5):
+  """DiffAugment's cutout (DiffAugment_pytorch.py): a square of `ratio` of the size zeroed at a random place."""
+  cutout_size = int(x.size(2) * ratio + 0.5), int(x.size(3) * ratio + 0.5)
+  offset_x = torch.randint(0, x.size(2) + (1 - cutout_size[0] % 2), size=[x.size(0), 1, 1])
+  offset_y = torch.randint(0, x.size(3) + (1 - cutout_size[1] % 2), size=[x.size(0), 1, 1])
+  grid_batch, grid_x, grid_y = torch.meshgrid(torch.arange(x.size(0)), torch.arange(cutout_size[0]),
+                                              torch.arange(cutout_size[1]), indexing='ij')
+  grid_x = torch.clamp(grid_x + offset_x - cutout_size[0] // 2, min=0, max=x.size(2) - 1)
+  grid_y = torch.clamp(grid_y + offset_y - cutout_size[1] // 2, min=0, max=x.size(3) - 1)
+  mask = torch.ones(x.size(0), x.size(2), x.size(3), dtype=x.dtype)
+  mask[grid_batch, grid_x, grid_y] = 0
+  return x * mask.unsqueeze(1)
+
+
+AUGMENTATIONS = {'translation': rand_translation, 'cutout': rand_cutout}
+
+
+def diff_augment(x, policy):
+  """The augmentations of `policy` ('translation,cutout'; 'none': none), in its order, as DiffAugment applies them."""
+  for name in policy.split(','):
+    if name != 'none':
+      x = AUGMENTATIONS[name](x)
+  return x
 
 
 def _init(module):
@@ -44,16 +95,17 @@ def _with_label_maps(x, y):
 
 class Generator(nn.Module):
 
-  def __init__(self, height, channels):
+  def __init__(self, height, channels, upsample='deconv'):
     super().__init__()
     self.s16 = height // 16
     self.project = nn.Linear(Z_DIM, GF * 8 * self.s16 * self.s16)
     self.bn0 = nn.BatchNorm2d(GF * 8, momentum=0.1, eps=1e-5)
+    up = UPSAMPLINGS[upsample]
     self.body = nn.Sequential(
-        _deconv(GF * 8, GF * 4), nn.BatchNorm2d(GF * 4), nn.ReLU(True),
-        _deconv(GF * 4, GF * 2), nn.BatchNorm2d(GF * 2), nn.ReLU(True),
-        _deconv(GF * 2, GF), nn.BatchNorm2d(GF), nn.ReLU(True),
-        _deconv(GF, channels), nn.Tanh())
+        up(GF * 8, GF * 4), nn.BatchNorm2d(GF * 4), nn.ReLU(True),
+        up(GF * 4, GF * 2), nn.BatchNorm2d(GF * 2), nn.ReLU(True),
+        up(GF * 2, GF), nn.BatchNorm2d(GF), nn.ReLU(True),
+        up(GF, channels), nn.Tanh())
 
   def forward(self, z, y=None):
     net = self.project(z).view(-1, GF * 8, self.s16, self.s16)
@@ -110,22 +162,25 @@ class ConditionalDiscriminator(nn.Module):
 
 
 def build(case):
-  height, _, channels, classes = CASES[case]
-  if classes:
+  height, _, channels, classes, upsample = CASES[case][:5]
+  if classes:  # (the conditional MNIST model has transposed convolutions only, as networks._mnist_generator)
     nets = ConditionalGenerator(height, channels, classes), ConditionalDiscriminator(height, channels, classes)
   else:
-    nets = Generator(height, channels), Discriminator(height, channels)
+    nets = Generator(height, channels, upsample), Discriminator(height, channels)
   for net in nets:
     net.apply(_init)
   return nets
 
 
-def trainer(g, d, g_steps=2, autocast=False):
+def trainer(g, d, g_steps=2, autocast=False, augment='none', ema=0.0):
   """The training step of the twin: step(images, z, y) updates D once on the real `images` and on G(z), then G
-  `g_steps` times on the same z, and returns (D's loss, G's loss) as floats."""
+  `g_steps` times on the same z, and returns (D's loss, G's loss) as floats. D sees every image through
+  diff_augment(., `augment`); with `ema` > 0, G's moving average of that decay follows each G update (step.average
+  is that AveragedModel)."""
   g_opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
   d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
   xent = nn.BCEWithLogitsLoss()
+  average = swa_utils.AveragedModel(g, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(ema)) if ema else None
 
   def step(images, z, y):
     ones, zeros = torch.ones(len(images), 1), torch.zeros(len(images), 1)
@@ -134,28 +189,34 @@ def trainer(g, d, g_steps=2, autocast=False):
     with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
       with torch.no_grad():
         fake = g(z, y)
-      d_loss = xent(d(images, y).float(), ones) + xent(d(fake, y).float(), zeros)
+      d_loss = (xent(d(diff_augment(images, augment), y).float(), ones)
+                + xent(d(diff_augment(fake, augment), y).float(), zeros))
     d_loss.backward()
     d_opt.step()
     # (2) update G g_steps times on the same z
     for _ in range(g_steps):
       g_opt.zero_grad(set_to_none=True)
       with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
-        g_loss = xent(d(g(z, y), y).float(), ones)
+        g_loss = xent(d(diff_augment(g(z, y), augment), y).float(), ones)
       g_loss.backward()
       g_opt.step()
+      if average is not None:
+        average.update_parameters(g)
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+          average(z, y)  # (in training mode: its batch norms' statistics move)
     return d_loss.item(), g_loss.item()
 
+  step.average = average
   return step
 
 
 def run(case, batch_size=64, steps=10, warmup=2, g_steps=2, seed=0, autocast=False):
   """Times `steps` training steps after `warmup` untimed ones (with `autocast`, the forward passes under
   torch.autocast('cpu', dtype=torch.bfloat16)). Returns the list of step times in seconds."""
-  height, width, channels, classes = CASES[case]
+  height, width, channels, classes, _, augment, ema = CASES[case]
   torch.manual_seed(seed)
   g, d = build(case)
-  step = trainer(g, d, g_steps, autocast)
+  step = trainer(g, d, g_steps, autocast, augment, ema)
   images = torch.rand(batch_size, channels, height, width) * 2 - 1
   labels = F.one_hot(torch.randint(0, max(classes, 1), (batch_size,)), max(classes, 1)).float()
   y = labels if classes else None
