@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import hardware
 import ops
 
 tf1 = tf.compat.v1
@@ -298,3 +299,36 @@ def test_spectral_norm_brings_the_largest_singular_value_to_one_and_keeps_u_in_t
   largest = np.linalg.svd(weights.reshape(-1, 10), compute_uv=False)[0]
   assert np.linalg.svd(result.reshape(-1, 10), compute_uv=False)[0] == pytest.approx(1.0, abs=1e-3)
   np.testing.assert_allclose(result, weights / largest, rtol=1e-3)
+
+
+def _batch_norm_on_the_cpu(avx2_only, monkeypatch, labels=False):
+  """A training-mode batch norm on '/cpu:0' of a fixed [4, 3, 5, 6] map, with `hardware.avx2_only` faked: its
+  output, its input's and scale's gradients, its moving statistics after one update, and the shape the fused
+  kernel normalizes."""
+  monkeypatch.setattr(hardware, 'avx2_only', lambda: avx2_only)
+  rng = np.random.default_rng(0)
+  with tf.Graph().as_default() as graph, tf.device('/cpu:0'):
+    x = tf.constant(rng.normal(2.0, 3.0, [4, 3, 5, 6]).astype(np.float32))
+    one_hot = tf.one_hot([0, 1, 1, 0], 2) if labels else None
+    y = ops.batch_norm(x, is_training=True, labels=one_hot, name='bn')
+    gamma = tf1.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES, 'bn/gamma')[0]
+    loss = tf.reduce_sum(y * tf.constant(rng.normal(size=[4, 3, 5, 6]).astype(np.float32)))
+    grads = tf.gradients(loss, [x, gamma])
+    statistics = tf1.get_collection(ops.BATCH_NORM_STATISTICS)
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      values = sess.run([y, *grads])
+      sess.run(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+      values += sess.run(statistics)
+    fused = next(op for op in graph.get_operations() if op.type == 'FusedBatchNormV3')
+    return values, tuple(fused.inputs[0].shape), y.shape
+
+
+@pytest.mark.parametrize('labels', [False, True])
+def test_batch_norm_by_rows_on_avx2_cpus_is_the_same_normalization(monkeypatch, labels):
+  rows, rows_input, rows_shape = _batch_norm_on_the_cpu(True, monkeypatch, labels)
+  maps, maps_input, maps_shape = _batch_norm_on_the_cpu(False, monkeypatch, labels)
+  assert rows_shape == maps_shape == (4, 3, 5, 6)
+  assert rows_input == (60, 1, 1, 6) and maps_input == (4, 3, 5, 6)  # (the rule is taken on the AVX2 kind only)
+  for by_rows, by_map in zip(rows, maps):
+    np.testing.assert_allclose(by_rows, by_map, rtol=1e-4, atol=1e-4)
