@@ -62,6 +62,13 @@ def cpu_flags(path=None):
   return flags
 
 
+def bfloat16_units():
+  """The flags of BFLOAT16_CPU_FLAGS the CPU has, as its kernels see it (cpu_flags()), in that order: [] where
+  bfloat16 would be emulated (or, under a oneDNN cap below it, stop the process)."""
+  flags = cpu_flags()
+  return [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags]
+
+
 def avx2_only(flags=None):
   """Whether the CPU (`flags`: a set of cpu_flags() instead) is an x86 one whose widest vectors are AVX2's, as
   oneDNN may use them: AVX2 and no AVX-512 (an AVX2-only CPU, or a newer one held to AVX2 by ONEDNN_MAX_CPU_ISA)."""

@@ -207,12 +207,12 @@ def _precision(runtime, tf, device, multi_worker):
     raise UserError('--precision mixed_float16 is for GPUs (float16 on tensor cores), and this run is on the CPU, '
                     "where TensorFlow's float16 rewrite crashes drawing the sample grid: use --precision auto "
                     '(bfloat16 where the CPU has bfloat16 units) or float32')
-  if FLAGS.precision == 'bfloat16' and not on_gpu and hardware.onednn_isa_cap() \
-      and not set(hardware.BFLOAT16_CPU_FLAGS) & hardware.cpu_flags():
-    raise UserError(f'--precision bfloat16 with ONEDNN_MAX_CPU_ISA={hardware.onednn_isa_cap()}: oneDNN is held '
-                    "below bfloat16 there and TensorFlow's bfloat16 kernels stop the process; use --precision "
-                    'float32 (auto picks it), or unset ONEDNN_MAX_CPU_ISA')
-  if FLAGS.precision == 'bfloat16' and not set(hardware.BFLOAT16_CPU_FLAGS) & hardware.cpu_flags():
+  if FLAGS.precision == 'bfloat16' and not hardware.bfloat16_units():
+    cap = hardware.onednn_isa_cap()
+    if cap and not on_gpu:
+      raise UserError(f'--precision bfloat16 with ONEDNN_MAX_CPU_ISA={cap}: oneDNN is held below bfloat16 there '
+                      "and TensorFlow's bfloat16 kernels stop the process; use --precision float32 (auto picks "
+                      'it), or unset ONEDNN_MAX_CPU_ISA')
     logging.warning('--precision bfloat16 on a CPU without bfloat16 units (no %s flag): it works, but expect it '
                     'to be slower than float32', ' or '.join(hardware.BFLOAT16_CPU_FLAGS))
   return FLAGS.precision

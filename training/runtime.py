@@ -80,7 +80,7 @@ def auto_precision(device, multi_worker=False):
       return 'mixed_float16', f'GPU {index} has compute capability {capability[0]}.{capability[1]}: tensor cores'
     known = f'{capability[0]}.{capability[1]}' if capability else 'unknown'
     return 'float32', f'GPU {index} has compute capability {known}, not 7.0 or newer'
-  units = [flag for flag in hardware.BFLOAT16_CPU_FLAGS if flag in hardware.cpu_flags()]
+  units = hardware.bfloat16_units()
   if units and multi_worker:
     return 'float32', f'this CPU has bfloat16 units, but {MULTI_WORKER_NO_BFLOAT16}'
   if units:

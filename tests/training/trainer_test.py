@@ -190,7 +190,7 @@ def _bfloat16_ops(run, sess, fetch, feed):
           if 'T' in node.attr and node.attr['T'].type == tf.bfloat16.as_datatype_enum}
 
 
-@pytest.mark.skipif(not set(hardware.BFLOAT16_CPU_FLAGS) & hardware.cpu_flags(),
+@pytest.mark.skipif(not hardware.bfloat16_units(),
                     reason='the oneDNN bfloat16 rewrite applies only on CPUs with amx_bf16 or avx512_bf16')
 def test_bfloat16_runs_the_matmuls_in_bfloat16_and_a_checkpoint_resumes_at_either_precision(tmp_path):
   write_idx_dataset(str(tmp_path / 'data' / 'tiny'), 16)
