@@ -21,13 +21,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from training import runtime  # noqa: E402  (before tensorflow)
+from training import runtime  # noqa: E402, F401  (before tensorflow)
 
 from absl import app, flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from app import completion  # noqa: E402
-from config import Config  # noqa: E402
 import ops  # noqa: E402
 from training import trainer  # noqa: E402
 import suite  # noqa: E402  (bench/)
@@ -52,26 +50,17 @@ FLAGS = flags.FLAGS
 
 def side(name, scratch, rule_on):
   """(trainer, session) of case `name` with the rule forced to `rule_on` while its graph is built."""
-  case = suite.CASES[name]
   data = suite.random_case(name, FLAGS.batch_size * (FLAGS.warmup + 2 * FLAGS.rounds * FLAGS.steps))
-  precision = runtime.auto_precision('/cpu:0')[0] if FLAGS.precision == 'auto' else FLAGS.precision
-  cfg = completion.complete(Config(dataset=name, output_height=case.height, output_width=case.width,
-                                   batch_size=FLAGS.batch_size, checkpoint_dir=os.path.join(scratch, str(rule_on)),
-                                   precision=precision, conditioning='mnist', upsample=case.upsample,
-                                   augment=case.augment, ema=case.ema), data)
-  name, taken = RULES[FLAGS.rule]
-  original = getattr(ops, name)
-  setattr(ops, name, taken if rule_on else lambda *args: False)
+  cfg = suite.case_config(name, data, FLAGS.precision, batch_size=FLAGS.batch_size,
+                          checkpoint_dir=os.path.join(scratch, str(rule_on)), conditioning='mnist')
+  function, taken = RULES[FLAGS.rule]
+  original = getattr(ops, function)
+  setattr(ops, function, taken if rule_on else lambda *args: False)
   try:
     run = trainer.Trainer(cfg, data)
   finally:
-    setattr(ops, name, original)
-  sess = run.session()
-  sess.run(run.dcgan.init)
-  run.start_epoch(sess, 0, 0)
-  for step in range(FLAGS.warmup):
-    run.train_step(sess, step)
-  return run, sess
+    setattr(ops, function, original)
+  return run, suite.started(run, FLAGS.warmup)
 
 
 def picks():

@@ -26,8 +26,6 @@ from training import runtime  # noqa: E402, F401  (before tensorflow)
 from absl import app, flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from app import completion  # noqa: E402
-from config import Config  # noqa: E402
 from training import trainer  # noqa: E402
 import suite  # noqa: E402  (bench/)
 
@@ -82,20 +80,12 @@ def main(argv):
   del argv
   if FLAGS.avx2_stand_in:
     suite.play_avx2()
-  case = suite.CASES[FLAGS.case]
-  data = suite.random_case(FLAGS.case, FLAGS.batch_size * (FLAGS.warmup + FLAGS.steps))
-  precision = runtime.auto_precision('/cpu:0')[0] if FLAGS.precision == 'auto' else FLAGS.precision
+  data = suite.random_case(FLAGS.case, FLAGS.batch_size * (FLAGS.warmup + 2 * FLAGS.steps))
   with tempfile.TemporaryDirectory() as scratch:
-    cfg = completion.complete(Config(dataset=FLAGS.case, output_height=case.height, output_width=case.width,
-                                     batch_size=FLAGS.batch_size, checkpoint_dir=scratch, precision=precision,
-                                     conditioning='mnist', upsample=case.upsample, augment=case.augment,
-                                     ema=case.ema), data)
+    cfg = suite.case_config(FLAGS.case, data, FLAGS.precision, batch_size=FLAGS.batch_size, checkpoint_dir=scratch,
+                            conditioning='mnist')
     run = trainer.Trainer(cfg, data)
-    sess = run.session()
-    sess.run(run.dcgan.init)
-    run.start_epoch(sess, 0, 0)
-    for step in range(FLAGS.warmup):
-      run.train_step(sess, step)
+    sess = suite.started(run, FLAGS.warmup)
     untraced = []
     for step in range(FLAGS.warmup, FLAGS.warmup + FLAGS.steps):
       start = time.perf_counter()

@@ -67,6 +67,34 @@ def machine_line():
   return f'{cpu["cpu"]} ({", ".join(cpu["flags"]) or "no speed flag"}{cap})'
 
 
+def precision_of(flag):
+  """What main.py's --precision `flag` means for a step on this CPU ('auto' resolved)."""
+  from training import runtime  # pylint: disable=import-outside-toplevel; (TensorFlow: not for the twin)
+  return runtime.auto_precision('/cpu:0')[0] if flag == 'auto' else flag
+
+
+def case_config(name, data, precision='auto', **fields):
+  """The complete Config of case `name` on `data` (random_case's) as main.py would make it: the case's size and
+  recipe, --precision `precision` (auto resolved), and `fields` (batch_size, checkpoint_dir, ...) beside them."""
+  from app import completion  # pylint: disable=import-outside-toplevel; (TensorFlow: not for the twin)
+  from config import Config  # pylint: disable=import-outside-toplevel
+  case = CASES[name]
+  return completion.complete(Config(dataset=name, output_height=case.height, output_width=case.width,
+                                    precision=precision_of(precision), upsample=case.upsample, augment=case.augment,
+                                    ema=case.ema, **fields), data)
+
+
+def started(run, warmup):
+  """A session of the training.Trainer `run`, its variables initialized, its first epoch started and `warmup`
+  steps trained (untimed): ready to time step `warmup` on."""
+  sess = run.session()
+  sess.run(run.dcgan.init)
+  run.start_epoch(sess, 0, 0)
+  for step in range(warmup):
+    run.train_step(sess, step)
+  return sess
+
+
 def random_case(name, count, seed=0):
   """A datasets.PixelSource of `count` random images of case `name`, with random labels where it has classes."""
   import datasets  # pylint: disable=import-outside-toplevel; (TensorFlow: not for the twin, which reads CASES only)

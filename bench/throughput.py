@@ -39,13 +39,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from training import runtime  # noqa: E402  (before tensorflow)
+from training import runtime  # noqa: E402, F401  (before tensorflow)
 
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from app import completion  # noqa: E402
 from config import CONDITIONINGS, Config  # noqa: E402
 import hardware  # noqa: E402
 import datasets  # noqa: E402
@@ -91,13 +90,8 @@ def case_data(name):
 
 def case_config(name, scratch, precision):
   """The case's complete config at `precision` (main.py's --precision; auto resolved), as main.py would make it."""
-  case = suite.CASES[name]
-  precision = runtime.auto_precision('/cpu:0')[0] if precision == 'auto' else precision
-  return completion.complete(Config(dataset=name, output_height=case.height, output_width=case.width,
-                                    batch_size=FLAGS.batch_size, checkpoint_dir=scratch, xla=FLAGS.xla,
-                                    precision=precision, conditioning=FLAGS.conditioning,
-                                    upsample=case.upsample, augment=case.augment, ema=case.ema),
-                             case_data(name))
+  return suite.case_config(name, case_data(name), precision, batch_size=FLAGS.batch_size, checkpoint_dir=scratch,
+                           xla=FLAGS.xla, conditioning=FLAGS.conditioning)
 
 
 def layer_flops(cfg):
@@ -165,8 +159,9 @@ def _measure_matmul():
     start = time.perf_counter()
     np.dot(a, a)
     best['numpy'] = max(best['numpy'], flops / (time.perf_counter() - start) / 1e9)
-  bfloat16 = set(hardware.BFLOAT16_CPU_FLAGS) & hardware.cpu_flags()  # (under a oneDNN cap below it, it would crash)
-  for key, dtype in (('tensorflow', tf.float32), ('tensorflow_bfloat16', tf.bfloat16))[:2 if bfloat16 else 1]:
+  # (bfloat16 only where the CPU has its units: under a oneDNN cap below it, the matmul would stop the process)
+  precisions = (('tensorflow', tf.float32), ('tensorflow_bfloat16', tf.bfloat16))
+  for key, dtype in precisions[:2 if hardware.bfloat16_units() else 1]:
     best[key] = 0.0
     with tf.Graph().as_default():
       x = tf1.get_variable('x', initializer=a)  # a variable, not a constant that Grappler would fold away
@@ -197,20 +192,16 @@ def torch_round(name, autocast=False):
 
 def run_case(name, scratch):
   """Times the case at each --precision and, with --compare_torch, PyTorch's twin; one record per precision."""
-  resolved = {flag: case_config(name, scratch, flag).precision for flag in FLAGS.precision}
-  precisions = [flag for flag in dict.fromkeys(FLAGS.precision)  # each step precision once (auto: the first)
-                if flag == next(f for f in FLAGS.precision if resolved[f] == resolved[flag])]
+  first_flag = {}  # each step precision once, under the first flag that means it (auto: float32 on some CPUs)
+  for flag in FLAGS.precision:
+    first_flag.setdefault(suite.precision_of(flag), flag)
+  precisions = list(first_flag.values())
   runs = {precision: trainer.Trainer(case_config(name, scratch, precision), case_data(name))
           for precision in precisions}
-  sessions = {precision: run.session() for precision, run in runs.items()}
+  sessions = {precision: suite.started(run, FLAGS.warmup) for precision, run in runs.items()}
   ours = {precision: [] for precision in precisions}
   matmul = {precision: [] for precision in precisions}  # the best matmul GFLOP/s of the step's precision
   theirs, theirs_bf16 = [], []
-  for precision, run in runs.items():
-    sessions[precision].run(run.dcgan.init)
-    run.start_epoch(sessions[precision], 0, 0)
-    for step in range(FLAGS.warmup):
-      run.train_step(sessions[precision], step)
   for round_ in range(FLAGS.rounds):  # each round: ours at each precision, the matmul rates, then PyTorch's
     for precision, run in runs.items():
       for step in range(FLAGS.steps):
@@ -223,7 +214,7 @@ def run_case(name, scratch):
                                max(rates['numpy'], rates['tensorflow']))
     if FLAGS.compare_torch:
       theirs.extend(torch_round(name))
-      if set(hardware.BFLOAT16_CPU_FLAGS) & hardware.cpu_flags():
+      if hardware.bfloat16_units():
         theirs_bf16.extend(torch_round(name, autocast=True))
   for sess in sessions.values():
     sess.close()
