@@ -14,6 +14,7 @@ from absl import logging
 from PIL import Image
 
 from common import disk
+from common import memory
 from config import MNIST_DATASET
 from errors import UserError
 from . import digits
@@ -111,9 +112,14 @@ def load_idx_folder(folder):
   return np.concatenate(images), np.concatenate(labels)
 
 
-def _resize_all(images, height, width):
+def _resize_all(images, height, width, name):
+  """The images resized to height x width in memory (refused first where they would not fit: memory.check)."""
   if images.shape[1:3] == (height, width):
     return images
+  # the resized images twice over (Pillow's list, then the stacked array) beside the files' own
+  memory.check(2 * len(images) * height * width + images.nbytes,
+               f'resizing the {len(images)} images of {name} to {height}x{width} in memory',
+               f'use a smaller --output_height (the images are {images.shape[1]}x{images.shape[2]})')
   return np.stack([np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
                    for image in images])
 
@@ -141,8 +147,8 @@ class IdxSource(PixelSource):
     if not os.path.isdir(folder):
       raise missing(config)
     images, labels = load_idx_folder(folder)
-    source = cls(config.dataset, _resize_all(images, config.output_height, config.output_width)[..., np.newaxis],
-                 labels)
+    resized = _resize_all(images, config.output_height, config.output_width, config.dataset)
+    source = cls(config.dataset, resized[..., np.newaxis], labels)
     source.native_size = images.shape[1:]
     return source
 

@@ -16,7 +16,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from common import memory
 from datasets import digits
+from datasets import idx
 from training import checkpoints
 from conftest import (ROOT, TINY_MODEL, assert_error, assert_same_values, assert_user_error, dir_flags, encode,
                       lmdb_of_images, main_in_process, once_per_run, read_events, run_main, shared, write_images,
@@ -481,3 +483,28 @@ def test_more_classes_than_grid_rows_show_an_even_spread_and_say_which(tmp_path,
       f'class{index:02d}' for index in range(20)] + ['class00']
   with Image.open(out / 'grid.png') as grid:  # 20 labels are too many for a column each: 7 columns, not 40
     assert grid.size == (7 * 18 + 2, 6 * 18 + 2)
+
+
+def test_an_output_size_that_would_not_fit_in_memory_is_refused_with_its_estimate_before_any_work(
+    tmp_path, tiny_idx_root, monkeypatch):
+  meminfo = tmp_path / 'meminfo'  # a machine of 24 GB, as these VMs have (memory_test covers cgroup limits)
+  meminfo.write_text('MemTotal:       24000000 kB\nMemAvailable:   23000000 kB\n')
+  monkeypatch.setattr(memory, 'MEMINFO', str(meminfo))
+  monkeypatch.setattr(memory, 'CGROUP_LIMITS', ())
+  write_images(str(tmp_path / 'data' / 'faces'), 64, size=(8, 8))
+  # a folder is decoded batch by batch: its step at 1000x1000 (its graph's tensors, before any is allocated)
+  error = assert_error(main_in_process('--train', '--dataset', 'faces', '--input_fname_pattern', '*.png',
+                                       '--output_height', '1000', *dir_flags(tmp_path, tmp_path / 'data')),
+                       'a training step at 1000x1000 with --batch_size 64 needs about',
+                       'more than the 24.6 GB this machine has: use a smaller --output_height or --batch_size')
+  assert float(error.split('needs about ')[1].split(' GB')[0]) > 24.6
+  assert not os.path.exists(tmp_path / 'samples') and set(os.listdir(tmp_path / 'ckpt')) <= {'datasets'}
+  # MNIST-style files are resized in memory when opened: that is checked before the first image is
+  meminfo.write_text('MemTotal:       100000 kB\nMemAvailable:   90000 kB\n')
+  resized = []
+  monkeypatch.setattr(idx.Image, 'fromarray', lambda *args: resized.append(args))
+  assert_error(main_in_process('--train', '--dataset', 'tiny', '--output_height', '1000',
+                               *dir_flags(tmp_path, tiny_idx_root)),
+               'resizing the 96 images of tiny to 1000x1000 in memory needs about 0.2 GB of memory, more than the '
+               '0.1 GB this machine has: use a smaller --output_height (the images are 28x28)')
+  assert not resized

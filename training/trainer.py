@@ -20,6 +20,7 @@ from absl import logging
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from . import checkpoints
+from . import footprint
 from config import save_config
 import datasets
 from gan import losses
@@ -106,6 +107,7 @@ class Trainer:
   def __init__(self, config, dataset):
     self.config, self.dataset = config, dataset
     self.dcgan = model.DCGAN(config, dataset)
+    footprint.check_step(self.dcgan.graph, config)  # (before the session allocates anything)
     self.steps_per_epoch = self.dcgan.steps_per_epoch
     self.worker, self.num_workers = config.worker_index, config.num_workers
     self.is_chief = self.worker == 0  # writes checkpoints, samples and summaries; other workers only train
